@@ -1,0 +1,527 @@
+"""One pass over a patient's FHIR resources (raw JSON dicts) producing the typed facts the rules use.
+
+Only resources whose codes fall in the project's value sets are kept; everything else is skipped cheaply.
+Every fact remembers the resources it came from ("Condition/abc") so that cards can say why they fired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from app.clinical.fhirtime import parse_fhir_datetime
+
+SITES: tuple[str, ...] = (
+    "bone", "spine", "long-bone", "brain", "liver", "lung", "pleura", "skin", "peritoneum-bowel", "other",
+)
+SITE_LABELS: dict[str, str] = {
+    "bone": "bone", "spine": "spine", "long-bone": "long bone", "brain": "brain", "liver": "liver",
+    "lung": "lung", "pleura": "pleura", "skin": "skin / chest wall", "peritoneum-bowel": "peritoneum / bowel",
+    "other": "other site",
+}
+# Spine and long-bone metastases are bone metastases too.
+_SITE_IMPLIES: dict[str, tuple[str, ...]] = {"spine": ("bone",), "long-bone": ("bone",)}
+
+COMPLICATIONS: tuple[str, ...] = (
+    "cord-compression", "hypercalcaemia", "pathological-fracture", "bowel-obstruction", "seizure",
+    "cerebral-oedema", "pleural-effusion", "jaundice", "pruritus", "nausea", "lymphoedema", "fungating-wound",
+    "dyspnoea", "back-pain", "financial-concern", "spiritual-concern",
+)
+COMPLICATION_LABELS: dict[str, str] = {
+    "cord-compression": "spinal cord compression", "hypercalcaemia": "hypercalcaemia",
+    "pathological-fracture": "pathological fracture", "bowel-obstruction": "bowel obstruction",
+    "seizure": "seizure", "cerebral-oedema": "cerebral oedema", "pleural-effusion": "pleural effusion",
+    "jaundice": "jaundice", "pruritus": "pruritus", "nausea": "nausea", "lymphoedema": "lymphoedema",
+    "fungating-wound": "fungating wound", "dyspnoea": "dyspnoea", "back-pain": "back pain",
+    "financial-concern": "financial / practical concern", "spiritual-concern": "spiritual concern",
+}
+DRUG_CLASSES: tuple[str, ...] = (
+    "non-opioid-analgesic", "weak-opioid", "strong-opioid", "laxative", "corticosteroid", "anticonvulsant",
+    "bone-modifying-agent", "antiemetic", "antidepressant",
+)
+SERVICES: tuple[str, ...] = (
+    "palliative-care", "hospice", "pain", "physiotherapy", "occupational-therapy", "social-work", "dietitian",
+    "mental-health", "chaplaincy", "wound-care", "orthopaedics", "radiotherapy", "oncology", "key-worker",
+)
+ACP_KINDS: tuple[str, ...] = ("document", "proxy", "code-status", "place-of-death", "goals-of-care")
+ACP_LABELS: dict[str, str] = {
+    "document": "advance directive", "proxy": "healthcare proxy", "code-status": "code status",
+    "place-of-death": "preferred place of death", "goals-of-care": "goals of care",
+}
+OBSERVATIONS: tuple[str, ...] = (
+    "ecog", "karnofsky", "pain-score", "distress", "phq9", "phq2", "gad7", "calcium", "corrected-calcium",
+    "albumin", "spo2", "body-weight",
+)
+
+_INACTIVE_CLINICAL = {"inactive", "resolved", "remission"}
+_EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+_OBS_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
+_UNPLANNED_CLASSES = {"EMER", "IMP", "ACUTE", "NONAC"}
+_SERVICE_REQUEST_ON_RECORD = {"active", "completed"}
+
+
+class TerminologyLike(Protocol):
+    def concepts_of_codeable(self, cc: Any) -> set[str]: ...
+    def concepts_of_text(self, text: str) -> set[str]: ...
+    def concepts(self, system: str, code: str) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dated:
+    """A fact seen in one resource, with the instant it applies to."""
+
+    ref: str
+    when: datetime | None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    value: float
+    unit: str
+    when: datetime
+    ref: str
+
+
+@dataclass(slots=True)
+class SiteFact:
+    site: str
+    first: datetime | None = None
+    refs: list[str] = field(default_factory=list)
+
+    def add(self, ref: str, when: datetime | None) -> None:
+        if ref not in self.refs:
+            self.refs.append(ref)
+        if when is not None and (self.first is None or when < self.first):
+            self.first = when
+
+
+@dataclass(slots=True)
+class DrugUse:
+    drug_class: str
+    name: str
+    ref: str
+    when: datetime | None
+
+
+@dataclass(slots=True)
+class PatientFacts:
+    patient_id: str
+    now: datetime
+    acute_window: timedelta
+    assessment_window: timedelta
+    breast_primary: list[Dated] = field(default_factory=list)
+    metastasis: list[Dated] = field(default_factory=list)
+    staging_m1: list[Dated] = field(default_factory=list)
+    sites: dict[str, SiteFact] = field(default_factory=dict)
+    complications: dict[str, SiteFact] = field(default_factory=dict)
+    observations: dict[str, list[Measurement]] = field(default_factory=dict)
+    progressing: list[Dated] = field(default_factory=list)
+    drugs: dict[str, list[DrugUse]] = field(default_factory=dict)
+    services: dict[str, list[Dated]] = field(default_factory=dict)
+    acp: dict[str, list[Dated]] = field(default_factory=dict)
+    unplanned_encounters: list[Dated] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    # -- queries used by phase, pain and predicates ------------------------------------------------------
+    @property
+    def in_scope(self) -> bool:
+        """Section 1 of the rules: breast primary and metastatic disease."""
+        return bool(self.breast_primary) and (bool(self.metastasis) or bool(self.staging_m1))
+
+    def recent(self, when: datetime | None, window: timedelta) -> bool:
+        return when is not None and self.now - window <= when <= self.now + timedelta(days=1)
+
+    def series(self, name: str) -> list[Measurement]:
+        """Measurements of one kind, oldest first, none from the future."""
+        return self.observations.get(name, [])
+
+    def latest(self, name: str, window: timedelta | None = None) -> Measurement | None:
+        values = self.series(name)
+        if not values:
+            return None
+        last = values[-1]
+        if window is not None and not self.recent(last.when, window):
+            return None
+        return last
+
+    def previous(self, name: str) -> Measurement | None:
+        """The measurement before the latest one, within the assessment look-back."""
+        values = self.series(name)
+        if len(values) < 2:
+            return None
+        prev = values[-2]
+        return prev if self.recent(prev.when, self.assessment_window) else None
+
+    def has_site(self, site: str) -> bool:
+        return site in self.sites
+
+    def has_complication(self, name: str) -> bool:
+        return name in self.complications
+
+    def on_drug(self, drug_class: str) -> bool:
+        return bool(self.drugs.get(drug_class))
+
+    def drug_names(self, *classes: str) -> list[str]:
+        names: list[str] = []
+        for cls in classes:
+            for use in self.drugs.get(cls, []):
+                if use.name not in names:
+                    names.append(use.name)
+        return names
+
+    def has_service(self, service: str) -> bool:
+        return bool(self.services.get(service))
+
+    def acp_items(self) -> list[Dated]:
+        return [item for items in self.acp.values() for item in items]
+
+
+def _ref(resource: dict[str, Any]) -> str:
+    rid = resource.get("id")
+    rtype = resource.get("resourceType", "Resource")
+    return f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype}/(no id)"
+
+
+def _first_time(resource: dict[str, Any], *fields: str) -> datetime | None:
+    for name in fields:
+        value = resource.get(name)
+        if isinstance(value, dict):  # Period
+            when = parse_fhir_datetime(value.get("start")) or parse_fhir_datetime(value.get("end"))
+        else:
+            when = parse_fhir_datetime(value)
+        if when is not None:
+            return when
+    return None
+
+
+def _codes(cc: Any) -> list[str]:
+    if not isinstance(cc, dict):
+        return []
+    codings = cc.get("coding")
+    if not isinstance(codings, list):
+        return []
+    return [c.get("code") for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)]
+
+
+def _status_code(cc: Any) -> str | None:
+    codes = _codes(cc)
+    return codes[0] if codes else None
+
+
+def _references_other_patient(resource: dict[str, Any], patient_id: str) -> bool:
+    for key in ("subject", "patient", "for"):
+        ref = resource.get(key)
+        if isinstance(ref, dict):
+            target = ref.get("reference")
+            if isinstance(target, str) and target.startswith("Patient/"):
+                return target.split("/", 2)[1] != patient_id
+    return False
+
+
+def _display_of(cc: Any) -> str:
+    if not isinstance(cc, dict):
+        return ""
+    text = cc.get("text")
+    if isinstance(text, str) and text:
+        return text
+    for coding in cc.get("coding") or []:
+        if isinstance(coding, dict) and isinstance(coding.get("display"), str):
+            return coding["display"]
+    return ""
+
+
+class _FactBuilder:
+    def __init__(self, patient_id: str, now: datetime, terminology: TerminologyLike,
+                 acute_window: timedelta, assessment_window: timedelta) -> None:
+        self.t = terminology
+        self.facts = PatientFacts(patient_id=patient_id, now=now, acute_window=acute_window,
+                                  assessment_window=assessment_window)
+        self.medications: dict[str, dict[str, Any]] = {}
+        self.pending_meds: list[tuple[dict[str, Any], str]] = []
+        self.raw_obs: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {}
+
+    # -- dispatch --------------------------------------------------------------------------------------
+    def add(self, resource: Any) -> None:
+        if not isinstance(resource, dict):
+            self.facts.unreadable.append("an entry that is not a FHIR resource")
+            return
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str):
+            self.facts.unreadable.append("a resource without resourceType")
+            return
+        handler = self._handlers.get(rtype)
+        if handler is None:
+            return
+        if _references_other_patient(resource, self.facts.patient_id):
+            return
+        try:
+            handler(self, resource)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            # A malformed resource must not take the whole hook down; it is reported on data-incomplete.
+            self.facts.unreadable.append(f"{rtype} with an unreadable structure")
+
+    # -- Condition -------------------------------------------------------------------------------------
+    def _condition(self, r: dict[str, Any]) -> None:
+        if _status_code(r.get("verificationStatus")) in _EXCLUDED_VERIFICATION:
+            return
+        if _status_code(r.get("clinicalStatus")) in _INACTIVE_CLINICAL:
+            return
+        concepts = self.t.concepts_of_codeable(r.get("code"))
+        if not concepts:
+            return
+        ref = _ref(r)
+        when = _first_time(r, "onsetDateTime", "onsetPeriod", "recordedDate")
+        label = _display_of(r.get("code"))
+        if "breast-primary" in concepts:
+            self.facts.breast_primary.append(Dated(ref, when, label))
+        sites = {c.removeprefix("metastasis-") for c in concepts if c.startswith("metastasis-")}
+        if sites:
+            self.facts.metastasis.append(Dated(ref, when, label))
+            sites.discard("any")
+            body_sites: set[str] = set()
+            for cc in r.get("bodySite") or []:
+                body_sites |= {c.removeprefix("bodysite-") for c in self.t.concepts_of_codeable(cc)
+                               if c.startswith("bodysite-")}
+            for site in sites | body_sites:
+                self._add_site(site, ref, when)
+            if not sites and not body_sites:
+                self._add_site("other", ref, when)
+        for concept in concepts:
+            if concept in COMPLICATIONS:
+                self.facts.complications.setdefault(concept, SiteFact(concept)).add(ref, when)
+
+    def _add_site(self, site: str, ref: str, when: datetime | None) -> None:
+        if site not in SITE_LABELS:
+            return
+        self.facts.sites.setdefault(site, SiteFact(site)).add(ref, when)
+        for implied in _SITE_IMPLIES.get(site, ()):
+            self.facts.sites.setdefault(implied, SiteFact(implied)).add(ref, when)
+
+    # -- Observation -----------------------------------------------------------------------------------
+    def _observation(self, r: dict[str, Any]) -> None:
+        if r.get("status") in _OBS_EXCLUDED_STATUS:
+            return
+        concepts = self.t.concepts_of_codeable(r.get("code"))
+        if not concepts:
+            return
+        ref = _ref(r)
+        when = _first_time(r, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
+        if "obs-tnm-m" in concepts:
+            if "value-m1" in self.t.concepts_of_codeable(r.get("valueCodeableConcept")):
+                self.facts.staging_m1.append(Dated(ref, when, "M1 (distant metastasis)"))
+            return
+        if "obs-disease-status" in concepts:
+            if "value-progressing" in self.t.concepts_of_codeable(r.get("valueCodeableConcept")):
+                self.facts.progressing.append(Dated(ref, when, "disease progressing"))
+            return
+        if "acp-code-status" in concepts or "acp-place-of-death" in concepts or "acp-goals-of-care" in concepts:
+            self._acp(concepts, ref, when or _first_time(r, "meta"))
+        if when is None or when > self.facts.now + timedelta(days=1):
+            return
+        for concept in concepts:
+            if concept.startswith("obs-"):
+                self._measurement(concept.removeprefix("obs-"), r, ref, when)
+
+    def _measurement(self, name: str, r: dict[str, Any], ref: str, when: datetime) -> None:
+        value: float | None = None
+        unit = ""
+        if isinstance(r.get("valueInteger"), int) and not isinstance(r.get("valueInteger"), bool):
+            value = float(r["valueInteger"])
+        elif isinstance(r.get("valueQuantity"), dict):
+            q = r["valueQuantity"]
+            raw = q.get("value")
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                value = float(raw)
+                unit = str(q.get("code") or q.get("unit") or "")
+        elif isinstance(r.get("valueDecimal"), int | float):
+            value = float(r["valueDecimal"])
+        if value is None or value != value or abs(value) > 1e6:
+            return
+        m = Measurement(value, unit, when, ref)
+        self.raw_obs.setdefault(name, []).append((m, r))
+
+    # -- medications -----------------------------------------------------------------------------------
+    def _medication(self, r: dict[str, Any]) -> None:
+        rid = r.get("id")
+        if isinstance(rid, str):
+            self.medications[f"Medication/{rid}"] = r
+            self.medications[f"#{rid}"] = r
+
+    def _medication_request(self, r: dict[str, Any]) -> None:
+        if r.get("status") != "active" or r.get("intent") == "proposal":
+            return
+        self._medication_use(r, "authoredOn")
+
+    def _medication_statement(self, r: dict[str, Any]) -> None:
+        if r.get("status") != "active":
+            return
+        self._medication_use(r, "effectiveDateTime", "effectivePeriod", "dateAsserted")
+
+    def _medication_use(self, r: dict[str, Any], *time_fields: str) -> None:
+        ref = _ref(r)
+        when = _first_time(r, *time_fields)
+        cc = r.get("medicationCodeableConcept")
+        if isinstance(cc, dict):
+            self._classify_drug(cc, ref, when)
+            return
+        med_ref = r.get("medicationReference")
+        if isinstance(med_ref, dict) and isinstance(med_ref.get("reference"), str):
+            for contained in r.get("contained") or []:
+                if isinstance(contained, dict) and contained.get("resourceType") == "Medication":
+                    self._medication(contained)
+            self.pending_meds.append((r, med_ref["reference"]))
+
+    def _classify_drug(self, cc: dict[str, Any], ref: str, when: datetime | None) -> None:
+        concepts = self.t.concepts_of_codeable(cc)
+        drug_concepts = {c for c in concepts if c.startswith("drug-")}
+        name = _display_of(cc)
+        if not drug_concepts and name:
+            drug_concepts = {c for c in self.t.concepts_of_text(name) if c.startswith("drug-")}
+        short = _short_drug_name(name)
+        for concept in drug_concepts:
+            cls = concept.removeprefix("drug-")
+            uses = self.facts.drugs.setdefault(cls, [])
+            if not any(u.ref == ref for u in uses):
+                uses.append(DrugUse(cls, short or cls, ref, when))
+
+    # -- services, encounters, care teams --------------------------------------------------------------
+    def _service_request(self, r: dict[str, Any]) -> None:
+        concepts = self.t.concepts_of_codeable(r.get("code"))
+        for cc in r.get("performerType") and [r["performerType"]] or []:
+            concepts = concepts | self.t.concepts_of_codeable(cc)
+        ref = _ref(r)
+        when = _first_time(r, "authoredOn", "occurrenceDateTime", "occurrencePeriod")
+        if "acp-document" in concepts and r.get("status") == "completed":
+            self._acp(concepts, ref, when)
+        if r.get("status") not in _SERVICE_REQUEST_ON_RECORD:
+            return
+        self._services(concepts, ref, when)
+
+    def _services(self, concepts: set[str], ref: str, when: datetime | None) -> None:
+        for concept in concepts:
+            if concept.startswith("service-"):
+                items = self.facts.services.setdefault(concept.removeprefix("service-"), [])
+                items.append(Dated(ref, when))
+
+    def _encounter(self, r: dict[str, Any]) -> None:
+        if r.get("status") in {"entered-in-error", "cancelled", "planned"}:
+            return
+        ref = _ref(r)
+        when = _first_time(r, "period")
+        klass = r.get("class")
+        if isinstance(klass, dict) and klass.get("code") in _UNPLANNED_CLASSES and self.facts.recent(
+                when, self.facts.acute_window):
+            self.facts.unplanned_encounters.append(Dated(ref, when, str(klass.get("code"))))
+        if not self.facts.recent(when, self.facts.assessment_window):
+            return
+        concepts: set[str] = set()
+        for key in ("serviceType",):
+            concepts |= self.t.concepts_of_codeable(r.get(key))
+        for cc in r.get("type") or []:
+            concepts |= self.t.concepts_of_codeable(cc)
+        self._services(concepts, ref, when)
+
+    def _care_team(self, r: dict[str, Any]) -> None:
+        if r.get("status") not in (None, "active", "proposed"):
+            return
+        ref = _ref(r)
+        concepts: set[str] = set()
+        for participant in r.get("participant") or []:
+            if isinstance(participant, dict):
+                for cc in participant.get("role") or []:
+                    concepts |= self.t.concepts_of_codeable(cc)
+        for cc in r.get("category") or []:
+            concepts |= self.t.concepts_of_codeable(cc)
+        self._services(concepts, ref, _first_time(r, "period"))
+
+    # -- advance care planning -------------------------------------------------------------------------
+    def _acp(self, concepts: set[str], ref: str, when: datetime | None) -> None:
+        for concept in concepts:
+            if concept.startswith("acp-"):
+                kind = concept.removeprefix("acp-")
+                self.facts.acp.setdefault(kind, []).append(Dated(ref, when, ACP_LABELS.get(kind, kind)))
+
+    def _document_reference(self, r: dict[str, Any]) -> None:
+        if r.get("status") not in (None, "current"):
+            return
+        concepts = self.t.concepts_of_codeable(r.get("type"))
+        for cc in r.get("category") or []:
+            concepts |= self.t.concepts_of_codeable(cc)
+        self._acp(concepts, _ref(r), _first_time(r, "date"))
+
+    def _consent(self, r: dict[str, Any]) -> None:
+        if r.get("status") not in ("active",):
+            return
+        concepts = self.t.concepts_of_codeable(r.get("scope"))
+        for cc in r.get("category") or []:
+            concepts |= self.t.concepts_of_codeable(cc)
+        self._acp(concepts, _ref(r), _first_time(r, "dateTime"))
+
+    def _goal(self, r: dict[str, Any]) -> None:
+        if r.get("lifecycleStatus") in {"cancelled", "entered-in-error", "rejected"}:
+            return
+        concepts = self.t.concepts_of_codeable(r.get("description"))
+        for cc in r.get("category") or []:
+            concepts |= self.t.concepts_of_codeable(cc)
+        self._acp(concepts, _ref(r), _first_time(r, "startDate", "statusDate"))
+
+    def _procedure(self, r: dict[str, Any]) -> None:
+        if r.get("status") != "completed":
+            return
+        concepts = self.t.concepts_of_codeable(r.get("code"))
+        self._acp(concepts, _ref(r), _first_time(r, "performedDateTime", "performedPeriod"))
+
+    _handlers = {
+        "Condition": _condition,
+        "Observation": _observation,
+        "Medication": _medication,
+        "MedicationRequest": _medication_request,
+        "MedicationStatement": _medication_statement,
+        "ServiceRequest": _service_request,
+        "Encounter": _encounter,
+        "CareTeam": _care_team,
+        "DocumentReference": _document_reference,
+        "Consent": _consent,
+        "Goal": _goal,
+        "Procedure": _procedure,
+    }
+
+    # -- finishing -------------------------------------------------------------------------------------
+    def finish(self) -> PatientFacts:
+        for request, target in self.pending_meds:
+            med = self.medications.get(target)
+            if med is not None and isinstance(med.get("code"), dict):
+                self._classify_drug(med["code"], _ref(request),
+                                    _first_time(request, "authoredOn", "effectiveDateTime", "dateAsserted"))
+        obs: dict[str, list[Measurement]] = {}
+        for name, items in self.raw_obs.items():
+            items.sort(key=lambda pair: pair[0].when)
+            obs[name] = [m for m, _ in items]
+        self.facts.observations = obs
+        for items in self.facts.drugs.values():
+            items.sort(key=lambda u: u.name)
+        return self.facts
+
+
+def _short_drug_name(name: str) -> str:
+    """'Morphine sulfate 10 MG Oral Tablet' -> 'morphine sulfate'; keeps the words before the first number."""
+    words: list[str] = []
+    for word in name.split():
+        if any(ch.isdigit() for ch in word) or word.startswith("["):
+            break
+        words.append(word)
+        if len(words) == 3:
+            break
+    return " ".join(words).lower().strip(",;") or name.lower()
+
+
+def build_facts(resources: Iterable[Any], *, patient_id: str, now: datetime, terminology: TerminologyLike,
+                acute_window: timedelta = timedelta(days=30),
+                assessment_window: timedelta = timedelta(days=90)) -> PatientFacts:
+    builder = _FactBuilder(patient_id, now, terminology, acute_window, assessment_window)
+    for resource in resources:
+        builder.add(resource)
+    return builder.finish()

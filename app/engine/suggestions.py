@@ -1,0 +1,64 @@
+"""Turn an ActivityDefinition into a draft FHIR R4 resource for one patient (status draft, intent proposal)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+SUPPORTED_KINDS = ("ServiceRequest", "MedicationRequest", "Task")
+
+
+class SuggestionError(ValueError):
+    pass
+
+
+def build_draft(activity: dict[str, Any], *, patient_id: str, reasons: list[str], now: datetime,
+                note: str) -> dict[str, Any]:
+    kind = activity.get("kind")
+    if kind not in SUPPORTED_KINDS:
+        raise SuggestionError(f"ActivityDefinition/{activity.get('id')}: unsupported kind {kind!r}")
+    subject = {"reference": f"Patient/{patient_id}"}
+    reason_refs = [{"reference": r} for r in reasons]
+    resource: dict[str, Any] = {"resourceType": kind, "status": "draft", "intent": "proposal"}
+    if activity.get("priority"):
+        resource["priority"] = activity["priority"]
+    authored = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    canonical = activity.get("url")
+    if kind == "MedicationRequest":
+        product = activity.get("productCodeableConcept")
+        if not product:
+            raise SuggestionError(f"ActivityDefinition/{activity.get('id')}: no product")
+        resource["medicationCodeableConcept"] = product
+        resource["subject"] = subject
+        resource["authoredOn"] = authored
+        if reason_refs:
+            resource["reasonReference"] = reason_refs
+        if canonical:
+            resource["instantiatesCanonical"] = [canonical]
+        resource["note"] = [{"text": note}]
+    elif kind == "ServiceRequest":
+        if activity.get("code"):
+            resource["code"] = activity["code"]
+        resource["subject"] = subject
+        resource["authoredOn"] = authored
+        if reason_refs:
+            resource["reasonReference"] = reason_refs
+        if canonical:
+            resource["instantiatesCanonical"] = [canonical]
+        resource["note"] = [{"text": note}]
+    else:  # Task
+        if canonical:
+            resource["instantiatesCanonical"] = canonical
+        if activity.get("code"):
+            resource["code"] = activity["code"]
+        resource["description"] = str(activity.get("description") or activity.get("title") or "")[:1000]
+        resource["for"] = subject
+        resource["authoredOn"] = authored
+        if reason_refs:
+            resource["reasonReference"] = reason_refs[0]  # Task.reasonReference is 0..1 in R4
+        resource["note"] = [{"text": note}]
+    # Everything the service emits is checked against the R4 model before it leaves.
+    get_fhir_model_class(kind).model_validate(resource)
+    return resource

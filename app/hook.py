@@ -1,0 +1,104 @@
+"""One patient-view hook call: resolve prefetch, evaluate the patient, fire the rules. No HTTP routing here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from app.engine.engine import Engine, EngineOptions, FiredRule
+from app.engine.evaluation import Evaluation, evaluate_patient
+from app.engine.knowledge import Knowledge
+from app.service_definition import prefetch_templates, resource_type_of
+from app.settings import Settings
+from cds_hooks.fallback import FetchProblem, PrefetchResolver
+from cds_hooks.models import HookRequest
+
+_KIND_TEXT = {
+    "http": "the FHIR server answered with an error",
+    "timeout": "the FHIR server did not answer in time",
+    "malformed": "the data was not valid FHIR JSON",
+    "operation-outcome": "the EHR or FHIR server reported an error",
+    "paging-loop": "the FHIR server's paging looped; only the first pages were read",
+    "too-many-pages": "too many pages; only the first pages were read",
+    "missing": "not sent and no FHIR server to read it from",
+}
+
+
+class NoDataError(Exception):
+    """Nothing to read: no prefetch and no FHIR server (HTTP 412)."""
+
+
+@dataclass
+class HookOutcome:
+    cards: list[dict[str, Any]]
+    fired: list[FiredRule]
+    evaluation: Evaluation | None
+    problems: list[FetchProblem] = field(default_factory=list)
+    resolve_ms: float = 0.0
+    evaluate_ms: float = 0.0
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [f.rule.id for f in self.fired]
+
+
+def describe_problem(problem: FetchProblem, resource_type: str) -> str:
+    text = _KIND_TEXT.get(problem.kind, problem.kind)
+    status = f" (HTTP {problem.status})" if problem.status else ""
+    return f"{resource_type}: {text}{status}"
+
+
+class HookProcessor:
+    def __init__(self, settings: Settings, terminology: Any, knowledge: Knowledge,
+                 http: httpx.AsyncClient | None) -> None:
+        self.settings = settings
+        self.terminology = terminology
+        self.templates = prefetch_templates(terminology)
+        self.types = {key: resource_type_of(t) for key, t in self.templates.items()}
+        self.engine = Engine(knowledge, EngineOptions(
+            resource_level=settings.resource_level, info_card_cap=settings.info_card_cap,
+            acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url))
+        self.resolver = PrefetchResolver(http, max_pages=settings.fhir_max_pages,
+                                         timeout_total=settings.fhir_timeout_seconds) if http else None
+        self.windows = dict(acute_window=timedelta(days=settings.acute_window_days),
+                            assessment_window=timedelta(days=settings.assessment_window_days),
+                            acp_revisit=timedelta(days=settings.acp_revisit_days))
+
+    async def run(self, request: HookRequest, now: datetime | None = None,
+                  extra: list[Any] | None = None) -> HookOutcome:
+        now = now or datetime.now(UTC)
+        t0 = time.perf_counter()
+        if self.resolver is None:
+            raise RuntimeError("HookProcessor has no HTTP client")
+        result = await self.resolver.resolve(request, self.templates)
+        if not result.had_any_data and not request.fhirServer and not extra:
+            raise NoDataError("no prefetch data and no fhirServer to read from")
+        t1 = time.perf_counter()
+        resources = result.all_resources()
+        if extra:
+            seen = {(r.get("resourceType"), r.get("id")) for r in resources}
+            resources.extend(r for r in extra if (r.get("resourceType"), r.get("id")) not in seen
+                             or not r.get("id"))
+        outcome = self.evaluate(resources, request.patient_id() or "", now,
+                                result.problems, server=bool(request.fhirServer),
+                                hook_instance=request.hookInstance)
+        outcome.resolve_ms = (t1 - t0) * 1000
+        return outcome
+
+    def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
+                 problems: list[FetchProblem] | None = None, *, server: bool = True,
+                 hook_instance: str = "") -> HookOutcome:
+        t0 = time.perf_counter()
+        # A key the EHR chose not to send, with no server to ask, is what the EHR has: not a read failure.
+        real = [p for p in problems or [] if p.kind != "missing" or server]
+        texts = list(dict.fromkeys(describe_problem(p, self.types.get(p.key, p.key)) for p in real))
+        types = frozenset(self.types.get(p.key, p.key) for p in real)
+        ev = evaluate_patient(resources, patient_id=patient_id, now=now, terminology=self.terminology,
+                              problems=texts, unreadable_types=types, **self.windows)
+        fired = self.engine.fire(ev, hook_instance)
+        return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
+                           evaluate_ms=(time.perf_counter() - t0) * 1000)

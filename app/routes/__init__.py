@@ -1,0 +1,1 @@
+"""HTTP routes: thin adapters between FastAPI and the hook processor, store and knowledge."""

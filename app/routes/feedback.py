@@ -1,0 +1,54 @@
+"""POST /cds-services/{id}/feedback and a small read-back report."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.routes.common import ApiError, check_jwt, json_response, parse_json_object, read_body, runtime_of
+from app.store.feedback import FeedbackEntry, feedback_report, store_feedback
+from cds_hooks.models import FeedbackRequest
+
+router = APIRouter()
+
+
+@router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback", tags=["cds-hooks"])
+async def post_feedback(service_id: str, request: Request) -> Response:
+    runtime = runtime_of(request)
+    if service_id not in runtime.services:
+        raise ApiError(404, "unknown-service", f"no CDS service {service_id!r}")
+    await check_jwt(request, runtime)
+    data = parse_json_object(await read_body(request, 1024 * 1024))
+    try:
+        fb = FeedbackRequest.model_validate(data)
+    except ValidationError as exc:
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5]]
+        raise ApiError(400, "invalid-feedback", "; ".join(parts)) from None
+    entries = []
+    for item in fb.feedback:
+        reason = item.overrideReason.reason if item.overrideReason else None
+        entries.append(FeedbackEntry(
+            card_uuid=item.card[:64], outcome=item.outcome, outcome_timestamp=item.outcomeTimestamp[:40],
+            accepted_suggestions=tuple(s.id[:64] for s in item.acceptedSuggestions or []),
+            override_code=(reason.code or None)[:64] if reason and reason.code else None,
+            override_display=(reason.display or None)[:200] if reason and reason.display else None,
+            has_comment=bool(item.overrideReason and item.overrideReason.userComment)))
+    try:
+        stored, present = await anyio.to_thread.run_sync(store_feedback, runtime.db, service_id, entries)
+    except SQLAlchemyError:
+        raise ApiError(503, "storage-unavailable", "feedback could not be stored; nothing was written") from None
+    return json_response({"stored": stored, "alreadyStored": present})
+
+
+@router.get("/cds-services/{service_id}/feedback/report", summary="Accept / override counts per rule",
+            tags=["operations"])
+async def get_feedback_report(service_id: str, request: Request) -> Response:
+    runtime = runtime_of(request)
+    if service_id not in runtime.services:
+        raise ApiError(404, "unknown-service", f"no CDS service {service_id!r}")
+    await check_jwt(request, runtime)
+    rows = await anyio.to_thread.run_sync(feedback_report, runtime.db, service_id)
+    return json_response({"service": service_id, "rules": rows})

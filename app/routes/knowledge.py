@@ -1,0 +1,60 @@
+"""Read-only FHIR view of the knowledge: PlanDefinition, ActivityDefinition, Library, CodeSystem, ValueSet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.routes.common import json_response, runtime_of
+
+router = APIRouter()
+TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "CodeSystem", "ValueSet")
+FHIR_JSON = "application/fhir+json"
+
+
+def _resources(request: Request, rtype: str) -> list[dict[str, Any]]:
+    runtime = runtime_of(request)
+    if rtype == "ValueSet":
+        return runtime.terminology.all_valuesets()  # type: ignore[attr-defined,no-any-return]
+    return runtime.knowledge.artifacts.of(rtype)
+
+
+def _outcome(status: int, code: str, text: str) -> Response:
+    body = {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+    resp = json_response(body, status=status)
+    resp.headers["content-type"] = FHIR_JSON
+    return resp
+
+
+@router.get("/fhir/{rtype}", summary="Search knowledge artifacts", tags=["knowledge"])
+async def search(rtype: str, request: Request) -> Response:
+    if rtype not in TYPES:
+        return _outcome(404, "not-supported", f"resource type {rtype[:40]!r} is not served here")
+    items = _resources(request, rtype)
+    params = request.query_params
+    if "url" in params:
+        items = [r for r in items if r.get("url") == params["url"]]
+    if "_id" in params:
+        items = [r for r in items if r.get("id") == params["_id"]]
+    base = str(request.base_url).rstrip("/")
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(items),
+              "entry": [{"fullUrl": f"{base}/fhir/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                        for r in items]}
+    resp = json_response(bundle)
+    resp.headers["content-type"] = FHIR_JSON
+    return resp
+
+
+@router.get("/fhir/{rtype}/{rid}", summary="Read one knowledge artifact", tags=["knowledge"])
+async def read(rtype: str, rid: str, request: Request) -> Response:
+    if rtype not in TYPES:
+        return _outcome(404, "not-supported", f"resource type {rtype[:40]!r} is not served here")
+    for r in _resources(request, rtype):
+        if r.get("id") == rid:
+            resp = json_response(r)
+            resp.headers["content-type"] = FHIR_JSON
+            return resp
+    return _outcome(404, "not-found", f"{rtype}/{rid[:64]} not found")

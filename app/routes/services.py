@@ -1,0 +1,92 @@
+"""POST /cds-services/{id}: the hook."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from app.hook import NoDataError
+from app.routes.common import ApiError, check_jwt, json_response, parse_json_object, read_body, runtime_of
+from app.store.audit import AuditRecord, patient_hash
+from cds_hooks.fallback import resources_of
+from cds_hooks.models import HookRequest
+
+router = APIRouter()
+log = logging.getLogger("mbc_cds.hook")
+
+
+def _count_resources(prefetch: Any) -> int:
+    if not isinstance(prefetch, dict):
+        return 0
+    total = 0
+    for value in prefetch.values():
+        if isinstance(value, dict):
+            entries = value.get("entry")
+            total += len(entries) if isinstance(entries, list) else 1
+    return total
+
+
+@router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view hook)", tags=["cds-hooks"])
+async def call_service(service_id: str, request: Request) -> Response:
+    started = time.perf_counter()
+    runtime = runtime_of(request)
+    service = runtime.services.get(service_id)
+    if service is None:
+        raise ApiError(404, "unknown-service", f"no CDS service {service_id!r}; see GET /cds-services")
+    await check_jwt(request, runtime)
+    data = parse_json_object(await read_body(request, runtime.settings.max_body_bytes))
+    if _count_resources(data.get("prefetch")) > runtime.settings.max_prefetch_resources:
+        raise ApiError(413, "prefetch-too-large",
+                       f"more than {runtime.settings.max_prefetch_resources} resources in prefetch")
+    try:
+        hook = HookRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid-request", _message(exc)) from None
+    if hook.hook != service.hook:
+        raise ApiError(400, "wrong-hook", f"service {service_id} answers {service.hook!r}, not {hook.hook!r}")
+    prefetch = hook.prefetch or {}
+    if not hook.fhirServer and not prefetch:
+        raise ApiError(412, "no-data", "no prefetch data and no fhirServer to read the patient's record from")
+    now = datetime.now(UTC)
+    try:
+        outcome = await runtime.processor.run(hook, now, extra=_extra_resources(prefetch, service.prefetch))
+    except NoDataError as exc:
+        raise ApiError(412, "no-data", str(exc)) from None
+    body = json_response({"cards": outcome.cards})
+    duration = (time.perf_counter() - started) * 1000
+    ev = outcome.evaluation
+    runtime.audit.submit(AuditRecord(
+        hook_instance=hook.hookInstance, service=service_id,
+        patient_hash=patient_hash(hook.patient_id() or "", runtime.settings.audit_salt),
+        rule_ids=tuple(outcome.rule_ids),
+        card_uuids=tuple((f.card["uuid"], f.rule.id) for f in outcome.fired),
+        phase=ev.phase.name if ev and ev.facts.in_scope else None, duration_ms=round(duration, 2), status=200,
+        problems=len(outcome.problems), created_at=now))
+    log.info("hook answered", extra={"service": service_id, "hook_instance": hook.hookInstance[:64],
+                                     "rules": outcome.rule_ids, "duration_ms": round(duration, 2),
+                                     "problems": len(outcome.problems)})
+    return body
+
+
+def _extra_resources(prefetch: dict[str, Any], templates: dict[str, str]) -> list[dict[str, Any]]:
+    """Resources under prefetch keys this service did not ask for: EHRs sometimes send one big bundle."""
+    extra: list[dict[str, Any]] = []
+    for key, value in prefetch.items():
+        if key not in templates and isinstance(value, dict) and isinstance(value.get("resourceType"), str) \
+                and value.get("resourceType") != "OperationOutcome":
+            extra.extend(resources_of(value))
+    return extra
+
+
+def _message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

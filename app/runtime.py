@@ -1,0 +1,74 @@
+"""The objects one app instance shares across requests, built once at start-up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app.engine.knowledge import Knowledge, compile_knowledge
+from app.hook import HookProcessor
+from app.service_definition import SERVICE_ID, service_definition
+from app.settings import Settings
+from app.store.audit import AuditWriter
+from app.store.db import Database
+from app.store.migrate import upgrade
+from app.store.replay import DatabaseReplayCache
+from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
+from cds_hooks.discovery import ServiceDefinition, discovery_document
+from terminology import get_terminology
+
+log = logging.getLogger("mbc_cds.runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    audit: AuditWriter
+    knowledge: Knowledge
+    terminology: object
+    services: dict[str, ServiceDefinition]
+    discovery: dict[str, object]
+    http: httpx.AsyncClient
+    processor: HookProcessor
+    verifier: JwtVerifier | None
+    clients: list[TrustedClient] = field(default_factory=list)
+
+    async def close(self) -> None:
+        self.audit.stop()
+        await self.http.aclose()
+        self.db.dispose()
+
+
+def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    terminology = get_terminology()
+    knowledge = compile_knowledge()
+    db = Database(settings.database_url)
+    if migrate:
+        upgrade(db.url)
+    audit = AuditWriter(db)
+    audit.start()
+    timeout = httpx.Timeout(settings.fhir_timeout_seconds, connect=settings.fhir_connect_timeout_seconds)
+    http = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
+                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    definition = service_definition(terminology)
+    services = {SERVICE_ID: definition}
+    verifier: JwtVerifier | None = None
+    clients: list[TrustedClient] = []
+    if settings.require_jwt:
+        if settings.clients_file:
+            clients = load_clients(Path(settings.clients_file))
+        else:
+            log.warning("MBC_CDS_REQUIRE_JWT is on but MBC_CDS_CLIENTS_FILE is not set: every EHR is refused")
+        verifier = JwtVerifier(clients, http, leeway=settings.jwt_leeway_seconds,
+                               jwks_ttl=settings.jwks_cache_seconds, replay_cache=DatabaseReplayCache(db))
+    else:
+        log.warning("JWT verification is OFF (MBC_CDS_REQUIRE_JWT=false): any caller is trusted. "
+                    "Use this for demos and tests only.")
+    return Runtime(settings=settings, db=db, audit=audit, knowledge=knowledge, terminology=terminology,
+                   services=services, discovery=discovery_document(services.values()), http=http,
+                   processor=HookProcessor(settings, terminology, knowledge, http), verifier=verifier,
+                   clients=clients)

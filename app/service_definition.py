@@ -1,0 +1,70 @@
+"""The CDS service this app offers: id, hook and prefetch templates (built from the value sets it reads)."""
+
+from __future__ import annotations
+
+from cds_hooks.discovery import ServiceDefinition
+
+SERVICE_ID = "mbc-palliative-care"
+HOOK = "patient-view"
+_P = "{{context.patientId}}"
+
+# Observation codes the rules read, as a server-side filter so that vital-sign floods stay on the server.
+_OBSERVATION_CONCEPTS = (
+    "obs-ecog", "obs-karnofsky", "obs-pain-score", "obs-distress", "obs-phq9", "obs-phq2", "obs-gad7",
+    "obs-calcium", "obs-corrected-calcium", "obs-albumin", "obs-spo2", "obs-body-weight", "obs-disease-status",
+    "obs-tnm-m", "acp-code-status", "acp-place-of-death", "acp-goals-of-care",
+)
+
+
+def observation_code_filter(terminology: object) -> str:
+    codes: list[str] = []
+    for concept in _OBSERVATION_CONCEPTS:
+        try:
+            pairs = terminology.codes(concept)  # type: ignore[attr-defined]
+        except KeyError:
+            continue
+        for system, code in sorted(pairs):
+            token = f"{system}|{code}"
+            if token not in codes:
+                codes.append(token)
+    return ",".join(codes)
+
+
+def prefetch_templates(terminology: object) -> dict[str, str]:
+    obs_codes = observation_code_filter(terminology)
+    observations = f"Observation?patient={_P}" + (f"&code={obs_codes}" if obs_codes else "")
+    return {
+        "patient": f"Patient/{_P}",
+        "conditions": f"Condition?patient={_P}",
+        "observations": observations,
+        "medicationRequests": f"MedicationRequest?patient={_P}&status=active",
+        "medicationStatements": f"MedicationStatement?patient={_P}&status=active",
+        "serviceRequests": f"ServiceRequest?patient={_P}",
+        "encounters": f"Encounter?patient={_P}",
+        "careTeams": f"CareTeam?patient={_P}",
+        "documentReferences": f"DocumentReference?patient={_P}",
+        "consents": f"Consent?patient={_P}",
+        "goals": f"Goal?patient={_P}",
+        "procedures": f"Procedure?patient={_P}",
+    }
+
+
+def resource_type_of(template: str) -> str:
+    return template.split("?", 1)[0].split("/", 1)[0]
+
+
+def service_definition(terminology: object) -> ServiceDefinition:
+    return ServiceDefinition(
+        id=SERVICE_ID,
+        hook=HOOK,
+        title="Metastatic breast cancer: palliative and supportive care",
+        description=(
+            "For patients with metastatic (stage IV) breast cancer: phase of disease (acute / stable), metastatic "
+            "sites, oncologic emergencies, the next WHO pain-ladder step, referrals (palliative care, hospice, "
+            "rehabilitation, social work, psycho-oncology, nutrition) and advance care planning prompts. "
+            "Suggestions are draft resources for a clinician to sign."
+        ),
+        prefetch=prefetch_templates(terminology),
+        usage_requirements="Read access to the patient's Conditions, Observations, medications, "
+                           "ServiceRequests, Encounters, CareTeams and advance-care-planning documents.",
+    )

@@ -1,0 +1,421 @@
+"""Prefetch resolution: use what the CDS Client sent, read the rest from its FHIR server.
+
+Per prefetch key (CDS Hooks 2.0 "Providing FHIR Resources to a CDS Service"):
+- value present: use it (a Bundle gives its entries' resources, any other resource gives [resource]);
+  an OperationOutcome (an error at the client) or a non-resource value is unreadable: problem, and read the
+  key from the FHIR server when there is one;
+- value null: the client has no data; nothing is fetched;
+- key absent: GET `{fhirServer}/{rendered template}` (bearer token when given), following
+  `Bundle.link[relation=next]`; without a FHIR server the key is a `missing` problem.
+
+Every fetch runs in parallel under one overall deadline; a slow or faulty server yields problems, never an
+exception.  Logs carry prefetch keys, counts, problem kinds and HTTP statuses only: no URLs (they hold
+patient ids), no resource content, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import orjson
+
+from cds_hooks.models import HookRequest
+from cds_hooks.prefetch import TemplateError, render_template
+
+__all__ = ["FetchProblem", "PrefetchResolver", "PrefetchResult", "ProblemKind", "resources_of"]
+
+log = logging.getLogger(__name__)
+
+ProblemKind = Literal[
+    "http", "timeout", "malformed", "operation-outcome", "paging-loop", "too-many-pages", "missing"
+]
+KeySource = Literal["prefetch", "null", "server", "unavailable"]
+
+FHIR_JSON = "application/fhir+json"
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+_ERROR_BODY_MAX = 64 * 1024
+_DIAG_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FetchProblem:
+    """Why (part of) one prefetch key could not be read.  `detail` never holds resource content; for an
+    OperationOutcome it carries the first issue's diagnostics (at most 200 characters)."""
+
+    key: str
+    kind: ProblemKind
+    status: int | None = None
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class PrefetchResult:
+    resources: dict[str, list[dict[str, Any]]]
+    problems: list[FetchProblem]
+    had_any_data: bool
+    # per key: where its resources came from ('unavailable' = nothing usable; see problems)
+    sources: dict[str, KeySource] = field(default_factory=dict)
+    # problems with the prefetch value of a key that was then read in full from the FHIR server
+    recovered: list[FetchProblem] = field(default_factory=list)
+    pages_fetched: int = 0
+    elapsed_ms: float = 0.0
+
+    def unreadable_keys(self) -> set[str]:
+        """Keys whose data is missing or incomplete (each has at least one problem)."""
+        return {p.key for p in self.problems}
+
+    def all_resources(self, *, dedupe: bool = True) -> list[dict[str, Any]]:
+        """All resources of all keys; with `dedupe`, a resource met twice (same resourceType/id) once."""
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        for items in self.resources.values():
+            for r in items:
+                if dedupe:
+                    rid = r.get("id")
+                    rtype = r.get("resourceType")
+                    if isinstance(rid, str) and isinstance(rtype, str):
+                        if (rtype, rid) in seen:
+                            continue
+                        seen.add((rtype, rid))
+                out.append(r)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Numbers only, safe to log."""
+        src = list(self.sources.values())
+        return {
+            "keys": len(self.sources),
+            "from_prefetch": src.count("prefetch"),
+            "null": src.count("null"),
+            "from_server": src.count("server"),
+            "unavailable": src.count("unavailable"),
+            "pages": self.pages_fetched,
+            "resources": sum(len(v) for v in self.resources.values()),
+            "problems": len(self.problems),
+        }
+
+    def log_summary(self) -> dict[str, Any]:
+        """Counts plus (key, kind, status) of each problem: no URLs, no details, no patient data."""
+        return {
+            **self.counts(),
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "had_any_data": self.had_any_data,
+            "problem_list": [{"key": p.key, "kind": p.kind, "status": p.status} for p in self.problems],
+            "recovered": [{"key": p.key, "kind": p.kind} for p in self.recovered],
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers on FHIR JSON (generic, no resource semantics)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def resources_of(value: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A Bundle's entry resources (search.mode 'outcome' entries left out), or [value] for a resource."""
+    if value.get("resourceType") != "Bundle":
+        return [value]  # type: ignore[list-item]
+    out: list[dict[str, Any]] = []
+    entries = value.get("entry")
+    if not isinstance(entries, list):
+        return out
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        res = entry.get("resource")
+        if not isinstance(res, dict):
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        out.append(res)
+    return out
+
+
+def _diagnostics(outcome: Mapping[str, Any]) -> str:
+    issues = outcome.get("issue")
+    if not isinstance(issues, list) or not issues or not isinstance(issues[0], dict):
+        return ""
+    first = issues[0]
+    text = first.get("diagnostics")
+    if not isinstance(text, str) or not text.strip():
+        details = first.get("details")
+        text = details.get("text") if isinstance(details, dict) else None
+    if not isinstance(text, str):
+        code = first.get("code")
+        return code if isinstance(code, str) else ""
+    text = " ".join(text.split())  # no control characters / newlines in logs
+    return text[:_DIAG_MAX]
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    links = bundle.get("link")
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            if isinstance(url, str) and url.strip():
+                return url.strip()
+    return None
+
+
+class _Problem(Exception):
+    def __init__(self, kind: ProblemKind, status: int | None = None, detail: str = "") -> None:
+        super().__init__(kind)
+        self.kind: ProblemKind = kind
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class _KeyState:
+    key: str
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    pages: int = 0
+    problem: FetchProblem | None = None
+    finished: bool = False
+
+
+# ----------------------------------------------------------------------------------------------------------
+# resolver
+# ----------------------------------------------------------------------------------------------------------
+
+
+class PrefetchResolver:
+    """Fills a request's prefetch from its `fhirServer`.  One instance can serve many requests; the
+    `httpx.AsyncClient` is owned (opened, closed, configured with per-request timeouts) by the caller."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        max_pages: int = 50,
+        timeout_total: float = 8.0,
+        page_size: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if max_pages < 1:
+            raise ValueError("max_pages must be >= 1")
+        if timeout_total <= 0:
+            raise ValueError("timeout_total must be > 0")
+        self._client = client
+        self.max_pages = max_pages
+        self.timeout_total = timeout_total
+        self.page_size = page_size
+        self.max_bytes = max_bytes
+
+    async def resolve(self, request: HookRequest, templates: Mapping[str, str]) -> PrefetchResult:
+        started = time.perf_counter()
+        prefetch = request.prefetch or {}
+        server = (request.fhirServer or "").rstrip("/") or None
+        resources: dict[str, list[dict[str, Any]]] = {}
+        sources: dict[str, KeySource] = {}
+        problems: list[FetchProblem] = []
+        to_fetch: dict[str, str] = {}
+        had_value = False
+
+        for key, template in templates.items():
+            resources[key] = []
+            sources[key] = "unavailable"
+            fetch = False
+            if key in prefetch:
+                value = prefetch[key]
+                if value is None:
+                    sources[key] = "null"
+                    had_value = True
+                elif isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
+                    detail = "prefetch value is an OperationOutcome"
+                    diag = _diagnostics(value)
+                    problems.append(
+                        FetchProblem(key, "operation-outcome", None, f"{detail}: {diag}" if diag else detail)
+                    )
+                    fetch = True
+                elif isinstance(value, dict) and isinstance(value.get("resourceType"), str):
+                    resources[key] = resources_of(value)
+                    sources[key] = "prefetch"
+                    had_value = True
+                else:
+                    problems.append(
+                        FetchProblem(key, "malformed", None, "prefetch value is not a FHIR resource")
+                    )
+                    fetch = True
+            elif server:
+                fetch = True
+            else:
+                problems.append(FetchProblem(key, "missing", None, "not in prefetch and no fhirServer"))
+
+            if fetch and server:
+                try:
+                    to_fetch[key] = render_template(template, request)
+                except TemplateError as exc:
+                    problems.append(FetchProblem(key, "missing", None, str(exc)))
+
+        pages = 0
+        fetched_ok = False
+        recovered: list[FetchProblem] = []
+        if to_fetch and server:
+            states = await self._fetch_all(server, request.access_token(), to_fetch)
+            for key, st in states.items():
+                pages += st.pages
+                if st.pages:
+                    fetched_ok = True
+                if st.resources or (st.pages and st.problem is None):
+                    resources[key] = st.resources
+                    sources[key] = "server"
+                if st.problem is not None:
+                    problems.append(st.problem)
+                elif st.pages:
+                    # the server gave the whole answer: an earlier prefetch problem is history
+                    recovered.extend(p for p in problems if p.key == key)
+                    problems = [p for p in problems if p.key != key]
+
+        result = PrefetchResult(
+            resources=resources,
+            problems=problems,
+            had_any_data=(had_value or fetched_ok) if templates else True,
+            sources=sources,
+            recovered=recovered,
+            pages_fetched=pages,
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+        if problems or recovered:
+            log.warning("prefetch problems %s", result.log_summary())
+        else:
+            log.debug("prefetch resolved %s", result.counts())
+        return result
+
+    # -- fetching -----------------------------------------------------------------------------------------
+
+    async def _fetch_all(self, base: str, token: str | None, urls: dict[str, str]) -> dict[str, _KeyState]:
+        headers = {"Accept": FHIR_JSON}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        states = {key: _KeyState(key) for key in urls}
+        tasks = {
+            asyncio.create_task(self._run_key(states[key], base, self._first_url(base, rel), headers)): key
+            for key, rel in urls.items()
+        }
+        _done, pending = await asyncio.wait(tasks, timeout=self.timeout_total)
+        if pending:
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for t in pending:
+                st = states[tasks[t]]
+                st.problem = FetchProblem(
+                    st.key,
+                    "timeout",
+                    None,
+                    f"overall deadline of {self.timeout_total:g} s reached after {st.pages} page(s)",
+                )
+        return states
+
+    def _first_url(self, base: str, rendered: str) -> str:
+        rel = rendered.lstrip("/")
+        if self.page_size and "?" in rel and "_count=" not in rel:
+            rel = f"{rel}&_count={self.page_size}"
+        return f"{base}/{rel}"
+
+    @staticmethod
+    def _next_url(base: str, link: str) -> str:
+        """Resolve a next link: absolute, or relative to the server base.  An absolute link to another
+        origin is re-based onto the fhirServer origin so that the bearer token never leaves it."""
+        b = urlsplit(base)
+        if "://" in link:
+            n = urlsplit(link)
+            if (n.scheme.lower(), n.netloc.lower()) != (b.scheme.lower(), b.netloc.lower()):
+                return urlunsplit((b.scheme, b.netloc, n.path, n.query, ""))
+            return urlunsplit((n.scheme, n.netloc, n.path, n.query, ""))
+        if link.startswith("?"):
+            return base + link
+        if link.startswith("/"):
+            return urlunsplit((b.scheme, b.netloc, "", "", "")) + link
+        return f"{base}/{link}"
+
+    async def _run_key(self, st: _KeyState, base: str, url: str, headers: dict[str, str]) -> None:
+        try:
+            await self._fetch_pages(st, base, url, headers)
+        except _Problem as p:
+            st.problem = FetchProblem(st.key, p.kind, p.status, p.detail)
+        except httpx.TimeoutException as exc:
+            st.problem = FetchProblem(st.key, "timeout", None, type(exc).__name__)
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
+            st.problem = FetchProblem(st.key, "http", None, f"request failed: {type(exc).__name__}")
+        except Exception as exc:  # never let a server fault (or a surprise in its data) escape
+            log.warning("prefetch key %s: unexpected %s", st.key, type(exc).__name__)
+            st.problem = FetchProblem(st.key, "malformed", None, f"unexpected error: {type(exc).__name__}")
+        finally:
+            st.finished = True
+
+    async def _fetch_pages(self, st: _KeyState, base: str, url: str, headers: dict[str, str]) -> None:
+        seen = {url}
+        while True:
+            page = await self._get_json(url, headers)
+            rtype = page.get("resourceType")
+            if rtype == "OperationOutcome":
+                raise _Problem("operation-outcome", None, _diagnostics(page))
+            if not isinstance(rtype, str) or not rtype:
+                raise _Problem("malformed", None, "response is not a FHIR resource")
+            st.pages += 1  # pages read successfully
+            if rtype != "Bundle":
+                st.resources.append(page)
+                return
+            st.resources.extend(resources_of(page))
+            link = _next_link(page)
+            if link is None:
+                return
+            nxt = self._next_url(base, link)
+            if nxt in seen:
+                raise _Problem("paging-loop", None, f"next link repeats after {st.pages} page(s)")
+            if st.pages >= self.max_pages:
+                raise _Problem("too-many-pages", None, f"stopped after {st.pages} page(s)")
+            seen.add(nxt)
+            url = nxt
+
+    async def _get_json(self, url: str, headers: dict[str, str]) -> dict[str, Any]:
+        async with self._client.stream("GET", url, headers=headers) as resp:
+            status = resp.status_code
+            ok = 200 <= status < 300
+            limit = self.max_bytes if ok else _ERROR_BODY_MAX
+            body, too_big = await _read_bounded(resp, limit)
+        if not ok:
+            detail = f"HTTP {status}"
+            if not too_big:
+                try:
+                    doc = orjson.loads(body) if body else None
+                except orjson.JSONDecodeError:
+                    doc = None
+                if isinstance(doc, dict) and doc.get("resourceType") == "OperationOutcome":
+                    diag = _diagnostics(doc)
+                    if diag:
+                        detail = f"{detail}: {diag}"
+            raise _Problem("http", status, detail)
+        if too_big:
+            raise _Problem("malformed", status, f"response larger than {limit} bytes")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _Problem("malformed", status, "response is not valid JSON") from None
+        if not isinstance(doc, dict):
+            raise _Problem("malformed", status, "response is not a JSON object")
+        return doc
+
+
+async def _read_bounded(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes of the body; (body, True) when the body is larger."""
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return b"", True
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            return b"", True
+    return bytes(buf), False

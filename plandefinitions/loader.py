@@ -1,0 +1,72 @@
+"""Load and validate the knowledge artifacts shipped in this package (FHIR R4 JSON, checked with fhir.resources)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+BASE_URL = "http://mbc-cds.example.org/fhir"
+RULE_SYSTEM = f"{BASE_URL}/CodeSystem/mbc-cds-rules"
+RESOURCE_LEVEL_URL = f"{BASE_URL}/StructureDefinition/resource-level"
+HERE = Path(__file__).parent
+
+
+class ArtifactError(ValueError):
+    pass
+
+
+@dataclass
+class Artifacts:
+    by_type: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def of(self, resource_type: str) -> list[dict[str, Any]]:
+        return list(self.by_type.get(resource_type, {}).values())
+
+    def get(self, resource_type: str, rid: str) -> dict[str, Any] | None:
+        return self.by_type.get(resource_type, {}).get(rid)
+
+    def by_url(self, url: str) -> dict[str, Any] | None:
+        for items in self.by_type.values():
+            for res in items.values():
+                if res.get("url") == url:
+                    return res
+        return None
+
+
+def validate_resource(data: dict[str, Any], where: str) -> None:
+    rtype = data.get("resourceType")
+    if not isinstance(rtype, str):
+        raise ArtifactError(f"{where}: no resourceType")
+    try:
+        get_fhir_model_class(rtype).model_validate(data)
+    except (ValidationError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"{where}: not a valid FHIR R4 {rtype}: {exc}") from exc
+
+
+def load_artifacts(directory: Path | None = None) -> Artifacts:
+    return _load(directory or HERE)
+
+
+@lru_cache(maxsize=4)
+def _load(directory: Path) -> Artifacts:
+    artifacts = Artifacts()
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise ArtifactError(f"{path.name}: invalid JSON: {exc}") from exc
+        validate_resource(data, path.name)
+        rid = data.get("id")
+        if not isinstance(rid, str):
+            raise ArtifactError(f"{path.name}: no id")
+        bucket = artifacts.by_type.setdefault(data["resourceType"], {})
+        if rid in bucket:
+            raise ArtifactError(f"{path.name}: duplicate {data['resourceType']}/{rid}")
+        bucket[rid] = data
+    return artifacts
