@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -36,6 +38,8 @@ class Runtime:
     processor: HookProcessor
     verifier: JwtVerifier | None
     clients: list[TrustedClient] = field(default_factory=list)
+    # The request clock; tests and replays inject a fixed instant here.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     async def close(self) -> None:
         self.audit.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -53,7 +52,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     prefetch = hook.prefetch or {}
     if not hook.fhirServer and not prefetch:
         raise ApiError(412, "no-data", "no prefetch data and no fhirServer to read the patient's record from")
-    now = datetime.now(UTC)
+    now = runtime.clock()
     try:
         outcome = await runtime.processor.run(hook, now, extra=_extra_resources(prefetch, service.prefetch))
     except NoDataError as exc:

@@ -1,0 +1,68 @@
+"""Shared fixtures: an app on a fresh SQLite file with JWT off and a fixed clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+SERVICE_URL = "/cds-services/mbc-palliative-care"
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"database_url": f"sqlite:///{tmp_path / 'test.db'}", "require_jwt": False}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app) as c:
+        app.state.runtime.clock = lambda: NOW
+        yield c
+
+
+def pg_url() -> str | None:
+    return os.environ.get("MBC_CDS_TEST_DATABASE_URL") or None
+
+
+def hook_request(resources: list[dict], patient_id: str, **extra: object) -> dict:
+    """A patient-view request with every resource in one prefetch bundle per type, as an EHR would send."""
+    by_key: dict[str, list[dict]] = {}
+    keys = {"Patient": "patient", "Condition": "conditions", "Observation": "observations",
+            "MedicationRequest": "medicationRequests", "MedicationStatement": "medicationStatements",
+            "ServiceRequest": "serviceRequests", "Encounter": "encounters", "CareTeam": "careTeams",
+            "DocumentReference": "documentReferences", "Consent": "consents", "Goal": "goals",
+            "Procedure": "procedures"}
+    for r in resources:
+        key = keys.get(r.get("resourceType", ""))
+        if key:
+            by_key.setdefault(key, []).append(r)
+    prefetch: dict[str, object] = {}
+    for rtype, key in keys.items():
+        items = by_key.get(key, [])
+        if key == "patient":
+            prefetch[key] = items[0] if items else None
+        else:
+            prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(items),
+                             "entry": [{"resource": r} for r in items]}
+    body: dict[str, object] = {
+        "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"patientId": patient_id, "userId": "Practitioner/example"}, "prefetch": prefetch,
+    }
+    body.update(extra)
+    return body

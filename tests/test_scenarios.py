@@ -1,0 +1,86 @@
+"""Clinical scenarios (tests/scenarios/*.json): rule ids that must and must not fire, per resource level."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from app.engine.knowledge import compile_knowledge
+from app.hook import HookProcessor
+from app.settings import Settings
+from cds_hooks.models import Card
+from terminology import get_terminology
+from tests.conftest import SERVICE_URL, hook_request, make_settings
+
+SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.json"))
+
+
+def _load(path: Path) -> dict:
+    return orjson.loads(path.read_bytes())
+
+
+def _patient_id(s: dict) -> str:
+    return next(r["id"] for r in s["resources"] if r["resourceType"] == "Patient")
+
+
+def _processor(level: str) -> HookProcessor:
+    return HookProcessor(Settings(require_jwt=False, resource_level=level), get_terminology(),
+                         compile_knowledge(), None)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario(path: Path) -> None:
+    s = _load(path)
+    now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    outcome = _processor(s.get("resource_level", "enhanced")).evaluate(s["resources"], _patient_id(s), now)
+    fired = [c["source"]["topic"]["code"] for c in outcome.cards]
+    if s.get("no_cards"):
+        assert fired == [], s["description"]
+        return
+    assert len(fired) == len(set(fired)), "one card per rule id"
+    for rule in s.get("must_fire", []):
+        assert rule in fired, f"{rule} should fire: {s['description']} (fired: {fired})"
+    for rule in s.get("must_not_fire", []):
+        assert rule not in fired, f"{rule} should not fire: {s['description']}"
+    for rule, indicator in (s.get("indicators") or {}).items():
+        card = next(c for c in outcome.cards if c["source"]["topic"]["code"] == rule)
+        assert card["indicator"] == indicator, rule
+    for card in outcome.cards:
+        Card.model_validate(card)
+        assert len(card["summary"]) < 140
+        assert "**Source:**" in card["detail"]
+
+
+def test_every_rule_fires_somewhere_and_is_silent_somewhere() -> None:
+    rules = compile_knowledge().rule_ids
+    fired_somewhere: set[str] = set()
+    silent_somewhere: set[str] = set()
+    for path in SCENARIOS:
+        s = _load(path)
+        fired_somewhere |= set(s.get("must_fire", []))
+        silent_somewhere |= set(s.get("must_not_fire", []))
+        if s.get("no_cards"):
+            silent_somewhere |= set(rules)
+    assert rules - {"data-incomplete"} <= fired_somewhere
+    assert rules <= silent_somewhere
+
+
+@pytest.mark.parametrize("path", SCENARIOS[:12], ids=[p.stem for p in SCENARIOS[:12]])
+def test_scenario_through_http(path: Path, tmp_path: Path) -> None:
+    """The same answer through the real endpoint (prefetch as an EHR sends it)."""
+    from app.main import create_app
+
+    s = _load(path)
+    now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    app = create_app(make_settings(tmp_path, resource_level=s.get("resource_level", "enhanced")))
+    with TestClient(app) as client:
+        app.state.runtime.clock = lambda: now
+        resp = client.post(SERVICE_URL, json=hook_request(s["resources"], _patient_id(s)))
+    assert resp.status_code == 200, resp.text
+    fired = [c["source"]["topic"]["code"] for c in resp.json()["cards"]]
+    direct = _processor(s.get("resource_level", "enhanced")).evaluate(s["resources"], _patient_id(s), now)
+    assert fired == [c["source"]["topic"]["code"] for c in direct.cards]
