@@ -182,11 +182,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _register_integrator_commands(sub: Any) -> None:
-    try:
-        from app import integrator
-    except ImportError:
-        return
-    integrator.register(sub)
+    """Commands that live in their own modules (integrator tools, population worklist)."""
+    import importlib
+
+    for module in ("app.integrator", "app.worklist.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(sub)
 
 
 if __name__ == "__main__":
