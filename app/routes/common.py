@@ -22,8 +22,11 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(content=dump(data), status_code=status, media_type="application/json", headers=headers)
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None, *,
+                  prune: bool = True) -> Response:
+    """CDS Hooks documents leave out empty optional fields (prune); operational JSON keeps its shape."""
+    content = dump(data) if prune else orjson.dumps(data)
+    return Response(content=content, status_code=status, media_type="application/json", headers=headers)
 
 
 def error_response(status: int, error: str, detail: str = "", headers: dict[str, str] | None = None) -> Response:

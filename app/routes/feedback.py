@@ -40,7 +40,7 @@ async def post_feedback(service_id: str, request: Request) -> Response:
         stored, present = await anyio.to_thread.run_sync(store_feedback, runtime.db, service_id, entries)
     except SQLAlchemyError:
         raise ApiError(503, "storage-unavailable", "feedback could not be stored; nothing was written") from None
-    return json_response({"stored": stored, "alreadyStored": present})
+    return json_response({"stored": stored, "alreadyStored": present}, prune=False)
 
 
 @router.get("/cds-services/{service_id}/feedback/report", summary="Accept / override counts per rule",
@@ -51,4 +51,4 @@ async def get_feedback_report(service_id: str, request: Request) -> Response:
         raise ApiError(404, "unknown-service", f"no CDS service {service_id!r}")
     await check_jwt(request, runtime)
     rows = await anyio.to_thread.run_sync(feedback_report, runtime.db, service_id)
-    return json_response({"service": service_id, "rules": rows})
+    return json_response({"service": service_id, "rules": rows}, prune=False)
