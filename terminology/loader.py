@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import simple_icd_10_cm as icd
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.valueset import ValueSet
 from pydantic import ValidationError
+
+from terminology import icd10cm as icd
 
 __all__ = [
     "BASE",

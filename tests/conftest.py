@@ -53,7 +53,7 @@ def hook_request(resources: list[dict], patient_id: str, **extra: object) -> dic
         if key:
             by_key.setdefault(key, []).append(r)
     prefetch: dict[str, object] = {}
-    for rtype, key in keys.items():
+    for key in keys.values():
         items = by_key.get(key, [])
         if key == "patient":
             prefetch[key] = items[0] if items else None

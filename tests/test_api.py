@@ -108,7 +108,8 @@ def test_same_cards_from_a_paged_fhir_server(client: TestClient, respx_mock: res
 
 @respx.mock
 def test_fhir_server_failure_gives_data_incomplete_not_500(client: TestClient, respx_mock: respx.MockRouter) -> None:
-    respx_mock.get(url__startswith=FHIR).mock(return_value=httpx.Response(500, json={"resourceType": "OperationOutcome"}))
+    failure = httpx.Response(500, json={"resourceType": "OperationOutcome"})
+    respx_mock.get(url__startswith=FHIR).mock(return_value=failure)
     body = {"hook": "patient-view", "hookInstance": "x-1", "fhirServer": FHIR,
             "context": {"patientId": PID}}
     resp = client.post(SERVICE_URL, json=body)
@@ -163,7 +164,7 @@ def test_operation_outcome_prefetch_is_reported(client: TestClient) -> None:
 def test_feedback_is_stored_idempotently_and_reported(client: TestClient) -> None:
     resp = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID))
     card = next(c for c in resp.json()["cards"] if c["source"]["topic"]["code"] == "referral-palliative-care")
-    client.app.state.runtime.audit.flush()  # type: ignore[attr-defined]
+    assert client.app.state.runtime.audit.wait_idle()  # type: ignore[attr-defined]
     fb = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
                         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
                         "outcomeTimestamp": "2026-11-20T10:05:00Z"}]}

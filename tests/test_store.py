@@ -95,7 +95,7 @@ def test_audit_writer_batches_rows_without_patient_ids(db: Database) -> None:
     writer.start()
     hashed = patient_hash("patient-123", "salt")
     assert "patient-123" not in hashed
-    for i in range(50):
+    for _ in range(50):
         writer.submit(AuditRecord(hook_instance=str(uuid.uuid4()), service="svc", patient_hash=hashed,
                                   rule_ids=("mbc-overview",), card_uuids=((str(uuid.uuid4()), "mbc-overview"),),
                                   phase="stable", duration_ms=1.5, status=200, problems=0,

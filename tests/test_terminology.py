@@ -546,3 +546,17 @@ def test_invalid_valueset_names_the_file(tmp_path: Path, data: dict | str, messa
     with pytest.raises(TerminologyError, match=message) as info:
         Terminology(tmp_path)
     assert "bad.json" in str(info.value)
+
+
+def test_icd10cm_snapshot_matches_simple_icd_10_cm() -> None:
+    """The shipped snapshot (fast start-up) says exactly what simple-icd-10-cm says for every code used."""
+    import json
+    from pathlib import Path
+
+    from terminology import icd10cm
+
+    codes, roots = icd10cm.referenced_codes(Path(icd10cm.__file__).parent / "valuesets")
+    live = icd10cm.build_snapshot(codes, roots)
+    shipped = json.loads(icd10cm.SNAPSHOT.read_text(encoding="utf-8"))
+    assert shipped == live, "run: python -m terminology.icd10cm"
+    assert all(live[c]["valid"] for c in codes + roots)

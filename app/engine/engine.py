@@ -185,6 +185,8 @@ class Engine:
         else:
             parts.append("**Why**")
             parts.extend(_evidence_lines(evidence))
+            met_refs = tuple(dict.fromkeys(d.ref for d in ev.facts.metastasis + ev.facts.staging_m1))
+            parts.extend(_evidence_lines([Evidence(f"metastatic breast cancer: {values['sites']}", met_refs)]))
             phase_line = f"- Phase: {phase.name}"
             if phase.evidence:
                 phase_line += f" ({values['phase_evidence']})"

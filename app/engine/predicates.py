@@ -33,6 +33,14 @@ class Spec:
 
 
 REGISTRY: dict[str, Spec] = {}
+# What a negated condition tells the clinician, so that "why" also names what is missing from the record.
+_ABSENCE_TEXT = {
+    "HasService": "no {arg} referral, encounter or care team member on record",
+    "OnDrugClass": "no active {arg} on the medication list",
+    "AcpOnRecord": "no advance care planning on record (advance directive, proxy, code status, goals of care)",
+    "AcpCodeStatusAndPlaceOfDeath": "code status and/or preferred place of death not on record",
+    "HasComplication": "no {arg} on record",
+}
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "Medication"})
 _NEEDS_MEDICATIONS = frozenset({"OnDrugClass"})
 
@@ -57,7 +65,10 @@ class Condition:
             return None
         result = REGISTRY[self.name].fn(ev, self.arg)
         if self.negate:
-            return [] if result is None else None
+            if result is not None:
+                return None
+            absent = _ABSENCE_TEXT.get(self.name)
+            return [Evidence(absent.format(arg=(self.arg or "").replace("-", " ")))] if absent else []
         return result
 
 

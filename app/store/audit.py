@@ -7,6 +7,7 @@ import hmac
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +43,9 @@ class AuditWriter:
         self._queue: queue.Queue[AuditRecord | None] = queue.Queue(maxsize=100_000)
         self._thread: threading.Thread | None = None
         self.dropped = 0
+        self._submitted = 0
+        self._done = 0
+        self._idle = threading.Condition()
 
     def start(self) -> None:
         if self._thread is None:
@@ -53,6 +57,16 @@ class AuditWriter:
             self._queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
+            return
+        with self._idle:
+            self._submitted += 1
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every submitted record is written (tests, shutdown). True when idle."""
+        if self._thread is None:
+            self.flush()
+        with self._idle:
+            return self._idle.wait_for(lambda: self._done >= self._submitted, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
@@ -60,14 +74,28 @@ class AuditWriter:
             self._thread.join(timeout)
             self._thread = None
 
-    def flush(self) -> None:
-        """Write everything queued so far (tests and shutdown)."""
+    def flush(self, timeout: float = 10.0) -> None:
+        """Write everything queued so far (tests and shutdown).
+
+        With the writer thread running, wait until it has written every record submitted before this call
+        (it may hold a batch it already took off the queue); without it, write the queue here.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            deadline = time.monotonic() + timeout
+            with self._queue.all_tasks_done:
+                while self._queue.unfinished_tasks:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._queue.all_tasks_done.wait(remaining)
+            return
         batch: list[AuditRecord] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            self._queue.task_done()
             if item is not None:
                 batch.append(item)
         if batch:
@@ -80,22 +108,55 @@ class AuditWriter:
             except queue.Empty:
                 continue
             if item is None:
-                self.flush()
+                self._queue.task_done()
+                self._drain_and_write([])
                 return
             batch = [item]
+            stop = False
             while len(batch) < self.batch_size:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
-                    self._write(batch)
-                    self.flush()
-                    return
+                    self._queue.task_done()
+                    stop = True
+                    break
                 batch.append(nxt)
-            self._write(batch)
+            if stop:
+                self._drain_and_write(batch)
+                return
+            self._write_and_done(batch)
+
+    def _drain_and_write(self, batch: list[AuditRecord]) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.task_done()
+            else:
+                batch.append(item)
+        self._write_and_done(batch)
+
+    def _write_and_done(self, batch: list[AuditRecord]) -> None:
+        try:
+            if batch:
+                self._write(batch)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
 
     def _write(self, batch: list[AuditRecord]) -> None:
+        try:
+            self._write_rows(batch)
+        finally:
+            with self._idle:
+                self._done += len(batch)
+                self._idle.notify_all()
+
+    def _write_rows(self, batch: list[AuditRecord]) -> None:
         try:
             with self.db.session() as s:
                 for r in batch:

@@ -1,0 +1,462 @@
+// mbc-cds card viewer: plain JavaScript, no build step, no third-party code.
+// Data from the service is only ever put into the page as text (textContent) or through renderMarkdown,
+// which escapes HTML before it adds its own few tags.
+"use strict";
+
+(function () {
+  const SERVICE = "/cds-services/mbc-palliative-care";
+  const FEEDBACK = SERVICE + "/feedback";
+  const OVERVIEW_RULE = "mbc-overview";
+  const INDICATOR_TEXT = { critical: "Critical", warning: "Warning", info: "Info" };
+
+  // ---------------------------------------------------------------------------------------------------
+  // a tiny safe markdown renderer: escape first, then **bold**, *italic*, `code`, lists, line breaks
+  // ---------------------------------------------------------------------------------------------------
+  function escapeHtml(text) {
+    return String(text)
+      .replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+      .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+  }
+
+  function inline(escaped) {
+    return escaped
+      .replace(/`([^`]+)`/g, "<code>$1</code>")
+      .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
+      .replace(/(^|[^*\w])\*([^*\s][^*]*?)\*(?!\*)/g, "$1<em>$2</em>");
+  }
+
+  function renderMarkdown(text) {
+    const lines = String(text || "").replace(/\r\n?/g, "\n").split("\n");
+    const out = [];
+    let list = null; // "ul" | "ol"
+    let para = [];
+    const flushPara = () => {
+      if (para.length) out.push("<p>" + para.join("<br>") + "</p>");
+      para = [];
+    };
+    const closeList = () => {
+      if (list) out.push("</" + list + ">");
+      list = null;
+    };
+    for (const raw of lines) {
+      const line = raw.trimEnd();
+      const bullet = /^\s*[-*+]\s+(.*)$/.exec(line);
+      const numbered = /^\s*\d+[.)]\s+(.*)$/.exec(line);
+      if (bullet || numbered) {
+        flushPara();
+        const kind = bullet ? "ul" : "ol";
+        if (list !== kind) {
+          closeList();
+          out.push("<" + kind + ">");
+          list = kind;
+        }
+        out.push("<li>" + inline(escapeHtml((bullet || numbered)[1])) + "</li>");
+      } else if (!line.trim()) {
+        flushPara();
+        closeList();
+      } else {
+        closeList();
+        para.push(inline(escapeHtml(line)));
+      }
+    }
+    flushPara();
+    closeList();
+    return out.join("");
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Bundle -> prefetch (same rules as app/integrator.py)
+  // ---------------------------------------------------------------------------------------------------
+  function rewriteRefs(value, map) {
+    if (Array.isArray(value)) return value.map((v) => rewriteRefs(v, map));
+    if (value && typeof value === "object") {
+      const out = {};
+      for (const [k, v] of Object.entries(value)) {
+        out[k] = k === "reference" && typeof v === "string" && map[v] ? map[v] : rewriteRefs(v, map);
+      }
+      return out;
+    }
+    return value;
+  }
+
+  function bundleResources(bundle) {
+    if (!bundle || bundle.resourceType !== "Bundle") throw new Error("this is not a FHIR Bundle");
+    const map = {};
+    const resources = [];
+    for (const entry of bundle.entry || []) {
+      if (!entry || typeof entry.resource !== "object" || !entry.resource) continue;
+      const res = JSON.parse(JSON.stringify(entry.resource));
+      const type = res.resourceType;
+      if (typeof type !== "string") continue;
+      const fullUrl = typeof entry.fullUrl === "string" ? entry.fullUrl : "";
+      if (!res.id) {
+        const req = entry.request || {};
+        const url = String(req.url || "");
+        if (req.method === "PUT" && url.startsWith(type + "/") && !url.includes("?")) res.id = url.slice(type.length + 1);
+        else if (fullUrl.startsWith("urn:uuid:")) res.id = fullUrl.slice(9);
+      }
+      if (fullUrl && res.id) map[fullUrl] = type + "/" + res.id;
+      resources.push(res);
+    }
+    return resources.map((r) => rewriteRefs(r, map));
+  }
+
+  function typeOfTemplate(template) {
+    return template.split("?", 1)[0].split("/", 1)[0];
+  }
+
+  function prefetchFromResources(resources, templates, patientId) {
+    const byType = {};
+    for (const r of resources) (byType[r.resourceType] = byType[r.resourceType] || []).push(r);
+    const prefetch = {};
+    for (const [key, template] of Object.entries(templates)) {
+      const type = typeOfTemplate(template);
+      const items = byType[type] || [];
+      const isRead = !template.includes("?") && template.split("?", 1)[0].includes("/");
+      if (isRead) {
+        const match = type === "Patient" ? items.filter((r) => r.id === patientId) : items.slice(0, 1);
+        prefetch[key] = match.length ? match[0] : null;
+      } else {
+        prefetch[key] = {
+          resourceType: "Bundle", type: "searchset", total: items.length,
+          entry: items.map((r) => ({ resource: r, search: { mode: "match" } })),
+        };
+      }
+    }
+    return prefetch;
+  }
+
+  function uuid4() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+
+  async function requestFromBundle(bundle) {
+    const resources = bundleResources(bundle);
+    const patient = resources.find((r) => r.resourceType === "Patient" && r.id);
+    if (!patient) throw new Error("the Bundle has no Patient with an id");
+    const discovery = await getJson("/cds-services");
+    const service = (discovery.services || []).find((s) => SERVICE.endsWith("/" + s.id));
+    if (!service) throw new Error("discovery does not list the service");
+    return {
+      hook: "patient-view",
+      hookInstance: uuid4(),
+      context: { patientId: patient.id, userId: "Practitioner/example" },
+      prefetch: prefetchFromResources(resources, service.prefetch || {}, patient.id),
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // HTTP
+  // ---------------------------------------------------------------------------------------------------
+  async function getJson(url) {
+    const resp = await fetch(url, { headers: { Accept: "application/json" } });
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const err = new Error((data && (data.detail || data.error)) || "HTTP " + resp.status);
+      err.status = resp.status;
+      err.code = data && data.error;
+      throw err;
+    }
+    return data;
+  }
+
+  async function postJson(url, body) {
+    const resp = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    });
+    const data = await resp.json().catch(() => null);
+    return { ok: resp.ok, status: resp.status, data };
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // DOM helpers
+  // ---------------------------------------------------------------------------------------------------
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const child of children) if (child) node.append(child);
+    return node;
+  }
+
+  function safeHttpUrl(url) {
+    try {
+      const u = new URL(url, window.location.href);
+      return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function markdownNode(text, cls) {
+    const div = el("div", { class: cls || "detail" });
+    div.innerHTML = renderMarkdown(text); // renderMarkdown escapes all data before adding its own tags
+    return div;
+  }
+
+  function setStatus(text, kind) {
+    const s = $("status");
+    s.textContent = text;
+    s.className = "status" + (kind ? " " + kind : "");
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // cards
+  // ---------------------------------------------------------------------------------------------------
+  function ruleOf(card) {
+    return (card.source && card.source.topic && card.source.topic.code) || "";
+  }
+
+  function sourceNode(card) {
+    const src = card.source || {};
+    const p = el("p", { class: "source" }, "Source: ");
+    const url = src.url && safeHttpUrl(src.url);
+    if (url) p.append(el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: src.label || url }));
+    else p.append(document.createTextNode(src.label || "unknown"));
+    const rule = ruleOf(card);
+    if (rule) p.append(el("span", { class: "rule", text: " · rule " + rule }));
+    return p;
+  }
+
+  function linksNode(card) {
+    const links = (card.links || []).filter((l) => safeHttpUrl(l.url));
+    if (!links.length) return null;
+    const ul = el("ul", { class: "links" });
+    for (const l of links) {
+      ul.append(el("li", {}, el("a", { href: safeHttpUrl(l.url), target: "_blank", rel: "noopener noreferrer",
+        text: l.label + (l.type === "smart" ? " (SMART app)" : "") })));
+    }
+    return ul;
+  }
+
+  async function sendFeedback(card, item, resultNode, controls) {
+    controls.forEach((c) => (c.disabled = true));
+    resultNode.textContent = "Sending feedback…";
+    const body = { feedback: [Object.assign({ card: card.uuid, outcomeTimestamp: new Date().toISOString() }, item)] };
+    try {
+      const r = await postJson(FEEDBACK, body);
+      if (r.ok) {
+        const what = item.outcome === "accepted" ? "Accepted" : "Dismissed";
+        const stored = r.data && r.data.stored ? "feedback stored" : "feedback was already stored";
+        resultNode.textContent = what + ": " + stored + ".";
+        resultNode.className = "result ok";
+      } else {
+        resultNode.textContent = "Feedback failed (HTTP " + r.status + "): " +
+          ((r.data && (r.data.detail || r.data.error)) || "no details");
+        resultNode.className = "result error";
+        controls.forEach((c) => (c.disabled = false));
+      }
+    } catch (e) {
+      resultNode.textContent = "Feedback failed: " + e.message;
+      resultNode.className = "result error";
+      controls.forEach((c) => (c.disabled = false));
+    }
+  }
+
+  function feedbackNode(card) {
+    if (!card.uuid) return null;
+    const box = el("div", { class: "actions" });
+    const result = el("p", { class: "result", role: "status", "aria-live": "polite" });
+    const controls = [];
+
+    const suggestions = card.suggestions || [];
+    if (suggestions.length) {
+      const ul = el("ul", { class: "suggestions", "aria-label": "Suggestions" });
+      for (const s of suggestions) {
+        const li = el("li");
+        const action = (s.actions || [])[0] || {};
+        const res = action.resource || {};
+        li.append(el("span", { class: "suggestion-label", text: s.label }));
+        if (res.resourceType) {
+          li.append(el("span", { class: "muted", text: " (draft " + res.resourceType + (res.priority ? ", " + res.priority : "") + ")" }));
+        }
+        if (s.uuid) {
+          const btn = el("button", { type: "button", class: "accept", "aria-label": "Accept: " + s.label, text: "Accept" });
+          btn.addEventListener("click", () =>
+            sendFeedback(card, { outcome: "accepted", acceptedSuggestions: [{ id: s.uuid }] }, result, controls));
+          controls.push(btn);
+          li.append(" ", btn);
+        }
+        if (res.resourceType) {
+          const d = el("details", { class: "resource" }, el("summary", { text: "Draft resource" }));
+          d.append(el("pre", { text: JSON.stringify(res, null, 2) }));
+          li.append(d);
+        }
+        ul.append(li);
+      }
+      box.append(ul);
+    }
+
+    const reasons = card.overrideReasons || [];
+    const row = el("div", { class: "dismiss" });
+    const selectId = "reason-" + card.uuid;
+    let select = null;
+    if (reasons.length) {
+      select = el("select", { id: selectId });
+      select.append(el("option", { value: "", text: "No reason given" }));
+      reasons.forEach((r, i) => select.append(el("option", { value: String(i), text: r.display || r.code })));
+      row.append(el("label", { for: selectId, text: "Reason " }), select, " ");
+      controls.push(select);
+    }
+    const dismiss = el("button", { type: "button", class: "dismiss-btn", "aria-label": "Dismiss: " + card.summary, text: "Dismiss" });
+    dismiss.addEventListener("click", () => {
+      const item = { outcome: "overridden" };
+      if (select && select.value !== "") item.overrideReason = { reason: reasons[Number(select.value)] };
+      sendFeedback(card, item, result, controls);
+    });
+    controls.push(dismiss);
+    row.append(dismiss);
+    box.append(row, result);
+    return box;
+  }
+
+  function cardNode(card) {
+    const indicator = INDICATOR_TEXT[card.indicator] ? card.indicator : "info";
+    const art = el("article", { class: "card " + indicator, "data-rule": ruleOf(card), "aria-label": INDICATOR_TEXT[indicator] + ": " + card.summary });
+    art.append(el("p", { class: "indicator", text: INDICATOR_TEXT[indicator] }));
+    art.append(el("h3", { class: "summary", text: card.summary }));
+    if (card.detail) art.append(markdownNode(card.detail));
+    art.append(sourceNode(card));
+    const links = linksNode(card);
+    if (links) art.append(links);
+    const fb = feedbackNode(card);
+    if (fb) art.append(fb);
+    return art;
+  }
+
+  function overviewNode(card) {
+    const detail = card.detail || "";
+    const wrap = el("div", { class: "card overview " + (INDICATOR_TEXT[card.indicator] ? card.indicator : "info"), "data-rule": OVERVIEW_RULE });
+    const phase = /\*\*Phase:\s*([^*]+)\*\*/.exec(detail);
+    const sites = /\*\*Metastatic sites:\*\*\s*(.+)/.exec(detail);
+    const facts = el("dl", { class: "facts" });
+    facts.append(el("dt", { text: "Phase" }), el("dd", { class: "phase phase-" + (phase ? phase[1].trim().split(/\s/)[0] : "unknown"), text: phase ? phase[1].trim() : "not stated" }));
+    facts.append(el("dt", { text: "Metastatic sites" }), el("dd", { text: sites ? sites[1].trim() : "none recorded" }));
+    wrap.append(el("h3", { class: "summary", text: card.summary }), facts);
+    // evidence: the bullet lines right after the phase heading
+    const evidence = [];
+    if (phase) {
+      const lines = detail.split("\n");
+      let i = lines.findIndex((l) => l.includes(phase[0])) + 1;
+      while (i > 0 && i < lines.length && /^\s*-\s+/.test(lines[i])) evidence.push(lines[i++].replace(/^\s*-\s+/, ""));
+    }
+    if (evidence.length) {
+      wrap.append(el("h4", { text: "Evidence for the phase" }));
+      wrap.append(markdownNode(evidence.map((e) => "- " + e).join("\n"), "evidence"));
+    }
+    const more = el("details", {}, el("summary", { text: "Full overview" }));
+    more.append(markdownNode(detail));
+    wrap.append(more, sourceNode(card));
+    const fb = feedbackNode(card);
+    if (fb) wrap.append(fb);
+    return wrap;
+  }
+
+  function showCards(cards) {
+    const overview = cards.find((c) => ruleOf(c) === OVERVIEW_RULE);
+    const others = cards.filter((c) => c !== overview);
+    $("overview-body").replaceChildren(overview ? overviewNode(overview) : el("p", { class: "muted", text: "No overview card: the service found no metastatic breast cancer in this record." }));
+    $("overview").hidden = false;
+    const list = $("cards");
+    list.replaceChildren(...others.map(cardNode));
+    if (!others.length) list.append(el("p", { class: "muted", text: "No other cards." }));
+    $("cards-section").hidden = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // firing the hook
+  // ---------------------------------------------------------------------------------------------------
+  let busy = false;
+
+  async function fire(makeRequest) {
+    if (busy) return;
+    busy = true;
+    $("fire-sample").disabled = true;
+    $("fire-bundle").disabled = true;
+    setStatus("Building the request…");
+    try {
+      const request = await makeRequest();
+      setStatus("Calling the service…");
+      const t0 = performance.now();
+      const r = await postJson(SERVICE, request);
+      $("request-json").textContent = JSON.stringify(request, null, 2);
+      $("response-json").textContent = JSON.stringify(r.data, null, 2);
+      $("exchange").hidden = false;
+      if (!r.ok || !r.data || !Array.isArray(r.data.cards)) {
+        setStatus("The service answered HTTP " + r.status + ": " + ((r.data && (r.data.detail || r.data.error)) || "no details"), "error");
+        return;
+      }
+      showCards(r.data.cards);
+      const n = r.data.cards.length;
+      setStatus(n + " card" + (n === 1 ? "" : "s") + " in " + Math.round(performance.now() - t0) + " ms.", "ok");
+    } catch (e) {
+      setStatus("Failed: " + e.message, "error");
+    } finally {
+      busy = false;
+      $("fire-sample").disabled = !$("sample-select").value;
+      $("fire-bundle").disabled = false;
+    }
+  }
+
+  async function init() {
+    const select = $("sample-select");
+    select.addEventListener("change", () => {
+      const opt = select.selectedOptions[0];
+      $("sample-description").textContent = (opt && opt.dataset.description) || "";
+      $("fire-sample").disabled = !select.value;
+    });
+    $("fire-sample").addEventListener("click", () =>
+      fire(() => getJson("/demo/request/" + encodeURIComponent(select.value))));
+    $("fire-bundle").addEventListener("click", () =>
+      fire(() => {
+        let bundle;
+        try {
+          bundle = JSON.parse($("bundle-input").value);
+        } catch (e) {
+          throw new Error("the text is not valid JSON (" + e.message + ")");
+        }
+        return requestFromBundle(bundle);
+      }));
+    try {
+      const data = await getJson("/demo/samples");
+      const options = [el("option", { value: "", text: "Choose a sample patient" })];
+      for (const s of data.samples || []) {
+        const opt = el("option", { value: s.id, text: s.title ? s.title + " (" + s.id + ")" : s.id });
+        opt.dataset.description = s.description || "";
+        options.push(opt);
+      }
+      select.replaceChildren(...options);
+      select.disabled = false;
+      document.body.dataset.ready = "true";
+    } catch (e) {
+      if (e.status === 404 && e.code === "demo-mode-off") {
+        const banner = $("demo-off");
+        banner.textContent = "This viewer needs demo mode: this service verifies EHR tokens " +
+          "(MBC_CDS_REQUIRE_JWT=true), so it does not serve sample patients and will not answer unsigned calls. " +
+          "Run `mbc-cds demo` (or set MBC_CDS_REQUIRE_JWT=false on a local, synthetic-data instance).";
+        banner.hidden = false;
+        $("choose").hidden = true;
+        document.body.dataset.ready = "demo-off";
+      } else {
+        select.replaceChildren(el("option", { value: "", text: "No sample patients (" + e.message + ")" }));
+        document.body.dataset.ready = "true";
+      }
+    }
+  }
+
+  window.mbcViewer = { renderMarkdown, escapeHtml, bundleResources, prefetchFromResources };
+  document.addEventListener("DOMContentLoaded", init);
+})();

@@ -1,0 +1,171 @@
+"""One worklist row per patient, from the hook's own evaluation; ranking.
+
+Nothing clinical is decided here: every patient goes through :meth:`app.hook.HookProcessor.evaluate`, exactly as
+a ``patient-view`` call would, and the row only reads the outcome (cards, fired rules, phase, sites).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+# Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
+HOOK_INSTANCE = "mbc-cds-worklist"
+
+TIER_LABELS = {1: "emergency", 2: "acute-no-palliative-care", 3: "acp-missing", 4: "other"}
+ACP_MISSING_RULES = ("acp-stable", "acp-acute")
+OVERVIEW_RULE = "mbc-overview"
+
+COLUMNS: tuple[str, ...] = (
+    "rank", "patient_id", "tier", "tier_label", "phase", "phase_evidence", "sites", "emergencies", "rules",
+    "n_critical", "n_warning", "n_info", "top_rule", "top_action", "top_summary", "why",
+)
+LIST_COLUMNS = ("phase_evidence", "sites", "emergencies", "rules")
+
+_BULLET = re.compile(r"^- (.*)$")
+
+
+def parse_now(value: str | datetime | None) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value:
+        return datetime.now(UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def make_settings(resource_level: str | None = None, **overrides: Any) -> Any:
+    from app.settings import Settings
+
+    values: dict[str, Any] = {"require_jwt": False}
+    if resource_level:
+        values["resource_level"] = resource_level
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_payload(settings: Any) -> dict[str, Any]:
+    """The settings that change an evaluation, as plain values (shipped to Spark workers)."""
+    keys = ("resource_level", "info_card_cap", "acute_window_days", "assessment_window_days", "acp_revisit_days",
+            "acp_app_url", "assessment_form_url")
+    return {k: getattr(settings, k) for k in keys}
+
+
+def make_processor(settings: Any) -> Any:
+    """The same HookProcessor the service builds, without an HTTP client."""
+    from app.engine.knowledge import compile_knowledge
+    from app.hook import HookProcessor
+    from terminology import get_terminology
+
+    return HookProcessor(settings, get_terminology(), compile_knowledge(), None)
+
+
+def rule_of(card: dict[str, Any]) -> str:
+    return str(((card.get("source") or {}).get("topic") or {}).get("code") or "")
+
+
+def top_card(cards: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest-ranked card that recommends something: the engine's order (critical > warning > info, then
+    the rule order of clinical-rules.md), skipping the overview card unless it is the only one."""
+    return next((c for c in cards if rule_of(c) != OVERVIEW_RULE), cards[0])
+
+
+def why_of(card: dict[str, Any]) -> str:
+    """The card's own evidence lines (the first bullet block of its detail, i.e. the **Why** section), joined.
+    The "Phase: ..." bullet is left out when there is other evidence (the phase has its own column)."""
+    bullets: list[str] = []
+    for line in str(card.get("detail") or "").splitlines():
+        m = _BULLET.match(line.strip())
+        if m:
+            bullets.append(m.group(1))
+        elif bullets and not line.strip().startswith("- "):
+            break
+    evidence = [b for b in bullets if not b.startswith("Phase: ")]
+    return "; ".join(evidence or bullets)
+
+
+def action_of(card: dict[str, Any]) -> str:
+    """The first suggestion's label, or the card summary when it offers no suggestion."""
+    for s in card.get("suggestions") or []:
+        if s.get("label"):
+            return str(s["label"])
+    return str(card.get("summary") or "")
+
+
+def tier_of(rule_ids: list[str], phase: str) -> int:
+    if any(r.startswith("emergency-") for r in rule_ids):
+        return 1
+    if phase == "acute" and "referral-palliative-care" in rule_ids:
+        return 2
+    if any(r in rule_ids for r in ACP_MISSING_RULES):
+        return 3
+    return 4
+
+
+def build_row(patient_id: str, outcome: Any) -> dict[str, Any] | None:
+    """The worklist row for one HookOutcome, or None when the hook returns no card (patient not in scope)."""
+    cards = outcome.cards
+    if not cards:
+        return None
+    ev = outcome.evaluation
+    rule_ids = [rule_of(c) for c in cards]
+    phase = ev.phase.name if ev is not None else "unknown"
+    from app.clinical.facts import SITES
+
+    sites = [s for s in SITES if ev is not None and s in ev.facts.sites]
+    top = top_card(cards)
+    counts = {k: sum(1 for c in cards if c.get("indicator") == k) for k in ("critical", "warning", "info")}
+    tier = tier_of(rule_ids, phase)
+    return {
+        "rank": 0,
+        "patient_id": patient_id,
+        "tier": tier,
+        "tier_label": TIER_LABELS[tier],
+        "phase": phase,
+        "phase_evidence": list(dict.fromkeys(e.code for e in ev.phase.evidence)) if ev is not None else [],
+        "sites": sites,
+        "emergencies": [r for r in rule_ids if r.startswith("emergency-")],
+        "rules": rule_ids,
+        "n_critical": counts["critical"],
+        "n_warning": counts["warning"],
+        "n_info": counts["info"],
+        "top_rule": rule_of(top),
+        "top_action": action_of(top),
+        "top_summary": str(top.get("summary") or ""),
+        "why": why_of(top),
+    }
+
+
+def draft_requests(outcome: Any) -> list[dict[str, Any]]:
+    """The draft ServiceRequests the cards suggest, each with an id (the suggestion's stable uuid)."""
+    out: list[dict[str, Any]] = []
+    for card in outcome.cards:
+        for s in card.get("suggestions") or []:
+            for action in s.get("actions") or []:
+                resource = action.get("resource")
+                if isinstance(resource, dict) and resource.get("resourceType") == "ServiceRequest":
+                    draft = dict(resource)
+                    draft["id"] = str(s.get("uuid") or "")
+                    out.append(draft)
+    return out
+
+
+def evaluate_group(processor: Any, patient_id: str, resources: list[dict[str, Any]], now: datetime,
+                   *, drafts: bool = False) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    outcome = processor.evaluate(resources, patient_id, now, server=False, hook_instance=HOOK_INSTANCE)
+    row = build_row(patient_id, outcome)
+    return row, (draft_requests(outcome) if drafts and row is not None else [])
+
+
+def rank_key(row: dict[str, Any]) -> tuple[int, int, str]:
+    return row["tier"], -(row["n_critical"] + row["n_warning"]), row["patient_id"]
+
+
+def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Emergencies, then acute without palliative care, then missing ACP, then the rest; ties: more critical +
+    warning cards first, then patient id."""
+    ranked = sorted(rows, key=rank_key)
+    for i, row in enumerate(ranked, 1):
+        row["rank"] = i
+    return ranked

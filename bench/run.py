@@ -1,0 +1,583 @@
+"""Benchmark: the mbc-cds service against a floor (a bare FastAPI app that only parses the body), same run.
+
+    python bench/run.py [--quick] [--json] [--out FILE] [--launcher mbc-cds|uvicorn] [--duration S]
+
+Both servers run as users run them: subprocesses `mbc-cds serve --port P --workers N` (or `uvicorn app.main:app
+--workers N`) with the default settings except MBC_CDS_REQUIRE_JWT=false and a fresh SQLite file (audit rows
+on), and `uvicorn floor_app:app --app-dir bench --workers N` for the floor, both at uvicorn's default log level
+(info, access log on). Requests go over loopback with httpx (one keep-alive client):
+
+- latency: sequential, warm-up then N requests per case: p50 / p95 / p99 (ms);
+- throughput: 32 concurrent requests for a fixed duration (hooks/s) with 1 and 2 uvicorn workers;
+- peak RSS: VmHWM of the server process and its children (/proc), summed;
+- cold start: process start to the first answered hook (200), median of 3.
+
+Cases: a typical patient (40 resources), a heavy one (typical + 3,000 vital signs) and a sweep of prefetch sizes
+(100, 1,000, 5,000, 20,000 resources). The table gives project, floor and project/floor per row; `--json` prints
+the same as JSON (progress goes to stderr). The load generator shares the machine's cores with the servers: its
+CPU use is reported with the throughput numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.patients import cases as build_cases  # noqa: E402
+
+SERVICE_PATH = "/cds-services/mbc-palliative-care"
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+VENV_BIN = Path(sys.executable).parent
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# processes
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                text = Path(f"/proc/{pid}/task/{tid}/children").read_text()
+            except OSError:
+                continue
+            out.extend(int(x) for x in text.split())
+    except OSError:
+        pass
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    seen: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.append(p)
+        todo.extend(_children(p))
+    return seen
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Server:
+    kind: str                 # "project" | "floor"
+    workers: int
+    workdir: Path
+    launcher: str = "mbc-cds"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    log_path: Path | None = None
+    db_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{SERVICE_PATH}"
+
+    def command(self) -> list[str]:
+        host = ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+        if self.kind == "floor":
+            return [str(VENV_BIN / "uvicorn"), "floor_app:app", "--app-dir", str(BENCH_DIR), *host,
+                    "--log-level", "info", "--proxy-headers"]
+        if self.launcher == "uvicorn":
+            return [str(VENV_BIN / "uvicorn"), "app.main:app", *host, "--log-level", "info", "--proxy-headers"]
+        return [str(VENV_BIN / "mbc-cds"), "serve", *host]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_CDS_")}
+        if self.kind == "project":
+            env["MBC_CDS_REQUIRE_JWT"] = "false"
+            env["MBC_CDS_DATABASE_URL"] = f"sqlite:///{self.db_path}"
+        return env
+
+    def start(self, tag: str, template_db: Path | None = None) -> None:
+        self.log_path = self.workdir / f"{self.kind}-{tag}.log"
+        if self.kind == "project":
+            self.db_path = self.workdir / f"{self.kind}-{tag}.db"
+            if template_db is not None:
+                shutil.copyfile(template_db, self.db_path)
+        logf = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=self.env(), stdout=logf,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        logf.close()
+
+    def wait_first_hook(self, body: bytes, timeout: float = 90.0) -> float:
+        """Poll with the hook until it answers 200; seconds from process start."""
+        assert self.proc is not None
+        deadline = time.perf_counter() + timeout
+        with httpx.Client(headers=HEADERS, timeout=30) as client:
+            while time.perf_counter() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.kind} server exited ({self.proc.returncode}); see {self.log_path}")
+                try:
+                    r = client.post(self.url, content=body)
+                    if r.status_code == 200:
+                        return time.perf_counter() - self.started_at
+                    raise RuntimeError(f"{self.kind} answered {r.status_code}: {r.text[:300]}")
+                except httpx.TransportError:
+                    time.sleep(0.01)
+        raise RuntimeError(f"{self.kind} server did not answer within {timeout} s; see {self.log_path}")
+
+    def rss_kb(self) -> dict[str, int]:
+        """Peak (VmHWM) and current (VmRSS) resident memory of the process tree, summed, and the largest."""
+        assert self.proc is not None
+        pids = process_tree(self.proc.pid)
+        hwm = [_status_kb(p, "VmHWM") for p in pids]
+        rss = [_status_kb(p, "VmRSS") for p in pids]
+        return {"processes": len(pids), "peak_sum_kb": sum(hwm), "peak_max_kb": max(hwm or [0]),
+                "rss_sum_kb": sum(rss)}
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        tree = process_tree(self.proc.pid)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for pid in tree[1:]:  # workers that outlived the supervisor (should not happen)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+
+
+def migrated_template(workdir: Path) -> Path:
+    """An empty SQLite database at the latest schema (the documented `mbc-cds migrate` step)."""
+    path = workdir / "template.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_CDS_")}
+    subprocess.run([str(VENV_BIN / "mbc-cds"), "migrate", "--database-url", f"sqlite:///{path}"], cwd=workdir,
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------
+# measurements
+# ----------------------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summarize(ms: list[float]) -> dict[str, float]:
+    return {"n": len(ms), "p50": percentile(ms, 0.50), "p95": percentile(ms, 0.95), "p99": percentile(ms, 0.99),
+            "mean": statistics.fmean(ms) if ms else float("nan"), "min": min(ms) if ms else float("nan")}
+
+
+def sequential(client: httpx.Client, url: str, body: bytes, warmup: int, n: int,
+               max_seconds: float) -> tuple[dict[str, float], bytes]:
+    last = b""
+    for _ in range(warmup):
+        r = client.post(url, content=body)
+        r.raise_for_status()
+    times: list[float] = []
+    deadline = time.perf_counter() + max_seconds
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = client.post(url, content=body)
+        times.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            raise RuntimeError(f"{url} answered {r.status_code}: {r.text[:300]}")
+        last = r.content
+        if time.perf_counter() > deadline and len(times) >= 10:
+            break
+    return summarize(times), last
+
+
+async def _load(url: str, body: bytes, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    ok = 0
+    errors = 0
+    lat: list[float] = []
+    async with httpx.AsyncClient(limits=limits, timeout=120, headers=HEADERS) as client:
+        t_start = time.perf_counter()
+        t_count = t_start + warmup
+        t_end = t_count + duration
+        cpu_marks: dict[str, float] = {}
+
+        async def worker() -> None:
+            nonlocal ok, errors
+            while True:
+                t0 = time.perf_counter()
+                if t0 >= t_end:
+                    return
+                if "start" not in cpu_marks and t0 >= t_count:
+                    cpu_marks["start"] = time.process_time()
+                    cpu_marks["wall"] = t0
+                try:
+                    r = await client.post(url, content=body)
+                    good = r.status_code == 200
+                except httpx.HTTPError:
+                    good = False
+                t1 = time.perf_counter()
+                if t_count <= t1 <= t_end:
+                    if good:
+                        ok += 1
+                        lat.append((t1 - t0) * 1000)
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cpu = time.process_time() - cpu_marks.get("start", time.process_time())
+        wall = time.perf_counter() - cpu_marks.get("wall", time.perf_counter())
+    return {"hooks_per_s": ok / duration, "ok": ok, "errors": errors, "concurrency": concurrency,
+            "duration_s": duration, "latency_p50_ms": percentile(lat, 0.5), "latency_p99_ms": percentile(lat, 0.99),
+            "client_cpu_cores": cpu / wall if wall > 0 else float("nan")}
+
+
+def throughput(url: str, body: bytes, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+    try:
+        import uvloop
+
+        factory: Any = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_load(url, body, concurrency, duration, warmup))
+
+
+def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
+    n = len(xs)
+    if n < 2:
+        return {"slope_ms_per_1000": float("nan"), "intercept_ms": float("nan"), "r2": float("nan")}
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    slope = sxy / sxx
+    intercept = my - slope * mx
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
+    return {"slope_ms_per_1000": slope * 1000, "intercept_ms": intercept,
+            "r2": 1 - ss_res / ss_tot if ss_tot else 1.0}
+
+
+def handler_durations(log_path: Path, start: int) -> list[float]:
+    """`duration_ms` of the service's own 'hook answered' log lines written after byte offset `start`."""
+    out: list[float] = []
+    with open(log_path, "rb") as f:
+        f.seek(start)
+        for line in f:
+            if b'"hook answered"' not in line:
+                continue
+            try:
+                out.append(float(orjson.loads(line)["duration_ms"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    quick: bool
+    duration: float
+    launcher: str
+
+    def requests_for(self, resources: int) -> tuple[int, int, float]:
+        """(warm-up, measured requests, time cap in seconds) for a case of this size."""
+        if self.quick:
+            return 3, 20, 5.0
+        if resources <= 100:
+            return 50, 1000, 20.0
+        if resources <= 1000:
+            return 20, 300, 25.0
+        if resources <= 5000:
+            return 5, 100, 30.0
+        return 3, 40, 60.0
+
+    @property
+    def warmup_s(self) -> float:
+        return 0.5 if self.quick else 2.0
+
+    @property
+    def cold_runs(self) -> int:
+        return 1 if self.quick else 3
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    versions: dict[str, str] = {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "orjson", "pydantic", "httpx",
+                "fhir.resources", "mbc-cds"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "nproc": os.cpu_count(),
+            "cpu_model": model, "mem_gib": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="mbc-cds-bench-"))
+    log(f"workdir {workdir}")
+    cases = build_cases(quick=plan.quick)
+    bodies = {c["name"]: orjson.dumps(c["request"]) for c in cases}
+    typical = bodies["typical"]
+    template = migrated_template(workdir)
+    result: dict[str, Any] = {
+        "machine": machine_info(), "quick": plan.quick, "launcher": plan.launcher,
+        "cases": [{"name": c["name"], "resources": c["resources"], "body_bytes": len(bodies[c["name"]])}
+                  for c in cases],
+        "latency": {"project": {}, "floor": {}}, "handler_ms": {}, "cards": {},
+        "throughput": {"project": {}, "floor": {}}, "rss": {"project": {}, "floor": {}},
+        "cold_start_s": {"project": [], "floor": []},
+    }
+    servers: list[Server] = []
+    try:
+        # 1 worker each, side by side; measurements alternate between them so that both see the same machine.
+        proj = Server("project", 1, workdir, plan.launcher)
+        floor = Server("floor", 1, workdir, plan.launcher)
+        servers = [proj, floor]
+        proj.start("w1", template)
+        floor.start("w1")
+        for s in servers:
+            s.wait_first_hook(typical)
+        with httpx.Client(headers=HEADERS, timeout=120) as client:
+            for c in cases:
+                name = c["name"]
+                warm, n, cap = plan.requests_for(c["resources"])
+                for s in (floor, proj):
+                    offset = s.log_path.stat().st_size if s.log_path else 0
+                    stats, content = sequential(client, s.url, bodies[name], warm, n, cap)
+                    result["latency"][s.kind][name] = stats
+                    if s.kind == "project":
+                        result["handler_ms"][name] = summarize(handler_durations(s.log_path, offset)[warm:])
+                        cards = orjson.loads(content)["cards"]
+                        result["cards"][name] = [cd["source"]["topic"]["code"] for cd in cards]
+                    log(f"latency {s.kind:<7} {name:<8} p50 {stats['p50']:8.2f} ms  p95 {stats['p95']:8.2f}  "
+                        f"p99 {stats['p99']:8.2f}  (n={stats['n']})")
+                if name == "typical":
+                    for s in servers:
+                        result["rss"][s.kind]["w1_after_typical"] = s.rss_kb()
+        for s in servers:
+            result["rss"][s.kind]["w1_peak_after_sweep"] = s.rss_kb()
+        for name in ("typical", "heavy"):
+            for s in (floor, proj):
+                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s)
+                result["throughput"][s.kind][f"{name}/w1"] = tp
+                log(f"throughput {s.kind:<7} {name:<8} 1 worker : {tp['hooks_per_s']:8.1f} hooks/s "
+                    f"(client {tp['client_cpu_cores']:.2f} cores, errors {tp['errors']})")
+        for s in servers:
+            s.stop()
+
+        # 2 workers each.
+        proj = Server("project", 2, workdir, plan.launcher)
+        floor = Server("floor", 2, workdir, plan.launcher)
+        servers = [proj, floor]
+        proj.start("w2", template)
+        floor.start("w2")
+        for s in servers:
+            s.wait_first_hook(typical)
+        for name in ("typical", "heavy"):
+            for s in (floor, proj):
+                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s)
+                result["throughput"][s.kind][f"{name}/w2"] = tp
+                log(f"throughput {s.kind:<7} {name:<8} 2 workers: {tp['hooks_per_s']:8.1f} hooks/s "
+                    f"(client {tp['client_cpu_cores']:.2f} cores, errors {tp['errors']})")
+        for s in servers:
+            result["rss"][s.kind]["w2_peak"] = s.rss_kb()
+            s.stop()
+
+        # Cold start: one server at a time, 1 worker, a fresh (migrated) SQLite file each time.
+        for i in range(plan.cold_runs):
+            for kind in ("floor", "project"):
+                s = Server(kind, 1, workdir, plan.launcher)
+                servers = [s]
+                s.start(f"cold{i}", template)
+                seconds = s.wait_first_hook(typical)
+                result["cold_start_s"][kind].append(seconds)
+                log(f"cold start {kind:<7} run {i + 1}: {seconds:.3f} s")
+                s.stop()
+    finally:
+        for s in servers:
+            s.stop()
+    result["workdir"] = str(workdir)
+    result["rows"], result["targets"], result["scaling"] = derive(result, cases)
+    return result
+
+
+def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                                          dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def row(metric: str, unit: str, project: float, floor: float) -> None:
+        rows.append({"metric": metric, "unit": unit, "project": project, "floor": floor,
+                     "ratio": project / floor if floor else float("nan")})
+
+    lat = result["latency"]
+    for c in cases:
+        name = c["name"]
+        for q in ("p50", "p95", "p99"):
+            row(f"{name} ({c['resources']} res) {q}", "ms", lat["project"][name][q], lat["floor"][name][q])
+    tp = result["throughput"]
+    for key in tp["project"]:
+        name, w = key.split("/")
+        row(f"throughput {name}, {w[1:]} worker{'s' if w != 'w1' else ''}", "hooks/s",
+            tp["project"][key]["hooks_per_s"], tp["floor"][key]["hooks_per_s"])
+    rss = result["rss"]
+    mib = 1 / 1024
+    row("RSS 1 worker after typical", "MiB", rss["project"]["w1_after_typical"]["rss_sum_kb"] * mib,
+        rss["floor"]["w1_after_typical"]["rss_sum_kb"] * mib)
+    row("peak RSS 1 worker (whole sweep)", "MiB", rss["project"]["w1_peak_after_sweep"]["peak_sum_kb"] * mib,
+        rss["floor"]["w1_peak_after_sweep"]["peak_sum_kb"] * mib)
+    row("peak RSS 2 workers (all processes)", "MiB", rss["project"]["w2_peak"]["peak_sum_kb"] * mib,
+        rss["floor"]["w2_peak"]["peak_sum_kb"] * mib)
+    cold_p = statistics.median(result["cold_start_s"]["project"])
+    cold_f = statistics.median(result["cold_start_s"]["floor"])
+    row(f"cold start (median of {len(result['cold_start_s']['project'])})", "s", cold_p, cold_f)
+
+    sweep = [c for c in cases if c.get("size")]
+    xs = [float(c["resources"]) for c in sweep]
+    fit_p = linear_fit(xs, [lat["project"][c["name"]]["p50"] for c in sweep])
+    fit_f = linear_fit(xs, [lat["floor"][c["name"]]["p50"] for c in sweep])
+    row("sweep slope (p50 per 1,000 resources)", "ms", fit_p["slope_ms_per_1000"], fit_f["slope_ms_per_1000"])
+    scaling = {"project": fit_p, "floor": fit_f,
+               "slope_ratio": fit_p["slope_ms_per_1000"] / fit_f["slope_ms_per_1000"]
+               if fit_f["slope_ms_per_1000"] else float("nan")}
+
+    def ratio(name: str) -> float:
+        return lat["project"][name]["p50"] / lat["floor"][name]["p50"]
+
+    biggest = sweep[-1]["name"] if sweep else None
+    big_ms = lat["project"][biggest]["p50"] if biggest else float("nan")
+    tp2 = tp["project"].get("typical/w2", {}).get("hooks_per_s", float("nan"))
+    targets = [
+        {"target": "typical p50 <= 2.0x floor p50", "value": round(ratio("typical"), 2), "met": ratio("typical") <= 2.0},
+        {"target": "heavy p50 <= 1.5x floor p50", "value": round(ratio("heavy"), 2), "met": ratio("heavy") <= 1.5},
+        {"target": f"latency linear in prefetch size (R^2 >= 0.98), {biggest} p50 < 1 s",
+         "value": f"R^2 {fit_p['r2']:.3f}, {big_ms:.0f} ms, slope {scaling['slope_ratio']:.2f}x floor",
+         "met": fit_p["r2"] >= 0.98 and big_ms < 1000 and (biggest == "n=20000" or result["quick"])},
+        {"target": "cold start < 2 s", "value": round(cold_p, 2), "met": cold_p < 2.0},
+        {"target": ">= 500 hooks/s, typical, 2 workers", "value": round(tp2, 1), "met": tp2 >= 500},
+    ]
+    return rows, targets, scaling
+
+
+def fmt(v: float) -> str:
+    if v != v:  # NaN
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def table(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [f"mbc-cds benchmark {m['date']}  {m['nproc']} cores  {m['cpu_model']}  Python {m['python']}"
+             f"{'  (quick)' if result['quick'] else ''}",
+             "",
+             "| metric | unit | project | floor | project/floor |",
+             "|---|---|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['metric']} | {r['unit']} | {fmt(r['project'])} | {fmt(r['floor'])} | "
+                     f"{r['ratio']:.2f} |")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for t in result["targets"]:
+        lines.append(f"| {t['target']} | {t['value']} | {'met' if t['met'] else 'NOT met'} |")
+    hm = result["handler_ms"]
+    lines += ["", "Time inside the service's handler (its 'hook answered' log, duration_ms) p50: "
+              + ", ".join(f"{k} {fmt(v['p50'])} ms" for k, v in hm.items())]
+    cl = [f"{k} {v['client_cpu_cores']:.2f}" for k, v in result["throughput"]["project"].items()]
+    lines.append("Load generator CPU during project throughput runs (cores of 2): " + ", ".join(cl))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a smoke run: few requests, small sizes")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    p.add_argument("--out", help="also write the JSON results to this file")
+    p.add_argument("--launcher", choices=("mbc-cds", "uvicorn"), default="mbc-cds",
+                   help="start the service with `mbc-cds serve` (default) or `uvicorn app.main:app`")
+    p.add_argument("--duration", type=float, help="seconds per throughput measurement (default 10, quick 2)")
+    args = p.parse_args(argv)
+    plan = Plan(quick=args.quick, duration=args.duration or (2.0 if args.quick else 10.0), launcher=args.launcher)
+    result = run(plan)
+    if args.out:
+        Path(args.out).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    if args.json:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
