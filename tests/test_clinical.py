@@ -177,3 +177,11 @@ def test_garbage_resources_are_noted_not_fatal() -> None:
                     patient_id=PID, now=NOW, terminology=get_terminology())
     assert f.in_scope
     assert len(f.unreadable) >= 2
+
+
+def test_stage_iv_stage_group_counts_as_metastatic() -> None:
+    stage = {"resourceType": "Observation", "id": "sg", "status": "final", "subject": {"reference": f"Patient/{PID}"},
+             "code": {"coding": [{"system": LOINC, "code": "21908-9"}]}, "effectiveDateTime": day(100),
+             "valueCodeableConcept": {"coding": [{"system": SCT, "code": "258228008"}]}}
+    f = build_facts([cond("breast", SCT, "254837009"), stage], patient_id=PID, now=NOW, terminology=get_terminology())
+    assert f.in_scope and f.staging_m1 and not f.sites

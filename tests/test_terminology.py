@@ -85,6 +85,8 @@ CONCEPT_IDS = {
     "obs-disease-status",
     "obs-tnm-m",
     "value-m1",
+    "obs-stage-group",
+    "value-stage-iv",
     "value-progressing",
     # drug classes
     "drug-non-opioid-analgesic",

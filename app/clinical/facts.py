@@ -309,9 +309,11 @@ class _FactBuilder:
             return
         ref = _ref(r)
         when = _first_time(r, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
-        if "obs-tnm-m" in concepts:
-            if "value-m1" in self.t.concepts_of_codeable(r.get("valueCodeableConcept")):
-                self.facts.staging_m1.append(Dated(ref, when, "M1 (distant metastasis)"))
+        if "obs-tnm-m" in concepts or "obs-stage-group" in concepts:
+            values = self.t.concepts_of_codeable(r.get("valueCodeableConcept"))
+            if "value-m1" in values or "value-stage-iv" in values:
+                label = "M1 (distant metastasis)" if "value-m1" in values else "stage IV"
+                self.facts.staging_m1.append(Dated(ref, when, label))
             return
         if "obs-disease-status" in concepts:
             if "value-progressing" in self.t.concepts_of_codeable(r.get("valueCodeableConcept")):
