@@ -241,48 +241,91 @@ def sequential(client: httpx.Client, url: str, body: bytes, warmup: int, n: int,
     return summarize(times), last
 
 
-async def _load(url: str, body: bytes, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+async def _load_httpx(url: str, body: bytes, concurrency: int, t_count: float, t_end: float,
+                     stats: dict[str, Any]) -> None:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    ok = 0
-    errors = 0
-    lat: list[float] = []
     async with httpx.AsyncClient(limits=limits, timeout=120, headers=HEADERS) as client:
-        t_start = time.perf_counter()
-        t_count = t_start + warmup
-        t_end = t_count + duration
-        cpu_marks: dict[str, float] = {}
 
         async def worker() -> None:
-            nonlocal ok, errors
-            while True:
-                t0 = time.perf_counter()
-                if t0 >= t_end:
-                    return
-                if "start" not in cpu_marks and t0 >= t_count:
-                    cpu_marks["start"] = time.process_time()
-                    cpu_marks["wall"] = t0
+            while (t0 := time.perf_counter()) < t_end:
                 try:
-                    r = await client.post(url, content=body)
-                    good = r.status_code == 200
+                    good = (await client.post(url, content=body)).status_code == 200
                 except httpx.HTTPError:
                     good = False
-                t1 = time.perf_counter()
-                if t_count <= t1 <= t_end:
-                    if good:
-                        ok += 1
-                        lat.append((t1 - t0) * 1000)
-                    else:
-                        errors += 1
+                _count(stats, good, t0, time.perf_counter(), t_count, t_end)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        cpu = time.process_time() - cpu_marks.get("start", time.process_time())
-        wall = time.perf_counter() - cpu_marks.get("wall", time.perf_counter())
-    return {"hooks_per_s": ok / duration, "ok": ok, "errors": errors, "concurrency": concurrency,
-            "duration_s": duration, "latency_p50_ms": percentile(lat, 0.5), "latency_p99_ms": percentile(lat, 0.99),
-            "client_cpu_cores": cpu / wall if wall > 0 else float("nan")}
 
 
-def throughput(url: str, body: bytes, concurrency: int, duration: float, warmup: float) -> dict[str, Any]:
+async def _load_raw(url: str, body: bytes, concurrency: int, t_count: float, t_end: float,
+                    stats: dict[str, Any]) -> None:
+    """HTTP/1.1 keep-alive over asyncio streams: one connection per concurrent request, no client library."""
+    parts = httpx.URL(url)
+    host, port = parts.host, parts.port or 80
+    request = (f"POST {parts.raw_path.decode()} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Content-Type: application/json\r\nAccept: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    async def worker() -> None:
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        while (t0 := time.perf_counter()) < t_end:
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+                assert reader is not None
+                writer.write(request)
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = None
+                for line in head.split(b"\r\n")[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length is None:
+                    raise RuntimeError("response without Content-Length")
+                await reader.readexactly(length)
+                good = head[9:12] == b"200"
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, RuntimeError, ValueError):
+                good = False
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+            _count(stats, good, t0, time.perf_counter(), t_count, t_end)
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _count(stats: dict[str, Any], good: bool, t0: float, t1: float, t_count: float, t_end: float) -> None:
+    if t_count <= t1 <= t_end:
+        if good:
+            stats["ok"] += 1
+            stats["lat"].append((t1 - t0) * 1000)
+        else:
+            stats["errors"] += 1
+    if "cpu0" not in stats and t1 >= t_count:
+        stats["cpu0"] = (time.process_time(), t1)
+
+
+async def _load(url: str, body: bytes, concurrency: int, duration: float, warmup: float,
+                client: str) -> dict[str, Any]:
+    stats: dict[str, Any] = {"ok": 0, "errors": 0, "lat": []}
+    t_count = time.perf_counter() + warmup
+    t_end = t_count + duration
+    load = _load_raw if client == "raw" else _load_httpx
+    await load(url, body, concurrency, t_count, t_end, stats)
+    cpu0, wall0 = stats.get("cpu0", (time.process_time(), time.perf_counter()))
+    wall = time.perf_counter() - wall0
+    lat = stats["lat"]
+    return {"hooks_per_s": stats["ok"] / duration, "ok": stats["ok"], "errors": stats["errors"],
+            "concurrency": concurrency, "duration_s": duration, "client": client,
+            "latency_p50_ms": percentile(lat, 0.5), "latency_p99_ms": percentile(lat, 0.99),
+            "client_cpu_cores": (time.process_time() - cpu0) / wall if wall > 0 else float("nan")}
+
+
+def throughput(url: str, body: bytes, concurrency: int, duration: float, warmup: float,
+               client: str = "raw") -> dict[str, Any]:
     try:
         import uvloop
 
@@ -290,7 +333,7 @@ def throughput(url: str, body: bytes, concurrency: int, duration: float, warmup:
     except ImportError:  # pragma: no cover
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_load(url, body, concurrency, duration, warmup))
+        return runner.run(_load(url, body, concurrency, duration, warmup, client))
 
 
 def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float]:
@@ -333,6 +376,7 @@ class Plan:
     quick: bool
     duration: float
     launcher: str
+    load_client: str = "raw"
 
     def requests_for(self, resources: int) -> tuple[int, int, float]:
         """(warm-up, measured requests, time cap in seconds) for a case of this size."""
@@ -391,6 +435,7 @@ def run(plan: Plan) -> dict[str, Any]:
     template = migrated_template(workdir)
     result: dict[str, Any] = {
         "machine": machine_info(), "quick": plan.quick, "launcher": plan.launcher,
+        "load_client": plan.load_client,
         "cases": [{"name": c["name"], "resources": c["resources"], "body_bytes": len(bodies[c["name"]])}
                   for c in cases],
         "latency": {"project": {}, "floor": {}}, "handler_ms": {}, "cards": {},
@@ -428,7 +473,7 @@ def run(plan: Plan) -> dict[str, Any]:
             result["rss"][s.kind]["w1_peak_after_sweep"] = s.rss_kb()
         for name in ("typical", "heavy"):
             for s in (floor, proj):
-                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s)
+                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s, plan.load_client)
                 result["throughput"][s.kind][f"{name}/w1"] = tp
                 log(f"throughput {s.kind:<7} {name:<8} 1 worker : {tp['hooks_per_s']:8.1f} hooks/s "
                     f"(client {tp['client_cpu_cores']:.2f} cores, errors {tp['errors']})")
@@ -445,7 +490,7 @@ def run(plan: Plan) -> dict[str, Any]:
             s.wait_first_hook(typical)
         for name in ("typical", "heavy"):
             for s in (floor, proj):
-                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s)
+                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s, plan.load_client)
                 result["throughput"][s.kind][f"{name}/w2"] = tp
                 log(f"throughput {s.kind:<7} {name:<8} 2 workers: {tp['hooks_per_s']:8.1f} hooks/s "
                     f"(client {tp['client_cpu_cores']:.2f} cores, errors {tp['errors']})")
@@ -566,9 +611,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="also write the JSON results to this file")
     p.add_argument("--launcher", choices=("mbc-cds", "uvicorn"), default="mbc-cds",
                    help="start the service with `mbc-cds serve` (default) or `uvicorn app.main:app`")
+    p.add_argument("--load-client", choices=("raw", "httpx"), default="raw",
+                   help="concurrent load generator: asyncio streams (default) or httpx.AsyncClient")
     p.add_argument("--duration", type=float, help="seconds per throughput measurement (default 10, quick 2)")
     args = p.parse_args(argv)
-    plan = Plan(quick=args.quick, duration=args.duration or (2.0 if args.quick else 10.0), launcher=args.launcher)
+    plan = Plan(quick=args.quick, duration=args.duration or (2.0 if args.quick else 10.0), launcher=args.launcher,
+                load_client=args.load_client)
     result = run(plan)
     if args.out:
         Path(args.out).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

@@ -299,3 +299,17 @@ def test_list_samples_returns_fresh_copies() -> None:
     first = list_samples()
     first[0]["bundle"]["entry"].clear()
     assert list_samples()[0]["bundle"]["entry"]
+
+
+@pytest.mark.parametrize("shift_days", [0, 45])
+def test_samples_fire_exactly_their_expected_rules(shift_days: int) -> None:
+    """The demo patients say what a clinician should expect; the engine agrees, today and after a date shift."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.cli import evaluate_bundle
+    from app.samples import list_samples, sample_bundle
+
+    now = datetime(2026, 11, 20, 10, tzinfo=UTC) + timedelta(days=shift_days)
+    for sample in list_samples():
+        cards = evaluate_bundle(sample_bundle(sample["id"], now=now), now=now)
+        assert sorted(c["source"]["topic"]["code"] for c in cards) == sorted(sample["expected_rules"]), sample["id"]

@@ -425,11 +425,16 @@ def _weight_loss(ev: Evaluation, _: str | None) -> Result:
                      f"{fmt_date(w.since)} to {fmt_date(w.when)})", w.refs)]
 
 
+DISTRESS_SCREENS = ("distress", "phq9", "phq2", "gad7")
+
+
 @predicate("DistressScreenMissing")
 def _distress_missing(ev: Evaluation, _: str | None) -> Result:
-    if ev.facts.latest("distress", ev.facts.acute_window) is not None:
+    # JCO OP 2021 lists the distress thermometer, PHQ and GAD-7 among screeners of similar accuracy.
+    if any(ev.facts.latest(n, ev.facts.acute_window) is not None for n in DISTRESS_SCREENS):
         return None
-    return [Evidence(f"no distress thermometer score in {ev.facts.acute_window.days} days")]
+    return [Evidence(f"no distress screen (distress thermometer, PHQ-9/PHQ-2, GAD-7) in "
+                     f"{ev.facts.acute_window.days} days")]
 
 
 DISTRESS_THRESHOLDS = (("distress", "distress thermometer", 4), ("phq9", "PHQ-9", 10), ("gad7", "GAD-7", 10))

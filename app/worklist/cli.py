@@ -57,7 +57,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
         return 2
     drafts_file = None
     if args.fhir_out:
-        drafts_file = tempfile.NamedTemporaryFile(prefix="mbc-worklist-drafts-", suffix=".ndjson", delete=False)  # noqa: SIM115
+        drafts_file = tempfile.NamedTemporaryFile(prefix="mbc-worklist-drafts-", suffix=".ndjson", delete=False)
     try:
         try:
             if args.engine == "spark":

@@ -1,0 +1,276 @@
+"""Where a hook's time goes, in-process: stage timings and a pyinstrument profile of the route.
+
+    python bench/profile_hook.py [--case typical|heavy|n=100|n=1000|n=5000|n=20000] [-n N] [--html FILE]
+                                 [--target route|processor] [--top 25]
+
+`--target route` (default) drives the real ASGI app (middleware, route, JSON, audit submit, logging) without
+HTTP; `--target processor` profiles `HookProcessor.run` alone. pyinstrument must be installed
+(`pip install pyinstrument`); it is not a dependency of the project. The audit writer runs in its own thread,
+which pyinstrument does not sample, so its cost per row is measured separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.patients import cases as build_cases  # noqa: E402
+
+SERVICE_PATH = "/cds-services/mbc-palliative-care"
+
+
+def make_app(tmp: Path) -> Any:
+    from app.main import create_app
+    from app.settings import Settings
+
+    settings = Settings(database_url=f"sqlite:///{tmp / 'profile.db'}", require_jwt=False)
+    return create_app(settings)
+
+
+class AsgiDriver:
+    """Calls the ASGI app directly with one POST (no sockets): what uvicorn hands the app, minus HTTP parsing."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def lifespan_start(self) -> None:
+        self._lifespan_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._lifespan_done = asyncio.Event()
+        started = asyncio.Event()
+        await self._lifespan_queue.put({"type": "lifespan.startup"})
+
+        async def receive() -> dict[str, Any]:
+            return await self._lifespan_queue.get()
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                started.set()
+            elif message["type"] == "lifespan.startup.failed":
+                raise RuntimeError(message.get("message"))
+            elif message["type"].startswith("lifespan.shutdown"):
+                self._lifespan_done.set()
+
+        self._lifespan_task = asyncio.create_task(self.app({"type": "lifespan", "asgi": {"version": "3.0"},
+                                                            "state": {}}, receive, send))
+        await started.wait()
+
+    async def lifespan_stop(self) -> None:
+        await self._lifespan_queue.put({"type": "lifespan.shutdown"})
+        await self._lifespan_done.wait()
+        await self._lifespan_task
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": SERVICE_PATH, "raw_path": SERVICE_PATH.encode(), "query_string": b"",
+            "root_path": "", "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
+            "headers": [(b"host", b"127.0.0.1:8080"), (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode())],
+            "state": {},
+        }
+        sent = False
+        status = 0
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        return status, b"".join(chunks)
+
+
+def stage_timings(runtime: Any, body: bytes, n: int) -> dict[str, float]:
+    """Median ms of each stage of the route, run by hand in the route's order."""
+    from app.routes.common import json_response, parse_json_object
+    from app.routes.services import _extra_resources
+    from cds_hooks.models import HookRequest
+
+    proc = runtime.processor
+    service = runtime.services["mbc-palliative-care"]
+    now = datetime.now(UTC)
+    acc: dict[str, list[float]] = defaultdict(list)
+
+    async def one() -> None:
+        t = time.perf_counter
+        t0 = t()
+        data = parse_json_object(body)
+        t1 = t()
+        hook = HookRequest.model_validate(data)
+        t2 = t()
+        result = await proc.resolver.resolve(hook, proc.templates)
+        resources = result.all_resources()
+        extra = _extra_resources(hook.prefetch or {}, service.prefetch)
+        t3 = t()
+        from app.engine.evaluation import evaluate_patient
+
+        ev = evaluate_patient(resources, patient_id=hook.patient_id() or "", now=now,
+                              terminology=proc.terminology, problems=[], **proc.windows)
+        t4 = t()
+        fired = proc.engine.fire(ev, hook.hookInstance)
+        t5 = t()
+        json_response({"cards": [f.card for f in fired]})
+        t6 = t()
+        for name, a, b in (("orjson parse", t0, t1), ("HookRequest.model_validate", t1, t2),
+                           ("prefetch resolve + flatten", t2, t3), ("facts + phase + pain (evaluate_patient)", t3, t4),
+                           ("engine.fire (cards, drafts, fhir.resources)", t4, t5),
+                           ("serialise response (prune + orjson)", t5, t6)):
+            acc[name].append((b - a) * 1000)
+        del extra
+
+    async def main() -> None:
+        for _ in range(n):
+            await one()
+
+    asyncio.run(main())
+    return {k: statistics.median(v) for k, v in acc.items()}
+
+
+def audit_cost(runtime: Any, n: int = 200) -> dict[str, float]:
+    """ms of audit-writer work per hook (one Invocation row + one IssuedCard merge per card), batched as it runs."""
+    from app.store.audit import AuditRecord
+
+    now = datetime.now(UTC)
+    recs = [AuditRecord(hook_instance=f"bench-{i}", service="mbc-palliative-care", patient_hash="x" * 64,
+                        rule_ids=("mbc-overview", "referral-palliative-care", "acp-revisit", "stable-phase-wellbeing"),
+                        card_uuids=tuple((f"{i}-{k}-uuid", r) for k, r in enumerate(
+                            ("mbc-overview", "referral-palliative-care", "acp-revisit", "stable-phase-wellbeing"))),
+                        phase="stable", duration_ms=3.0, status=200, problems=0, created_at=now)
+            for i in range(n)]
+    out: dict[str, float] = {}
+    for batch in (1, 20, 200):
+        t0 = time.perf_counter()
+        done = 0
+        while done < n:
+            runtime.audit._write(recs[done:done + batch])
+            done += batch
+        out[f"batch {batch}"] = (time.perf_counter() - t0) * 1000 / n
+        # new card uuids, so that the next round's merges insert again
+        recs = [AuditRecord(hook_instance=r.hook_instance, service=r.service, patient_hash=r.patient_hash,
+                            rule_ids=r.rule_ids, card_uuids=tuple((u + "b", rid) for u, rid in r.card_uuids),
+                            phase=r.phase, duration_ms=r.duration_ms, status=r.status, problems=r.problems,
+                            created_at=r.created_at) for r in recs]
+    return out
+
+
+def flat_profile(session: Any, top: int) -> list[tuple[float, float, str]]:
+    """(self %, total %, function) from a pyinstrument session, by self time; total counts each frame once."""
+    root = session.root_frame()
+    total = root.time if root else 0.0
+    self_t: dict[str, float] = defaultdict(float)
+    incl_t: dict[str, float] = defaultdict(float)
+
+    def walk(frame: Any, stack: frozenset[str]) -> None:
+        key = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"
+        self_t[key] += frame.total_self_time
+        if key not in stack:
+            incl_t[key] += frame.time
+        for child in frame.children:
+            walk(child, stack | {key})
+
+    if root:
+        walk(root, frozenset())
+    rows = sorted(((100 * s / total, 100 * incl_t[k] / total, k) for k, s in self_t.items()), reverse=True)
+    return rows[:top]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--case", default="typical")
+    p.add_argument("-n", type=int, default=0, help="hooks to profile (default: by size)")
+    p.add_argument("--target", choices=("route", "processor"), default="route")
+    p.add_argument("--html", help="write pyinstrument's HTML report here")
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--no-stages", action="store_true")
+    args = p.parse_args(argv)
+    from pyinstrument import Profiler
+
+    logging.getLogger("mbc_cds").setLevel(logging.WARNING)
+    case = next(c for c in build_cases() if c["name"] == args.case)
+    body = orjson.dumps(case["request"])
+    n = args.n or max(3, min(500, 20000 // max(case["resources"], 1)))
+    tmp = Path(tempfile.mkdtemp(prefix="mbc-cds-profile-"))
+    app = make_app(tmp)
+    driver = AsgiDriver(app)
+    print(f"case {case['name']}: {case['resources']} resources, {len(body):,} bytes, {n} hooks")
+
+    async def run() -> Any:
+        await driver.lifespan_start()
+        import logging as _l
+
+        _l.getLogger("mbc_cds").setLevel(_l.WARNING)
+        runtime = app.state.runtime
+        from cds_hooks.models import HookRequest
+
+        hook = HookRequest.model_validate(orjson.loads(body))
+        for _ in range(3):  # warm-up
+            status, content = await driver.post(body)
+            assert status == 200, content[:300]
+        profiler = Profiler(interval=0.0005, async_mode="enabled")
+        t0 = time.perf_counter()
+        profiler.start()
+        for _ in range(n):
+            if args.target == "route":
+                await driver.post(body)
+            else:
+                await runtime.processor.run(hook)
+        profiler.stop()
+        wall = (time.perf_counter() - t0) * 1000 / n
+        await driver.lifespan_stop()
+        return profiler, wall, runtime
+
+    profiler, wall, runtime = asyncio.run(run())
+    print(f"{args.target}: {wall:.2f} ms per hook under the profiler")
+    if not args.no_stages:
+        from app.runtime import build_runtime
+        from app.settings import Settings
+
+        rt = build_runtime(Settings(database_url=f"sqlite:///{tmp / 'stages.db'}", require_jwt=False))
+        stages = stage_timings(rt, body, max(3, min(n, 200)))
+        total = sum(stages.values())
+        print("\nstages (median ms, no profiler):")
+        for k, v in stages.items():
+            print(f"  {v:8.3f} ms  {100 * v / total:5.1f} %  {k}")
+        print(f"  {total:8.3f} ms  total of the stages")
+        print("\naudit writer, ms of background-thread work per hook (4 cards):")
+        for k, v in audit_cost(rt).items():
+            print(f"  {k}: {v:.3f} ms")
+        rt.audit.stop()
+    print(f"\ntop functions by self time ({args.target}, {case['name']}):")
+    print("   self%  total%  function")
+    for s, t, k in flat_profile(profiler.last_session, args.top):
+        print(f"  {s:6.1f}  {t:6.1f}  {k}")
+    if args.html:
+        Path(args.html).write_text(profiler.output_html())
+    print("\n" + profiler.output_text(unicode=False, color=False, show_all=False, short_mode=False)[:12000])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
