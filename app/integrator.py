@@ -220,13 +220,14 @@ def _failed_entries(response: Any) -> list[str]:
 
 
 def load_samples(fhir_server: str, *, token: str | None = None, sample_ids: Sequence[str] | None = None,
-                 now: datetime | None = None, out: TextIO = sys.stdout,
+                 now: datetime | None = None, out: TextIO | None = None,
                  client: httpx.Client | None = None) -> list[Loaded]:
     """POST each sample's transaction Bundle (dates shifted to `now`) to the server base; CommandError on the
     first failure."""
     from app.samples import list_samples, sample_bundle
 
     now = now or datetime.now(UTC)
+    out = out or sys.stdout
     known = [s["id"] for s in list_samples()]
     ids = list(sample_ids) if sample_ids else known
     unknown = [i for i in ids if i not in known]

@@ -187,8 +187,10 @@ def flat_profile(session: Any, top: int) -> list[tuple[float, float, str]]:
     incl_t: dict[str, float] = defaultdict(float)
 
     def walk(frame: Any, stack: frozenset[str]) -> None:
+        if frame.is_synthetic:  # "[self]", "[await]" ...: their time belongs to the parent
+            return
         key = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"
-        self_t[key] += frame.total_self_time
+        self_t[key] += frame.time - sum(c.time for c in frame.children if not c.is_synthetic)
         if key not in stack:
             incl_t[key] += frame.time
         for child in frame.children:

@@ -73,7 +73,8 @@ def _evidence_lines(evidence: list[Evidence]) -> list[str]:
 def _reasons(ev: Evaluation, evidence: list[Evidence]) -> list[str]:
     refs = [r for e in evidence for r in e.refs if r.startswith("Condition/") and not r.endswith("(no id)")]
     if not refs:
-        refs = [d.ref for d in ev.facts.metastasis if not d.ref.endswith("(no id)")]
+        # The cancer itself: the metastasis conditions, else (M1 / stage IV from staging only) the primary.
+        refs = [d.ref for d in ev.facts.metastasis + ev.facts.breast_primary if not d.ref.endswith("(no id)")]
     return list(dict.fromkeys(refs))[:5]
 
 
