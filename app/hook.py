@@ -46,10 +46,26 @@ class HookOutcome:
         return [f.rule.id for f in self.fired]
 
 
+_HTTP_TEXT = {
+    401: "the FHIR server refused the access token",
+    403: "the FHIR server refused access",
+    404: "the FHIR server did not find it",
+    429: "the FHIR server was busy",
+}
+
+
 def describe_problem(problem: FetchProblem, resource_type: str) -> str:
+    """One line for the data-incomplete card: the resource type and the kind of fault, never server text."""
     text = _KIND_TEXT.get(problem.kind, problem.kind)
+    if problem.kind == "http" and problem.status is not None:
+        text = _HTTP_TEXT.get(problem.status, text)
     status = f" (HTTP {problem.status})" if problem.status else ""
     return f"{resource_type}: {text}{status}"
+
+
+def describe_skipped(count: int, resource_type: str) -> str:
+    what = "entry" if count == 1 else "entries"
+    return f"{resource_type}: {count} Bundle {what} without a FHIR resource, skipped"
 
 
 class HookProcessor:
@@ -69,7 +85,7 @@ class HookProcessor:
                             acp_revisit=timedelta(days=settings.acp_revisit_days))
 
     async def run(self, request: HookRequest, now: datetime | None = None,
-                  extra: list[Any] | None = None) -> HookOutcome:
+                  extra: list[Any] | None = None, extra_skipped: int = 0) -> HookOutcome:
         now = now or datetime.now(UTC)
         t0 = time.perf_counter()
         if self.resolver is None:
@@ -83,22 +99,30 @@ class HookProcessor:
             seen = {(r.get("resourceType"), r.get("id")) for r in resources}
             resources.extend(r for r in extra if (r.get("resourceType"), r.get("id")) not in seen
                              or not r.get("id"))
+        skipped = dict(result.skipped)
+        if extra_skipped:
+            skipped["Extra prefetch data"] = extra_skipped
         outcome = self.evaluate(resources, request.patient_id() or "", now,
                                 result.problems, server=bool(request.fhirServer),
-                                hook_instance=request.hookInstance)
+                                hook_instance=request.hookInstance, skipped=skipped)
         outcome.resolve_ms = (t1 - t0) * 1000
         return outcome
 
     def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
                  problems: list[FetchProblem] | None = None, *, server: bool = True,
-                 hook_instance: str = "") -> HookOutcome:
+                 hook_instance: str = "", skipped: dict[str, int] | None = None) -> HookOutcome:
         t0 = time.perf_counter()
         # A key the EHR chose not to send, with no server to ask, is what the EHR has: not a read failure.
         real = [p for p in problems or [] if p.kind != "missing" or server]
         texts = list(dict.fromkeys(describe_problem(p, self.types.get(p.key, p.key)) for p in real))
-        types = frozenset(self.types.get(p.key, p.key) for p in real)
+        types = {self.types.get(p.key, p.key) for p in real}
+        # Bundle entries that are not resources: what they were is unknown, so that type is incomplete.
+        for key, count in (skipped or {}).items():
+            if count > 0:
+                texts.append(describe_skipped(count, self.types.get(key, key)))
+                types.add(self.types.get(key, key))
         ev = evaluate_patient(resources, patient_id=patient_id, now=now, terminology=self.terminology,
-                              problems=texts, unreadable_types=types, **self.windows)
+                              problems=texts, unreadable_types=frozenset(types), **self.windows)
         fired = self.engine.fire(ev, hook_instance)
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
                            evaluate_ms=(time.perf_counter() - t0) * 1000)

@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.error, exc.detail, exc.headers)
+        return error_response(exc.status, exc.error, exc.detail, exc.headers, exc.reason)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -29,7 +29,9 @@ import orjson
 from cds_hooks.models import HookRequest
 from cds_hooks.prefetch import TemplateError, render_template
 
-__all__ = ["FetchProblem", "PrefetchResolver", "PrefetchResult", "ProblemKind", "resources_of"]
+__all__ = [
+    "FetchProblem", "PrefetchResolver", "PrefetchResult", "ProblemKind", "resources_of", "split_resources",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,9 @@ class PrefetchResult:
     recovered: list[FetchProblem] = field(default_factory=list)
     pages_fetched: int = 0
     elapsed_ms: float = 0.0
+    # per key: Bundle entries that held no resource object (a string, a number, a list, no `resource`);
+    # they are skipped, and the count lets the caller say so
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def unreadable_keys(self) -> set[str]:
         """Keys whose data is missing or incomplete (each has at least one problem)."""
@@ -99,6 +104,7 @@ class PrefetchResult:
             "pages": self.pages_fetched,
             "resources": sum(len(v) for v in self.resources.values()),
             "problems": len(self.problems),
+            "skipped_entries": sum(self.skipped.values()),
         }
 
     def log_summary(self) -> dict[str, Any]:
@@ -118,24 +124,37 @@ class PrefetchResult:
 
 
 def resources_of(value: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A Bundle's entry resources (search.mode 'outcome' entries left out), or [value] for a resource."""
+    """A Bundle's entry resources (search.mode 'outcome' entries left out), or [value] for a resource.
+    Entries without a resource object are left out; `split_resources` also counts them."""
+    return split_resources(value)[0]
+
+
+def split_resources(value: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """(resources, skipped): as `resources_of`, plus the number of entries that were skipped because the
+    entry or its `resource` is not a JSON object (or `entry` itself is not a list)."""
     if value.get("resourceType") != "Bundle":
-        return [value]  # type: ignore[list-item]
+        return [value], 0  # type: ignore[list-item]
     out: list[dict[str, Any]] = []
     entries = value.get("entry")
+    if entries is None:
+        return out, 0
     if not isinstance(entries, list):
-        return out
+        return out, 1
+    skipped = 0
     for entry in entries:
         if not isinstance(entry, dict):
-            continue
-        res = entry.get("resource")
-        if not isinstance(res, dict):
+            skipped += 1
             continue
         search = entry.get("search")
         if isinstance(search, dict) and search.get("mode") == "outcome":
             continue
+        res = entry.get("resource")
+        if not isinstance(res, dict):
+            # a search entry without a resource (e.g. only fullUrl) is legal FHIR but gives nothing to read
+            skipped += 1
+            continue
         out.append(res)
-    return out
+    return out, skipped
 
 
 def _diagnostics(outcome: Mapping[str, Any]) -> str:
@@ -179,6 +198,7 @@ class _KeyState:
     key: str
     resources: list[dict[str, Any]] = field(default_factory=list)
     pages: int = 0
+    skipped: int = 0
     problem: FetchProblem | None = None
     finished: bool = False
 
@@ -219,6 +239,7 @@ class PrefetchResolver:
         sources: dict[str, KeySource] = {}
         problems: list[FetchProblem] = []
         to_fetch: dict[str, str] = {}
+        skipped: dict[str, int] = {}
         had_value = False
 
         for key, template in templates.items():
@@ -238,7 +259,9 @@ class PrefetchResolver:
                     )
                     fetch = True
                 elif isinstance(value, dict) and isinstance(value.get("resourceType"), str):
-                    resources[key] = resources_of(value)
+                    resources[key], n_skipped = split_resources(value)
+                    if n_skipped:
+                        skipped[key] = n_skipped
                     sources[key] = "prefetch"
                     had_value = True
                 else:
@@ -269,6 +292,8 @@ class PrefetchResolver:
                 if st.resources or (st.pages and st.problem is None):
                     resources[key] = st.resources
                     sources[key] = "server"
+                    if st.skipped:
+                        skipped[key] = st.skipped
                 if st.problem is not None:
                     problems.append(st.problem)
                 elif st.pages:
@@ -284,6 +309,7 @@ class PrefetchResolver:
             recovered=recovered,
             pages_fetched=pages,
             elapsed_ms=(time.perf_counter() - started) * 1000,
+            skipped=skipped,
         )
         if problems or recovered:
             log.warning("prefetch problems %s", result.log_summary())
@@ -367,7 +393,9 @@ class PrefetchResolver:
             if rtype != "Bundle":
                 st.resources.append(page)
                 return
-            st.resources.extend(resources_of(page))
+            found, n_skipped = split_resources(page)
+            st.resources.extend(found)
+            st.skipped += n_skipped
             link = _next_link(page)
             if link is None:
                 return

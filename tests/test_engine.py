@@ -20,13 +20,18 @@ from terminology import get_terminology
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.json"))
 
 
+def _resources(s: dict) -> list[dict]:
+    """A scenario holds one patient's record as a FHIR Bundle."""
+    return [e["resource"] for e in s["bundle"]["entry"]]
+
+
 def _run(path: Path, **settings: object) -> list[dict]:
     s = orjson.loads(path.read_bytes())
     level = settings.pop("resource_level", s.get("resource_level", "enhanced"))
     processor = HookProcessor(Settings(require_jwt=False, resource_level=level, **settings),  # type: ignore[arg-type]
                               get_terminology(), compile_knowledge(), None)
-    pid = next(r["id"] for r in s["resources"] if r["resourceType"] == "Patient")
-    return processor.evaluate(s["resources"], pid, datetime.fromisoformat(s["now"].replace("Z", "+00:00"))).cards
+    pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
+    return processor.evaluate(_resources(s), pid, datetime.fromisoformat(s["now"].replace("Z", "+00:00"))).cards
 
 
 def _artifacts_with(change) -> Artifacts:  # type: ignore[no-untyped-def]
@@ -76,7 +81,7 @@ def test_bad_predicate_argument_and_template_key_fail_at_start_up() -> None:
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_every_suggestion_is_a_valid_draft_for_the_patient(path: Path) -> None:
     s = orjson.loads(path.read_bytes())
-    pid = next(r["id"] for r in s["resources"] if r["resourceType"] == "Patient")
+    pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
     for card in _run(path):
         for suggestion in card.get("suggestions", []):
             for action in suggestion["actions"]:

@@ -19,12 +19,17 @@ from tests.conftest import SERVICE_URL, hook_request, make_settings
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.json"))
 
 
+def _resources(s: dict) -> list[dict]:
+    """A scenario holds one patient's record as a FHIR Bundle."""
+    return [e["resource"] for e in s["bundle"]["entry"]]
+
+
 def _load(path: Path) -> dict:
     return orjson.loads(path.read_bytes())
 
 
 def _patient_id(s: dict) -> str:
-    return next(r["id"] for r in s["resources"] if r["resourceType"] == "Patient")
+    return next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
 
 
 def _processor(level: str) -> HookProcessor:
@@ -36,7 +41,7 @@ def _processor(level: str) -> HookProcessor:
 def test_scenario(path: Path) -> None:
     s = _load(path)
     now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
-    outcome = _processor(s.get("resource_level", "enhanced")).evaluate(s["resources"], _patient_id(s), now)
+    outcome = _processor(s.get("resource_level", "enhanced")).evaluate(_resources(s), _patient_id(s), now)
     fired = [c["source"]["topic"]["code"] for c in outcome.cards]
     if s.get("no_cards"):
         assert fired == [], s["description"]
@@ -79,8 +84,15 @@ def test_scenario_through_http(path: Path, tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path, resource_level=s.get("resource_level", "enhanced")))
     with TestClient(app) as client:
         app.state.runtime.clock = lambda: now
-        resp = client.post(SERVICE_URL, json=hook_request(s["resources"], _patient_id(s)))
+        resp = client.post(SERVICE_URL, json=hook_request(_resources(s), _patient_id(s)))
     assert resp.status_code == 200, resp.text
     fired = [c["source"]["topic"]["code"] for c in resp.json()["cards"]]
-    direct = _processor(s.get("resource_level", "enhanced")).evaluate(s["resources"], _patient_id(s), now)
+    direct = _processor(s.get("resource_level", "enhanced")).evaluate(_resources(s), _patient_id(s), now)
     assert fired == [c["source"]["topic"]["code"] for c in direct.cards]
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_is_a_valid_fhir_bundle(path: Path) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+
+    Bundle.model_validate(_load(path)["bundle"])

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.runtime import Runtime
 from cds_hooks.auth import AuthError
 from cds_hooks.serialize import dump
 
+log = logging.getLogger("mbc_cds.auth")
+
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str = "", headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, error: str, detail: str = "", headers: dict[str, str] | None = None,
+                 *, reason: str | None = None) -> None:
         super().__init__(detail or error)
         self.status = status
         self.error = error
         self.detail = detail
         self.headers = headers or {}
+        self.reason = reason  # a fixed category (401: which JWT check failed), never request content
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None, *,
@@ -29,8 +35,11 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(content=content, status_code=status, media_type="application/json", headers=headers)
 
 
-def error_response(status: int, error: str, detail: str = "", headers: dict[str, str] | None = None) -> Response:
+def error_response(status: int, error: str, detail: str = "", headers: dict[str, str] | None = None,
+                   reason: str | None = None) -> Response:
     body: dict[str, Any] = {"error": error, "status": status}
+    if reason:
+        body["reason"] = reason
     if detail:
         body["detail"] = detail
     return Response(content=orjson.dumps(body), status_code=status, media_type="application/json",
@@ -55,7 +64,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
+def parse_json_object(body: bytes, max_depth: int | None = None) -> dict[str, Any]:
+    """Parse a JSON object body. orjson itself refuses more than 1024 levels of nesting; `max_depth` sets a
+    tighter limit (FHIR resources nest a dozen levels deep, not hundreds)."""
     if not body.strip():
         raise ApiError(400, "malformed-json", "the request body is empty")
     try:
@@ -64,7 +75,25 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise ApiError(400, "malformed-json", f"the request body is not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed-json", "the request body must be a JSON object")
+    if max_depth is not None and json_depth_exceeds(data, max_depth):
+        raise ApiError(400, "too-deeply-nested", f"the request body nests JSON deeper than {max_depth} levels")
     return data
+
+
+def json_depth_exceeds(data: Any, limit: int) -> bool:
+    """True when objects/arrays nest deeper than `limit` levels (the top-level object is level 1).
+    Iterative, so hostile input cannot exhaust the Python stack."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                push((child, depth + 1))
+    return False
 
 
 def validation_message(exc: Exception) -> str:
@@ -86,10 +115,18 @@ def audience_for(request: Request, runtime: Runtime) -> str:
 
 
 async def check_jwt(request: Request, runtime: Runtime) -> dict[str, Any] | None:
+    """Verify the CDS Client's JWT (CDS Hooks 2.0). Every refusal is a 401 whose body names the failed check
+    (`reason`, one of cds_hooks.auth.AUTH_ERROR_CATEGORIES) with a fixed message: no token, key or claim
+    values. Only a replay cache the database cannot reach gives 503 (the token itself may be fine)."""
     if runtime.verifier is None:
         return None
     try:
         return await runtime.verifier.verify(request.headers.get("authorization"), audience_for(request, runtime))
     except AuthError as exc:
+        log.info("JWT refused", extra={"reason": exc.category})
         raise ApiError(401, "unauthorized", f"{exc.category}: {exc.message}",
-                       {"WWW-Authenticate": exc.www_authenticate}) from None
+                       {"WWW-Authenticate": exc.www_authenticate}, reason=exc.category) from None
+    except SQLAlchemyError:
+        log.error("JWT replay cache unavailable")
+        raise ApiError(503, "auth-unavailable", "the JWT replay cache could not be reached; try again",
+                       {"Retry-After": "1"}) from None
