@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--html", help="write pyinstrument's HTML report here")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-stages", action="store_true")
+    p.add_argument("--audit", choices=("orm", "core", "off"), default="orm",
+                   help="what-if: the audit writer as it is (orm), with core_write, or no audit rows at all")
     args = p.parse_args(argv)
     from pyinstrument import Profiler
 
@@ -249,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
 
         _l.getLogger("mbc_cds").setLevel(_l.WARNING)
         runtime = app.state.runtime
+        if args.audit == "core":
+            runtime.audit._write = lambda batch: core_write(runtime.db, batch)
+        elif args.audit == "off":
+            runtime.audit.submit = lambda record: None
         from cds_hooks.models import HookRequest
 
         hook = HookRequest.model_validate(orjson.loads(body))
