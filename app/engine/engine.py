@@ -178,6 +178,8 @@ class Engine:
                                                          f"{ev.facts.acute_window.days} days)" if phase.evidence
                                                          else ""))
             parts.extend(_evidence_lines([Evidence(f"{e.code}: {e.text}", e.refs) for e in phase.evidence]))
+            if not phase.evidence:
+                parts.extend(_evidence_lines(_assessment_evidence(ev)))
             parts.append(f"\n**Metastatic sites:** {values['sites']}")
             parts.extend(_evidence_lines([Evidence(f"{s.replace('-', ' ')} (first recorded {fmt_date(f.first)})",
                                                    tuple(f.refs)) for s, f in ev.facts.sites.items()]))
@@ -222,6 +224,23 @@ class Engine:
                 "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}],
             })
         return out
+
+
+_ASSESSMENT_LABELS = {"pain-score": "pain", "ecog": "ECOG", "karnofsky": "Karnofsky", "distress": "distress",
+                      "phq9": "PHQ-9", "phq2": "PHQ-2", "gad7": "GAD-7"}
+
+
+def _assessment_evidence(ev: Evaluation) -> list[Evidence]:
+    """Why a phase is stable (assessments without acute signals) or unknown (none in the window)."""
+    window = ev.facts.assessment_window
+    found = []
+    for name, label in _ASSESSMENT_LABELS.items():
+        m = ev.facts.latest(name, window)
+        if m is not None:
+            found.append(Evidence(f"latest {label} {m.value:g} on {fmt_date(m.when)}", (m.ref,)))
+    if not found:
+        return [Evidence(f"no symptom or performance assessment in the last {window.days} days")]
+    return [Evidence(f"no acute-phase signal in the last {ev.facts.acute_window.days} days"), *found]
 
 
 def _conditions_unread(ev: Evaluation) -> bool:
