@@ -133,3 +133,20 @@ def test_rules_doc_is_generated_from_the_plandefinitions() -> None:
 
     doc = Path(__file__).parents[1] / "docs" / "rules.md"
     assert doc.read_text(encoding="utf-8") == render(), "run: python -m plandefinitions.docs"
+
+
+def test_unreadable_observations_give_no_missing_data_prompts_and_no_treatment() -> None:
+    from cds_hooks.fallback import FetchProblem
+
+    path = next(p for p in SCENARIOS if p.stem.startswith("19-"))  # pain 4 on paracetamol
+    s = orjson.loads(path.read_bytes())
+    pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
+    now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    processor = HookProcessor(Settings(require_jwt=False), get_terminology(), compile_knowledge(), None)
+    no_obs = [r for r in _resources(s) if r["resourceType"] != "Observation"]
+    problems = [FetchProblem("observations", "timeout"), FetchProblem("medicationRequests", "http", 500)]
+    codes = [c["source"]["topic"]["code"] for c in processor.evaluate(no_obs, pid, now, problems).cards]
+    assert "data-incomplete" in codes
+    for silent in ("pain-assessment-due", "distress-screening-due", "assessment-due", "pain-ladder-step-up",
+                   "bone-modifying-agent", "opioid-laxative"):
+        assert silent not in codes

@@ -130,28 +130,35 @@ def test_hook_reads_every_hapi_page_and_gives_the_prefetch_cards(client: TestCli
 
 
 @respx.mock(assert_all_mocked=True)
-def test_expired_hapi_paging_link_reads_the_rest_and_says_what_is_missing(client: TestClient,
-                                                                         respx_mock: respx.MockRouter) -> None:
+def test_expired_hapi_paging_link_keeps_the_first_page(client: TestClient, respx_mock: respx.MockRouter) -> None:
     seen: list[httpx.Request] = []
     respx_mock.get(url__startswith=BASE).mock(side_effect=hapi_server(seen, expired_paging=True))
     resp = client.post(SERVICE_URL, json=hook_body())
     assert resp.status_code == 200
-    cards = resp.json()["cards"]
-    rules = rules_of(cards)
-    assert "mbc-overview" in rules and "data-incomplete" in rules
-    incomplete = next(c for c in cards if c["source"]["topic"]["code"] == "data-incomplete")
-    assert "Observation" in incomplete["detail"] and "410" in incomplete["detail"]
+    rules = rules_of(resp.json()["cards"])
+    assert "mbc-overview" in rules and "bone-modifying-agent" in rules
+    assert any("_getpages=" in str(r.url) for r in seen)
 
 
 @respx.mock(assert_all_mocked=True)
-def test_unknown_patient_on_hapi_is_no_cards_not_an_error(client: TestClient, respx_mock: respx.MockRouter) -> None:
+def test_expired_hapi_paging_link_says_what_is_missing(client: TestClient, respx_mock: respx.MockRouter) -> None:
+    respx_mock.get(url__startswith=BASE).mock(side_effect=hapi_server([], expired_paging=True))
+    cards = client.post(SERVICE_URL, json=hook_body()).json()["cards"]
+    incomplete = [c for c in cards if c["source"]["topic"]["code"] == "data-incomplete"]
+    assert incomplete and "Observation" in incomplete[0]["summary"] and "410" in incomplete[0]["summary"]
+
+
+@respx.mock(assert_all_mocked=True)
+def test_unknown_patient_on_hapi_says_what_could_not_be_read(client: TestClient, respx_mock: respx.MockRouter) -> None:
     seen: list[httpx.Request] = []
     respx_mock.get(url__startswith=BASE).mock(side_effect=hapi_server(seen))
     resp = client.post(SERVICE_URL, json=hook_body("99999999"))
     assert resp.status_code == 200, resp.text
     assert all(r.url.path.endswith("Patient/99999999") or r.url.params.get("patient") == "99999999" for r in seen)
-    # nothing readable, so nothing known about breast cancer: the service stays silent or says it could not read
-    assert set(rules_of(resp.json()["cards"])) <= {"data-incomplete"}
+    # nothing readable: not silence (that would read as "nothing to do") but one card saying what could not be read
+    cards = resp.json()["cards"]
+    assert rules_of(cards) == ["data-incomplete"]
+    assert "Patient" in cards[0]["summary"] and "404" in cards[0]["summary"]
 
 
 @respx.mock(assert_all_mocked=True)
@@ -190,11 +197,12 @@ def test_cli_hook_with_and_without_prefetch_against_hapi_recordings(tmp_path: Pa
         n_server = len(seen)
         assert main([*common, "--prefetch"]) == 0
         prefetched = rules_of(json.loads(capsys.readouterr().out)["cards"])
+        n_both = len(seen)
         assert main(common[:-1]) == 0  # the readable table
         table = capsys.readouterr().out
     assert server_read == prefetched and "mbc-overview" in server_read
-    assert len(seen) == 2 * n_server  # --prefetch: the CLI read the same URLs, pages included
-    assert sum("_getpages=" in str(r.url) for r in seen) == 2
+    assert n_both == 2 * n_server  # --prefetch: the CLI read the same URLs, pages included
+    assert sum("_getpages=" in str(r.url) for r in seen[:n_both]) == 2
     assert "rule: mbc-overview" in table
 
 

@@ -123,7 +123,8 @@ class Engine:
         for f in fired:
             if f.indicator == "info":
                 info += 1
-                if info > cap and f.rule.id != "mbc-overview":
+                # The overview and "could not read" are never capped: silence must not hide missing data.
+                if info > cap and f.rule.id not in ("mbc-overview", "data-incomplete"):
                     continue
             kept.append(f)
         overview = next((f for f in kept if f.rule.id == "mbc-overview"), None)

@@ -175,6 +175,8 @@ def missing_assessments(ev: Evaluation) -> list[str]:
 
 @predicate("AssessmentsMissing")
 def _assessments_missing(ev: Evaluation, _: str | None) -> Result:
+    if _observations_unread(ev):
+        return None
     missing = missing_assessments(ev)
     if not missing and ev.phase.name != "unknown":
         return None
@@ -352,8 +354,15 @@ def _pain_line(ev: Evaluation) -> Evidence:
     return Evidence(f"{score}; WHO ladder step {p.step} (analgesics: {drugs})", refs)
 
 
+def _observations_unread(ev: Evaluation) -> bool:
+    """"Not recorded" cannot be claimed when the Observations could not be read: data-incomplete says so."""
+    return "Observation" in ev.unreadable_types
+
+
 @predicate("PainScoreMissing")
 def _pain_missing(ev: Evaluation, _: str | None) -> Result:
+    if _observations_unread(ev):
+        return None
     if ev.facts.latest("pain-score", ev.facts.acute_window) is not None:
         return None
     last = ev.facts.latest("pain-score")
@@ -430,6 +439,8 @@ DISTRESS_SCREENS = ("distress", "phq9", "phq2", "gad7")
 
 @predicate("DistressScreenMissing")
 def _distress_missing(ev: Evaluation, _: str | None) -> Result:
+    if _observations_unread(ev):
+        return None
     # JCO OP 2021 lists the distress thermometer, PHQ and GAD-7 among screeners of similar accuracy.
     if any(ev.facts.latest(n, ev.facts.acute_window) is not None for n in DISTRESS_SCREENS):
         return None
