@@ -219,6 +219,36 @@ def _failed_entries(response: Any) -> list[str]:
     return out
 
 
+def wait_for_server(fhir_server: str, seconds: float, *, token: str | None = None, out: TextIO | None = None,
+                    client: httpx.Client | None = None, interval: float = 3.0) -> None:
+    """Poll `{base}/metadata` until the server answers with a CapabilityStatement (HAPI takes a minute or two
+    to start); CommandError after `seconds`."""
+    out = out or sys.stdout
+    url = f"{fhir_server.rstrip('/')}/metadata"
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False)
+    started = time.monotonic()
+    last = "no answer yet"
+    try:
+        while True:
+            try:
+                resp = http.get(url, headers=_fhir_headers(token))
+                if resp.is_success and resp.json().get("resourceType") == "CapabilityStatement":
+                    print(f"FHIR server ready after {time.monotonic() - started:.0f} s", file=out, flush=True)
+                    return
+                last = f"HTTP {resp.status_code}"
+            except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                last = type(exc).__name__
+            elapsed = time.monotonic() - started
+            if elapsed >= seconds:
+                raise CommandError(f"the FHIR server at {url} was not ready after {seconds:g} s ({last})")
+            print(f"waiting for the FHIR server ({last}, {elapsed:.0f} s) ...", file=out, flush=True)
+            time.sleep(min(interval, max(0.0, seconds - elapsed)))
+    finally:
+        if own:
+            http.close()
+
+
 def load_samples(fhir_server: str, *, token: str | None = None, sample_ids: Sequence[str] | None = None,
                  now: datetime | None = None, out: TextIO | None = None,
                  client: httpx.Client | None = None) -> list[Loaded]:
@@ -274,6 +304,8 @@ def load_samples(fhir_server: str, *, token: str | None = None, sample_ids: Sequ
 
 def cmd_load(args: argparse.Namespace) -> int:
     try:
+        if args.wait:
+            wait_for_server(args.fhir_server, args.wait, token=args.token)
         results = load_samples(args.fhir_server, token=args.token, sample_ids=args.sample)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -342,9 +374,12 @@ def _service_headers(signer: JwtSigner | None, url: str) -> dict[str, str]:
 
 
 def _next_url(base: str, link: str) -> str:
-    if "://" in link:
-        return link
+    """A next link, absolute or relative; one to another origin (a proxy's inside name, say) is re-based onto
+    the FHIR server's origin, so that the token goes nowhere else (as cds_hooks.fallback does)."""
     b = urlsplit(base)
+    if "://" in link:
+        n = urlsplit(link)
+        return urlunsplit((b.scheme, b.netloc, n.path, n.query, ""))
     if link.startswith("/"):
         return urlunsplit((b.scheme, b.netloc, "", "", "")) + link
     if link.startswith("?"):
@@ -491,6 +526,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--token", help="bearer token for the FHIR server")
     p.add_argument("--sample", action="extend", nargs="+", metavar="ID",
                    help="only these sample ids (default: all; see GET /demo/samples)")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="first wait up to SECONDS for the server's /metadata (a starting HAPI takes a minute)")
     p.set_defaults(func=cmd_load)
 
     p = subparsers.add_parser("hook", help="fire a patient-view hook at a CDS service, as an EHR does",

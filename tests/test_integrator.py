@@ -229,6 +229,34 @@ def test_load_fails_when_an_entry_is_refused(respx_mock: respx.MockRouter,
     assert "entry 1: 422 Unprocessable Entity (error: bad code)" in capsys.readouterr().err
 
 
+@respx.mock(assert_all_mocked=True)
+def test_load_waits_for_a_starting_server(respx_mock: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("app.integrator.time.sleep", lambda _s: None)
+    answers = iter([httpx.ConnectError("refused"), httpx.Response(503, text="starting"),
+                    httpx.Response(200, json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"})])
+
+    def metadata(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    respx_mock.get(f"{FHIR}/metadata").mock(side_effect=metadata)
+    route = respx_mock.post(FHIR).mock(side_effect=_transaction_response)
+    assert main(["load", "--fhir-server", FHIR, "--wait", "300", "--sample", "mbc-demo-01"]) == 0
+    out = capsys.readouterr().out
+    assert "waiting for the FHIR server (ConnectError" in out and "(HTTP 503" in out
+    assert "FHIR server ready" in out and route.call_count == 1
+
+
+@respx.mock(assert_all_mocked=True)
+def test_load_gives_up_waiting(respx_mock: respx.MockRouter, capsys: pytest.CaptureFixture[str]) -> None:
+    respx_mock.get(f"{FHIR}/metadata").mock(return_value=httpx.Response(503))
+    assert main(["load", "--fhir-server", FHIR, "--wait", "0.01"]) == 1
+    assert "was not ready after 0.01 s (HTTP 503)" in capsys.readouterr().err
+
+
 def test_load_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["load", "--fhir-server", f"http://127.0.0.1:{free_port()}/fhir", "--sample", "mbc-demo-01"]) == 1
     assert "cannot reach" in capsys.readouterr().err
@@ -270,9 +298,11 @@ def test_hook_with_prefetch_renders_templates_and_follows_next_links(respx_mock:
     respx_mock.get(f"{FHIR}/Patient/p%201").mock(return_value=httpx.Response(
         200, json={"resourceType": "Patient", "id": "p 1"}))
     page2 = f"{FHIR}?_getpages=abc&_getpagesoffset=1&_count=1&_bundletype=searchset"
+    # a server behind a proxy that names itself by its inside address: the link is re-based onto --fhir-server
+    inside = page2.replace("http://fhir.example.org", "http://10.0.0.7:8080")
     respx_mock.get(url__startswith=f"{FHIR}/Condition").mock(return_value=httpx.Response(200, json={
         "resourceType": "Bundle", "type": "searchset", "total": 2,
-        "link": [{"relation": "next", "url": page2}],
+        "link": [{"relation": "next", "url": inside}],
         "entry": [{"resource": {"resourceType": "Condition", "id": "c1"}}]}))
     respx_mock.get(page2).mock(return_value=httpx.Response(200, json={
         "resourceType": "Bundle", "type": "searchset", "total": 2,
