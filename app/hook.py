@@ -63,6 +63,17 @@ def describe_problem(problem: FetchProblem, resource_type: str) -> str:
     return f"{resource_type}: {text}{status}"
 
 
+def _identity(resource: Any) -> tuple[str, str] | None:
+    """(resourceType, id) when both are non-empty strings; None for anything else (never hashed raw: an id
+    from the wire may be any JSON value)."""
+    if not isinstance(resource, dict):
+        return None
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    if isinstance(rtype, str) and isinstance(rid, str) and rid:
+        return rtype, rid
+    return None
+
+
 def describe_skipped(count: int, resource_type: str) -> str:
     what = "entry" if count == 1 else "entries"
     return f"{resource_type}: {count} Bundle {what} without a FHIR resource, skipped"
@@ -96,9 +107,8 @@ class HookProcessor:
         t1 = time.perf_counter()
         resources = result.all_resources()
         if extra:
-            seen = {(r.get("resourceType"), r.get("id")) for r in resources}
-            resources.extend(r for r in extra if (r.get("resourceType"), r.get("id")) not in seen
-                             or not r.get("id"))
+            seen = {k for r in resources if (k := _identity(r)) is not None}
+            resources.extend(r for r in extra if (k := _identity(r)) is None or k not in seen)
         skipped = dict(result.skipped)
         if extra_skipped:
             skipped["Extra prefetch data"] = extra_skipped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from typing import Any
@@ -30,6 +31,28 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
+_URL = re.compile(r"(?i)\b(https?://[^/\s\"'<>]+)[^\s\"'<>]*")
+
+
+def redact_urls(text: str) -> str:
+    """Keep scheme://host[:port] of each URL, drop path and query (they carry patient ids)."""
+    return _URL.sub(lambda m: m.group(1) + "/...", text)
+
+
+class RedactUrlFilter(logging.Filter):
+    """On third-party loggers that print request URLs (httpx): whatever level an operator turns them to,
+    the patient id in `Condition?patient=...` or `Patient/123` does not reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is dropped rather than risked
+            return False
+        record.msg = redact_urls(message)
+        record.args = None
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger("mbc_cds")
     if getattr(root, "_mbc_configured", False):
@@ -41,5 +64,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     root.propagate = False
     root._mbc_configured = True  # type: ignore[attr-defined]
-    # httpx logs full URLs at INFO, and URLs carry patient ids: keep it quiet.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs full URLs at INFO, and URLs carry patient ids: keep it quiet, and redact them if it talks.
+    httpx_log = logging.getLogger("httpx")
+    httpx_log.setLevel(logging.WARNING)
+    if not any(isinstance(f, RedactUrlFilter) for f in httpx_log.filters):
+        httpx_log.addFilter(RedactUrlFilter())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,7 +21,9 @@ from app.logging_setup import configure_logging, request_id_var
 from app.routes import discovery, feedback, health, knowledge, services
 from app.routes.common import ApiError, error_response
 from app.runtime import Runtime, build_runtime
+from app.service_definition import SERVICE_ID
 from app.settings import Settings, get_settings
+from cds_hooks.models import FeedbackRequest, HookRequest
 
 log = logging.getLogger("mbc_cds.app")
 Scope = MutableMapping[str, Any]
@@ -44,15 +48,35 @@ class RequestIdMiddleware:
         rid = rid if rid and rid.replace("-", "").isalnum() else uuid.uuid4().hex
         token = request_id_var.set(rid)
 
+        started = False
+
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Caught here, not re-raised: the server would log the exception's message, and a message can
+            # quote request content (patient data). The type and code location are enough to debug.
+            log.error("unhandled error", extra={"exc_type": type(exc).__name__, "where": _where(exc)})
+            if not started:
+                body = b'{"error":"internal-error","status":500,"detail":"the service failed; the error was logged"}'
+                await send({"type": "http.response.start", "status": 500, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", rid.encode())]})
+                await send({"type": "http.response.body", "body": body})
         finally:
             request_id_var.reset(token)
+
+
+def _where(exc: BaseException) -> list[str]:
+    """The innermost frames of a traceback as "file:line in function": no message, no values."""
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    return [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames]
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -100,10 +124,73 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from app.routes import viewer  # late import: the viewer is optional HTML on top of the API
 
     app.include_router(viewer.router)
+    _document_request_bodies(app)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_methods=["GET", "POST"],
                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"], max_age=600)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+_ERROR_SCHEMA = {"type": "object", "required": ["error", "status"], "properties": {
+    "error": {"type": "string"}, "status": {"type": "integer"},
+    "reason": {"type": "string", "description": "401: the JWT check that failed"},
+    "detail": {"type": "string"}}}
+_ERROR_TEXT = {"400": "Malformed JSON, wrong hook or an invalid body", "401": "Bad or missing CDS Hooks JWT",
+               "404": "Unknown service", "412": "No prefetch data and no fhirServer",
+               "413": "Body or prefetch over the limits", "503": "Storage unavailable"}
+_ERROR_STATUSES = {"discovery": ("401",), "call_service": ("400", "401", "404", "412", "413"),
+                   "post_feedback": ("400", "401", "404", "413", "503"), "get_feedback_report": ("401", "404")}
+
+
+def _document_request_bodies(app: FastAPI) -> None:
+    """The CDS Hooks routes read and validate their bodies themselves (size and depth limits first); the
+    OpenAPI document still describes those bodies, as the wire models' JSON schemas."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = default_openapi()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (HookRequest, FeedbackRequest):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in model_schema.pop("$defs", {}).items():
+                components.setdefault(name, sub)
+            components[model.__name__] = model_schema
+        # Formats the models check in validators, stated for integrators (and schema-driven fuzzers).
+        components["FeedbackItem"]["properties"]["outcomeTimestamp"]["format"] = "date-time"
+        components["FeedbackItem"]["if"] = {"properties": {"outcome": {"const": "accepted"}}}
+        components["FeedbackItem"]["then"] = {"required": ["acceptedSuggestions"], "properties": {
+            "acceptedSuggestions": {"type": "array", "minItems": 1}}}
+        components["FhirAuthorization"]["properties"]["access_token"]["pattern"] = r"\S"
+        components["HookRequest"]["properties"]["fhirServer"] = {
+            "anyOf": [{"type": "string", "format": "uri", "pattern": "^https?://[^/]"}, {"type": "null"}]}
+        # The one service answers patient-view, whose context must name the patient.
+        hook_props = components["HookRequest"]["properties"]
+        hook_props["hook"] = {**hook_props["hook"], "enum": ["patient-view"]}
+        hook_props["context"] = {**hook_props["context"], "required": ["patientId"],
+                                 "properties": {"patientId": {"type": "string", "minLength": 1},
+                                                "userId": {"type": "string"}}}
+        # Errors are {"error", "status", "reason"?, "detail"?} with 400 for anything malformed: never a 422.
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["Error"] = _ERROR_SCHEMA
+        enums = {"service_id": [SERVICE_ID], "rtype": list(knowledge.TYPES)}
+        for path_item in schema.get("paths", {}).values():
+            for op in path_item.values():
+                for param in op.get("parameters", []):
+                    if param.get("in") == "path" and param.get("name") in enums:
+                        param["schema"] = {**param.get("schema", {}), "enum": enums[param["name"]]}
+                responses = op.get("responses", {})
+                had_422 = responses.pop("422", None) is not None
+                errors = _ERROR_STATUSES.get(op.get("operationId", "").split("_cds_services")[0], ())
+                for status in ({"400"} if had_422 else set()) | set(errors):
+                    responses.setdefault(status, {"description": _ERROR_TEXT[status], "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _lazy_app() -> FastAPI:

@@ -16,7 +16,7 @@ from app.service_definition import SERVICE_ID, service_definition
 from app.settings import Settings
 from app.store.audit import AuditWriter
 from app.store.db import Database
-from app.store.migrate import upgrade
+from app.store.migrate import upgrade_at_start
 from app.store.replay import DatabaseReplayCache
 from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
 from cds_hooks.discovery import ServiceDefinition, discovery_document
@@ -52,7 +52,7 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     knowledge = compile_knowledge()
     db = Database(settings.database_url)
     if migrate:
-        upgrade(db.url)
+        upgrade_at_start(db.url)
     audit = AuditWriter(db)
     audit.start()
     timeout = httpx.Timeout(settings.fhir_timeout_seconds, connect=settings.fhir_connect_timeout_seconds)
@@ -72,6 +72,9 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     else:
         log.warning("JWT verification is OFF (MBC_CDS_REQUIRE_JWT=false): any caller is trusted. "
                     "Use this for demos and tests only.")
+    if settings.audit_salt == Settings.model_fields["audit_salt"].default:
+        log.warning("MBC_CDS_AUDIT_SALT is the built-in default: set a secret per deployment, or the hashed "
+                    "patient ids in audit rows can be matched against known ids")
     return Runtime(settings=settings, db=db, audit=audit, knowledge=knowledge, terminology=terminology,
                    services=services, discovery=discovery_document(services.values()), http=http,
                    processor=HookProcessor(settings, terminology, knowledge, http), verifier=verifier,

@@ -46,6 +46,13 @@ def error_response(status: int, error: str, detail: str = "", headers: dict[str,
                     headers=headers)
 
 
+def json_body_doc(model_name: str) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its JSON body itself: documents the body as the pydantic model
+    registered under components/schemas (see app.main), so integrators and schema-based fuzzers see it."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model_name}"}}}}}
+
+
 def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 

@@ -8,20 +8,29 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.routes.common import ApiError, check_jwt, json_response, parse_json_object, read_body, runtime_of
+from app.routes.common import (
+    ApiError,
+    check_jwt,
+    json_body_doc,
+    json_response,
+    parse_json_object,
+    read_body,
+    runtime_of,
+)
 from app.store.feedback import FeedbackEntry, feedback_report, store_feedback
 from cds_hooks.models import FeedbackRequest
 
 router = APIRouter()
 
 
-@router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback", tags=["cds-hooks"])
+@router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback", tags=["cds-hooks"],
+             openapi_extra=json_body_doc("FeedbackRequest"))
 async def post_feedback(service_id: str, request: Request) -> Response:
     runtime = runtime_of(request)
-    if service_id not in runtime.services:
-        raise ApiError(404, "unknown-service", f"no CDS service {service_id!r}")
     await check_jwt(request, runtime)
-    data = parse_json_object(await read_body(request, 1024 * 1024))
+    if service_id not in runtime.services:
+        raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
+    data = parse_json_object(await read_body(request, 1024 * 1024), runtime.settings.max_json_depth)
     try:
         fb = FeedbackRequest.model_validate(data)
     except ValidationError as exc:
@@ -47,8 +56,8 @@ async def post_feedback(service_id: str, request: Request) -> Response:
             tags=["operations"])
 async def get_feedback_report(service_id: str, request: Request) -> Response:
     runtime = runtime_of(request)
-    if service_id not in runtime.services:
-        raise ApiError(404, "unknown-service", f"no CDS service {service_id!r}")
     await check_jwt(request, runtime)
+    if service_id not in runtime.services:
+        raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
     rows = await anyio.to_thread.run_sync(feedback_report, runtime.db, service_id)
     return json_response({"service": service_id, "rules": rows}, prune=False)

@@ -11,9 +11,17 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from app.hook import NoDataError
-from app.routes.common import ApiError, check_jwt, json_response, parse_json_object, read_body, runtime_of
+from app.routes.common import (
+    ApiError,
+    check_jwt,
+    json_body_doc,
+    json_response,
+    parse_json_object,
+    read_body,
+    runtime_of,
+)
 from app.store.audit import AuditRecord, patient_hash
-from cds_hooks.fallback import resources_of
+from cds_hooks.fallback import split_resources
 from cds_hooks.models import HookRequest
 
 router = APIRouter()
@@ -21,6 +29,7 @@ log = logging.getLogger("mbc_cds.hook")
 
 
 def _count_resources(prefetch: Any) -> int:
+    """Resources (Bundle entries, or 1 per single resource) over all prefetch values, whatever their shape."""
     if not isinstance(prefetch, dict):
         return 0
     total = 0
@@ -28,18 +37,23 @@ def _count_resources(prefetch: Any) -> int:
         if isinstance(value, dict):
             entries = value.get("entry")
             total += len(entries) if isinstance(entries, list) else 1
+        elif isinstance(value, list):
+            total += len(value)
     return total
 
 
-@router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view hook)", tags=["cds-hooks"])
+@router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view hook)", tags=["cds-hooks"],
+             openapi_extra=json_body_doc("HookRequest"))
 async def call_service(service_id: str, request: Request) -> Response:
     started = time.perf_counter()
     runtime = runtime_of(request)
+    # The caller proves who it is before anything else is looked at (and before its body is read).
+    await check_jwt(request, runtime)
     service = runtime.services.get(service_id)
     if service is None:
-        raise ApiError(404, "unknown-service", f"no CDS service {service_id!r}; see GET /cds-services")
-    await check_jwt(request, runtime)
-    data = parse_json_object(await read_body(request, runtime.settings.max_body_bytes))
+        raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}; see GET /cds-services")
+    data = parse_json_object(await read_body(request, runtime.settings.max_body_bytes),
+                             runtime.settings.max_json_depth)
     if _count_resources(data.get("prefetch")) > runtime.settings.max_prefetch_resources:
         raise ApiError(413, "prefetch-too-large",
                        f"more than {runtime.settings.max_prefetch_resources} resources in prefetch")
@@ -53,8 +67,9 @@ async def call_service(service_id: str, request: Request) -> Response:
     if not hook.fhirServer and not prefetch:
         raise ApiError(412, "no-data", "no prefetch data and no fhirServer to read the patient's record from")
     now = runtime.clock()
+    extra, extra_skipped = _extra_resources(prefetch, service.prefetch)
     try:
-        outcome = await runtime.processor.run(hook, now, extra=_extra_resources(prefetch, service.prefetch))
+        outcome = await runtime.processor.run(hook, now, extra=extra, extra_skipped=extra_skipped)
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
     body = json_response({"cards": outcome.cards})
@@ -73,14 +88,18 @@ async def call_service(service_id: str, request: Request) -> Response:
     return body
 
 
-def _extra_resources(prefetch: dict[str, Any], templates: dict[str, str]) -> list[dict[str, Any]]:
-    """Resources under prefetch keys this service did not ask for: EHRs sometimes send one big bundle."""
+def _extra_resources(prefetch: dict[str, Any], templates: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
+    """Resources under prefetch keys this service did not ask for (EHRs sometimes send one big bundle), and
+    the number of Bundle entries among them that held no resource."""
     extra: list[dict[str, Any]] = []
+    skipped = 0
     for key, value in prefetch.items():
         if key not in templates and isinstance(value, dict) and isinstance(value.get("resourceType"), str) \
                 and value.get("resourceType") != "OperationOutcome":
-            extra.extend(resources_of(value))
-    return extra
+            found, n = split_resources(value)
+            extra.extend(found)
+            skipped += n
+    return extra, skipped
 
 
 def _message(exc: ValidationError) -> str:

@@ -35,7 +35,8 @@ DEFAULT_BUCKET_BYTES = 128 * 1024 * 1024
 
 # Where a resource names its patient (Patient compartment fields used by the types the engine reads).
 PATIENT_FIELDS = ("subject", "patient", "for", "beneficiary", "individual")
-_PATIENT_IN_URL = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/|$)")
+PATIENT_IN_URL = r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/|$)"
+_PATIENT_IN_URL = re.compile(PATIENT_IN_URL)
 _NDJSON_NAME = re.compile(r"^([A-Z][A-Za-z]+)(?:[._\-].*)?\.ndjson(?:\.gz)?$")
 
 
@@ -273,18 +274,19 @@ def ndjson_record(line: bytes, stats: ReadStats | None = None,
 
 
 # -- grouping ----------------------------------------------------------------------------------------------------
-def prepare_group(lines: Iterable[bytes], medications: dict[str, dict[str, Any]] | None = None,
+def prepare_group(lines: Iterable[bytes | str], medications: dict[str, dict[str, Any]] | None = None,
                   stats: ReadStats | None = None) -> list[dict[str, Any]]:
     """Parse one patient's lines into resources in a canonical order (type, id, content) with duplicates
     (same type and id) dropped, plus the shared Medications their requests reference. Both engines call this, so
     local and Spark runs see the same resources in the same order whatever order the input or a shuffle had."""
     parsed: list[tuple[str, str, bytes, dict[str, Any]]] = []
     for line in lines:
-        r = _loads(line)
+        raw = line.encode() if isinstance(line, str) else bytes(line)
+        r = _loads(raw)
         if r is None:
             continue
         rid = r.get("id")
-        parsed.append((r["resourceType"], rid if isinstance(rid, str) else "", bytes(line), r))
+        parsed.append((r["resourceType"], rid if isinstance(rid, str) else "", raw, r))
     parsed.sort(key=lambda t: (t[0], t[1], t[2]))
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
@@ -394,7 +396,7 @@ class PopulationReader:
     def patient_count_hint(self) -> int | None:
         """Lines in the Patient NDJSON files (cheap newline count); None for Bundles or mixed files."""
         if self.format != "ndjson":
-            return len(bundle_files(self.path)) or None
+            return None
         files = [f for t, f in ndjson_files(self.path) if t == "Patient"]
         if not files:
             return None

@@ -4,11 +4,13 @@ Plan (the same code runs on a cluster; here ``local[2]``):
 1. NDJSON files are read with ``spark.read.text`` (one row per line; ``.gz`` works too), Bundle files with
    ``sparkContext.binaryFiles``. Medication files (resources that name no patient) are read with Spark, collected
    and broadcast: patients' MedicationRequests reference them.
-2. Each line is parsed with orjson in a Python partition function and keyed by patient id; the raw line (not the
-   parsed dict) goes through the shuffle.
-3. ``groupByKey`` brings each patient's lines together; ``mapPartitions`` builds one HookProcessor per Python
-   worker (cached in the worker process, which Spark reuses across tasks) and evaluates every patient of the
-   partition with :func:`app.worklist.core.evaluate_group`, exactly as the local engine does.
+2. NDJSON lines are keyed by patient id in the JVM (``from_json`` of only the fields that name the patient) and
+   grouped with ``groupBy(patient).agg(collect_list(line))``; Bundles are parsed with orjson in a Python
+   partition function (``urn:uuid`` resolution needs the whole Bundle), keyed, and grouped with ``groupByKey``.
+   Either way the raw line (not a parsed dict) goes through the shuffle.
+3. ``mapPartitions`` builds one HookProcessor per Python worker (cached in the worker process, which Spark reuses
+   across tasks) and evaluates every patient of the partition with :func:`app.worklist.core.evaluate_group`,
+   exactly as the local engine does.
 4. The rows are collected and ranked in the driver (:func:`app.worklist.core.rank_rows`). Draft ServiceRequests,
    when asked for, are written by the executors with ``saveAsTextFile`` and streamed by the driver.
 """
@@ -34,6 +36,8 @@ from app.worklist.core import evaluate_group, make_processor, make_settings, par
 from app.worklist.local import WorklistResult
 from app.worklist.readers import (
     ENGINE_TYPES,
+    PATIENT_FIELDS,
+    PATIENT_IN_URL,
     ReadStats,
     bundle_files,
     bundle_records,
@@ -87,16 +91,6 @@ def _processor(settings_json: str) -> Any:
     return processor
 
 
-def _key_ndjson(rows: Iterable[Any], counters: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
-    stats = ReadStats()
-    for row in rows:
-        line = row.value.encode() if isinstance(row.value, str) else bytes(row.value)
-        kind, pid, _ = ndjson_record(line, stats)
-        if kind == "patient" and pid is not None:
-            yield pid, line.strip()
-    _add(counters, stats)
-
-
 def _key_bundles(files: Iterable[tuple[str, bytes]], counters: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
     stats = ReadStats()
     for _, data in files:
@@ -128,6 +122,38 @@ def _evaluate_partition(groups: Iterable[tuple[str, Iterable[bytes]]], *, settin
             yield "draft", d
 
 
+def _group_ndjson(spark: Any, files: list[str], n_parts: int) -> Any:
+    """(patient id, [lines]) per patient, keyed and grouped in the JVM: ``from_json`` reads only the fields that
+    name the patient (the same fields and reference forms as :func:`app.worklist.readers.patient_of`), and
+    ``groupBy().agg(collect_list())`` shuffles the raw lines. Python only sees each patient's lines once, in the
+    evaluation, instead of parsing every line twice and shuffling through Python (``rdd.groupByKey``)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    ref = StructType([StructField("reference", StringType())])
+    schema = StructType([StructField("resourceType", StringType()), StructField("id", StringType())]
+                        + [StructField(name, ref) for name in PATIENT_FIELDS])
+    j = F.from_json(F.col("value"), schema)
+
+    def nonempty(col: Any) -> Any:
+        return F.when(col != "", col)
+
+    def pid_of(name: str) -> Any:
+        target = j[name]["reference"]
+        return F.coalesce(nonempty(F.regexp_extract(target, r"^Patient/([^/]+)", 1)),
+                          nonempty(F.regexp_extract(target, PATIENT_IN_URL, 1)))
+
+    pid = F.when(j["resourceType"] == "Patient", nonempty(j["id"])).otherwise(
+        F.coalesce(*[pid_of(name) for name in PATIENT_FIELDS]))
+    spark.conf.set("spark.sql.shuffle.partitions", str(n_parts))
+    # keep the partition count: adaptive execution would merge small inputs into one Python task
+    spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
+    keyed = (spark.read.text(files)
+             .select(F.col("value"), j["resourceType"].alias("type"), pid.alias("pid"))
+             .where(F.col("type").isin(sorted(ENGINE_TYPES)) & F.col("pid").isNotNull()))
+    return keyed.groupBy("pid").agg(F.collect_list("value").alias("lines")).rdd
+
+
 # -- driver ------------------------------------------------------------------------------------------------------
 def run_spark(path: str | Path, *, now: datetime, settings: Any, master: str = DEFAULT_MASTER,
               spark: Any = None, progress: bool = True, drafts_sink: IO[bytes] | None = None,
@@ -149,20 +175,27 @@ def run_spark(path: str | Path, *, now: datetime, settings: Any, master: str = D
             skipped = [f.name for t, f in files if t is not None and t not in ENGINE_TYPES]
             med_files = [str(f) for t, f in files if t == "Medication"]
             data_files = [str(f) for t, f in files if t != "Medication" and (t is None or t in ENGINE_TYPES)]
+            if not data_files:
+                raise ValueError(f"{path}: no NDJSON files of the resource types the engine reads")
             input_bytes = sum(os.path.getsize(f) for f in data_files + med_files)
-            if med_files:
-                meds = dict(x for x in spark.read.text(med_files).rdd.map(_medication_of).collect() if x)
+            # Medications name no patient: from Medication files and from files that may mix types.
+            med_sources = med_files + [str(f) for t, f in files if t is None]
+            if med_sources:
+                meds = dict(x for x in spark.read.text(med_sources).rdd.map(_medication_of).collect() if x)
                 med_bc = sc.broadcast(meds)
-            keyed = spark.read.text(data_files).rdd.mapPartitions(partial(_key_ndjson, counters=counters))
+            n_parts = partitions or max(sc.defaultParallelism * 2, math.ceil(input_bytes / PARTITION_BYTES))
+            grouped = _group_ndjson(spark, data_files, n_parts)
         else:
             files_b = [str(f) for f in bundle_files(path)]
+            if not files_b:
+                raise ValueError(f"{path}: no Bundle files")
             input_bytes = sum(os.path.getsize(f) for f in files_b)
             n_in = max(sc.defaultParallelism, math.ceil(input_bytes / PARTITION_BYTES))
-            keyed = sc.binaryFiles(",".join(files_b), minPartitions=n_in).mapPartitions(
-                partial(_key_bundles, counters=counters))
-        n_parts = partitions or max(sc.defaultParallelism * 2, math.ceil(input_bytes / PARTITION_BYTES))
+            n_parts = partitions or max(sc.defaultParallelism * 2, math.ceil(input_bytes / PARTITION_BYTES))
+            grouped = sc.binaryFiles(",".join(files_b), minPartitions=n_in).mapPartitions(
+                partial(_key_bundles, counters=counters)).groupByKey(numPartitions=n_parts)
         settings_json = orjson.dumps(settings_payload(settings)).decode()
-        results = keyed.groupByKey(numPartitions=n_parts).mapPartitions(partial(
+        results = grouped.mapPartitions(partial(
             _evaluate_partition, settings_json=settings_json, now_iso=now.isoformat(), medications=med_bc,
             drafts=drafts_sink is not None))
         rows: list[dict[str, Any]] = []
@@ -192,7 +225,8 @@ def run_spark(path: str | Path, *, now: datetime, settings: Any, master: str = D
                                 n_drafts += 1
             finally:
                 shutil.rmtree(out_dir, ignore_errors=True)
-        stats = {name: acc.value for name, acc in counters.items()}
+        # read counters exist for Bundles (keyed in Python); NDJSON is keyed in the JVM
+        stats: dict[str, Any] = {name: acc.value for name, acc in counters.items()} if fmt == "bundles" else {}
         stats.update(patients=patients, partitions=n_parts, files_skipped=skipped,
                      medications=len(med_bc.value) if med_bc is not None else 0)
         if progress:
