@@ -93,7 +93,8 @@ class HookProcessor:
                                          timeout_total=settings.fhir_timeout_seconds) if http else None
         self.windows = dict(acute_window=timedelta(days=settings.acute_window_days),
                             assessment_window=timedelta(days=settings.assessment_window_days),
-                            acp_revisit=timedelta(days=settings.acp_revisit_days))
+                            acp_revisit=timedelta(days=settings.acp_revisit_days),
+                            max_depth=settings.max_json_depth)
 
     async def run(self, request: HookRequest, now: datetime | None = None,
                   extra: list[Any] | None = None, extra_skipped: int = 0) -> HookOutcome:

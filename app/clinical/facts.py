@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.clinical.fhirtime import parse_fhir_datetime
+from app.jsonlimits import DEFAULT_MAX_DEPTH, json_depth_exceeds
 
 SITES: tuple[str, ...] = (
     "bone", "spine", "long-bone", "brain", "liver", "lung", "pleura", "skin", "peritoneum-bowel", "other",
@@ -235,8 +236,9 @@ def _display_of(cc: Any) -> str:
 
 class _FactBuilder:
     def __init__(self, patient_id: str, now: datetime, terminology: TerminologyLike,
-                 acute_window: timedelta, assessment_window: timedelta) -> None:
+                 acute_window: timedelta, assessment_window: timedelta, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.t = terminology
+        self.max_depth = max_depth
         self.facts = PatientFacts(patient_id=patient_id, now=now, acute_window=acute_window,
                                   assessment_window=assessment_window)
         self.medications: dict[str, dict[str, Any]] = {}
@@ -257,11 +259,21 @@ class _FactBuilder:
             return
         if _references_other_patient(resource, self.facts.patient_id):
             return
+        # Observations are the bulk of a record and mostly irrelevant: they are depth-checked once kept.
+        if rtype != "Observation" and self._too_deep(resource):
+            return
         try:
             handler(self, resource)
         except (TypeError, ValueError, AttributeError, KeyError):
             # A malformed resource must not take the whole hook down; it is reported on data-incomplete.
             self.facts.unreadable.append(f"{rtype} with an unreadable structure")
+
+    def _too_deep(self, resource: dict[str, Any]) -> bool:
+        if json_depth_exceeds(resource, self.max_depth):
+            self.facts.unreadable.append(
+                f"{resource.get('resourceType')} nested deeper than {self.max_depth} levels, skipped")
+            return True
+        return False
 
     # -- Condition -------------------------------------------------------------------------------------
     def _condition(self, r: dict[str, Any]) -> None:
@@ -305,7 +317,7 @@ class _FactBuilder:
         if r.get("status") in _OBS_EXCLUDED_STATUS:
             return
         concepts = self.t.concepts_of_codeable(r.get("code"))
-        if not concepts:
+        if not concepts or self._too_deep(r):
             return
         ref = _ref(r)
         when = _first_time(r, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
@@ -522,8 +534,8 @@ def _short_drug_name(name: str) -> str:
 
 def build_facts(resources: Iterable[Any], *, patient_id: str, now: datetime, terminology: TerminologyLike,
                 acute_window: timedelta = timedelta(days=30),
-                assessment_window: timedelta = timedelta(days=90)) -> PatientFacts:
-    builder = _FactBuilder(patient_id, now, terminology, acute_window, assessment_window)
+                assessment_window: timedelta = timedelta(days=90), max_depth: int = DEFAULT_MAX_DEPTH) -> PatientFacts:
+    builder = _FactBuilder(patient_id, now, terminology, acute_window, assessment_window, max_depth)
     for resource in resources:
         builder.add(resource)
     return builder.finish()

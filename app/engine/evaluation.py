@@ -41,9 +41,9 @@ class Evaluation:
 def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, terminology: Any,
                      acute_window: timedelta, assessment_window: timedelta, acp_revisit: timedelta,
                      problems: list[str] | None = None,
-                     unreadable_types: frozenset[str] = frozenset()) -> Evaluation:
+                     unreadable_types: frozenset[str] = frozenset(), max_depth: int = 64) -> Evaluation:
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
-                        acute_window=acute_window, assessment_window=assessment_window)
+                        acute_window=acute_window, assessment_window=assessment_window, max_depth=max_depth)
     all_problems = list(problems or [])
     if facts.unreadable:
         counts: dict[str, int] = {}

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.jsonlimits import json_depth_exceeds
 from app.runtime import Runtime
 from cds_hooks.auth import AuthError
 from cds_hooks.serialize import dump
@@ -71,7 +72,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json_object(body: bytes, max_depth: int | None = None) -> dict[str, Any]:
+def parse_json_object(body: bytes, max_depth: int | None = None,
+                      skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Parse a JSON object body. orjson itself refuses more than 1024 levels of nesting; `max_depth` sets a
     tighter limit (FHIR resources nest a dozen levels deep, not hundreds)."""
     if not body.strip():
@@ -82,25 +84,9 @@ def parse_json_object(body: bytes, max_depth: int | None = None) -> dict[str, An
         raise ApiError(400, "malformed-json", f"the request body is not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed-json", "the request body must be a JSON object")
-    if max_depth is not None and json_depth_exceeds(data, max_depth):
+    if max_depth is not None and json_depth_exceeds(data, max_depth, skip):
         raise ApiError(400, "too-deeply-nested", f"the request body nests JSON deeper than {max_depth} levels")
     return data
-
-
-def json_depth_exceeds(data: Any, limit: int) -> bool:
-    """True when objects/arrays nest deeper than `limit` levels (the top-level object is level 1).
-    Iterative, so hostile input cannot exhaust the Python stack."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, depth = pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        for child in children:
-            if isinstance(child, dict | list):
-                push((child, depth + 1))
-    return False
 
 
 def validation_message(exc: Exception) -> str:
