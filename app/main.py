@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import traceback
 import uuid
@@ -87,6 +88,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "runtime", None) is None:
             app.state.runtime = build_runtime(settings)
+        # Start-up objects (models, knowledge, value sets) live for the process: keep them out of every GC pass.
+        gc.collect()
+        gc.freeze()
         log.info("mbc-cds ready", extra={"rules": len(app.state.runtime.knowledge.rules),
                                          "resource_level": settings.resource_level,
                                          "require_jwt": settings.require_jwt})

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -185,7 +187,8 @@ def audit_cost(runtime: Any, n: int = 200) -> dict[str, float]:
                         phase="stable", duration_ms=3.0, status=200, problems=0, created_at=now)
             for i in range(n)]
     out: dict[str, float] = {}
-    for label, write in (("AuditWriter._write (ORM add + merge)", runtime.audit._write),
+    orm = getattr(runtime.audit, "_write_rows", runtime.audit._write)
+    for label, write in (("AuditWriter._write_rows (ORM add + merge)", orm),
                          ("Core executemany + ON CONFLICT DO NOTHING", lambda b: core_write(runtime.db, b))):
         for batch in (1, 20, 200):
             t0 = time.perf_counter()
@@ -198,6 +201,106 @@ def audit_cost(runtime: Any, n: int = 200) -> dict[str, float]:
                                 phase=r.phase, duration_ms=r.duration_ms, status=r.status, problems=r.problems,
                                 created_at=r.created_at) for r in recs]
     return out
+
+
+WHATIFS = ("baseline", "audit-core", "audit-off", "no-prune", "draft-validation-cached", "log-off", "gc-freeze",
+           "gc-off-parse", "no-depth-walk", "all")
+
+
+def apply_whatif(name: str, runtime: Any) -> list[tuple[Any, str, Any]]:
+    """Monkeypatches (bench only) that stand for a proposed change; returns what to undo."""
+    import app.engine.suggestions as suggestions
+    import app.routes.services as services
+    from app.routes.common import Response
+
+    undo: list[tuple[Any, str, Any]] = []
+
+    def patch(obj: Any, attr: str, value: Any) -> None:
+        undo.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, value)
+
+    names = set(WHATIFS[1:-1]) - {"audit-off"} if name == "all" else {name}
+    if "audit-core" in names:
+        # _write_rows where the writer has it (it keeps _write's bookkeeping), else _write
+        target = "_write_rows" if hasattr(runtime.audit, "_write_rows") else "_write"
+        patch(runtime.audit, target, lambda batch: core_write(runtime.db, batch))
+    if "audit-off" in names:
+        patch(runtime.audit, "submit", lambda record: None)
+    if "no-prune" in names:
+        patch(services, "json_response", lambda data, status=200, headers=None: Response(
+            content=orjson.dumps(data), status_code=status, media_type="application/json", headers=headers))
+    if "draft-validation-cached" in names:
+        real = suggestions.get_fhir_model_class
+        seen: set[tuple[Any, ...]] = set()
+
+        class _Once:
+            def __init__(self, cls: Any) -> None:
+                self.cls = cls
+
+            def model_validate(self, resource: dict[str, Any]) -> None:
+                # The shape of a draft depends on the ActivityDefinition and the number of reasons only; the
+                # values that vary per patient (ids in references, the instant) have fixed FHIR types.
+                key = (resource.get("resourceType"), str(resource.get("instantiatesCanonical")),
+                       len(resource.get("reasonReference") or []) if isinstance(resource.get("reasonReference"),
+                                                                               list) else 1)
+                if key not in seen:
+                    self.cls.model_validate(resource)
+                    seen.add(key)
+
+        patch(suggestions, "get_fhir_model_class", lambda kind: _Once(real(kind)))
+    if "log-off" in names:
+        lg = logging.getLogger("mbc_cds.hook")
+        patch(lg, "disabled", True)
+    if "gc-off-parse" in names or "no-depth-walk" in names:
+        import app.routes.common as common
+
+        real_parse = common.parse_json_object
+        skip_walk = "no-depth-walk" in names
+        no_gc = "gc-off-parse" in names
+
+        def parse(body: bytes, max_depth: int | None = None) -> dict[str, Any]:
+            # JSON text cannot hold a reference cycle: the collector has nothing to find in what orjson builds.
+            was = gc.isenabled()
+            if no_gc:
+                gc.disable()
+            try:
+                return real_parse(body, None if skip_walk else max_depth)
+            finally:
+                if was:
+                    gc.enable()
+
+        patch(services, "parse_json_object", parse)
+    if "gc-freeze" in names:
+        # gc.freeze() after start-up: the terminology index, knowledge and models leave the collected generations,
+        # so the collections that parsing a big prefetch triggers no longer walk them.
+        gc.collect()
+        gc.freeze()
+        undo.append((_GcUnfreeze(), "noop", None))
+    return undo
+
+
+class _GcUnfreeze:
+    """An undo entry that unfreezes the collector when its attribute is set back."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        gc.unfreeze()
+
+
+async def whatif_cpu(driver: AsgiDriver, runtime: Any, body: bytes, n: int) -> tuple[float, float]:
+    """(process CPU ms per hook, all threads incl. the audit writer; median wall ms) over n hooks."""
+    walls: list[float] = []
+    for _ in range(3):
+        await driver.post(body)
+    await asyncio.sleep(0.3)
+    c0 = time.process_time()
+    for _ in range(n):
+        t = time.perf_counter()
+        await driver.post(body)
+        walls.append((time.perf_counter() - t) * 1000)
+    while not runtime.audit._queue.empty():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    return (time.process_time() - c0) * 1000 / n, statistics.median(walls)
 
 
 def flat_profile(session: Any, top: int) -> list[tuple[float, float, str]]:
@@ -231,12 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--html", help="write pyinstrument's HTML report here")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-stages", action="store_true")
-    p.add_argument("--audit", choices=("orm", "core", "off"), default="orm",
-                   help="what-if: the audit writer as it is (orm), with core_write, or no audit rows at all")
+    p.add_argument("--whatif", action="store_true",
+                   help="measure process CPU per hook for each proposed change (monkeypatched here, not in app/)")
     args = p.parse_args(argv)
     from pyinstrument import Profiler
 
-    logging.getLogger("mbc_cds").setLevel(logging.WARNING)
     case = next(c for c in build_cases() if c["name"] == args.case)
     body = orjson.dumps(case["request"])
     n = args.n or max(3, min(500, 20000 // max(case["resources"], 1)))
@@ -247,14 +349,29 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> Any:
         await driver.lifespan_start()
-        import logging as _l
-
-        _l.getLogger("mbc_cds").setLevel(_l.WARNING)
+        # Logs are formatted as in production (JSON, INFO) but not printed.
+        for handler in logging.getLogger("mbc_cds").handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
         runtime = app.state.runtime
-        if args.audit == "core":
-            runtime.audit._write = lambda batch: core_write(runtime.db, batch)
-        elif args.audit == "off":
-            runtime.audit.submit = lambda record: None
+        if args.whatif:
+            print(f"\nwhat-if: process CPU ms per hook (all threads, the audit writer included), median of 3 "
+                  f"interleaved rounds of {n} hooks; median wall ms:")
+            cpus: dict[str, list[float]] = defaultdict(list)
+            walls: dict[str, list[float]] = defaultdict(list)
+            for _round in range(3):
+                for name in WHATIFS:
+                    undo = apply_whatif(name, runtime)
+                    cpu, wall = await whatif_cpu(driver, runtime, body, n)
+                    for obj, attr, value in reversed(undo):
+                        setattr(obj, attr, value)
+                    cpus[name].append(cpu)
+                    walls[name].append(wall)
+            base = statistics.median(cpus["baseline"])
+            for name in WHATIFS:
+                cpu = statistics.median(cpus[name])
+                print(f"  {name:<24} CPU {cpu:8.3f} ms/hook ({100 * (cpu - base) / base:+6.1f} %)  "
+                      f"wall {statistics.median(walls[name]):8.3f} ms")
         from cds_hooks.models import HookRequest
 
         hook = HookRequest.model_validate(orjson.loads(body))

@@ -5,17 +5,20 @@
 Both servers run as users run them: subprocesses `mbc-cds serve --port P --workers N` (or `uvicorn app.main:app
 --workers N`) with the default settings except MBC_CDS_REQUIRE_JWT=false and a fresh SQLite file (audit rows
 on), and `uvicorn floor_app:app --app-dir bench --workers N` for the floor, both at uvicorn's default log level
-(info, access log on). Requests go over loopback with httpx (one keep-alive client):
+(info, access log on). Requests go over loopback:
 
-- latency: sequential, warm-up then N requests per case: p50 / p95 / p99 (ms);
-- throughput: 32 concurrent requests for a fixed duration (hooks/s) with 1 and 2 uvicorn workers;
+- latency: one httpx.Client (keep-alive), sequential, warm-up then N requests per case: p50 / p95 / p99 (ms),
+  and the server's CPU per hook (all its processes and threads, from /proc);
+- throughput: 32 concurrent keep-alive connections for a fixed duration (hooks/s) with 1 and 2 uvicorn workers,
+  driven by a plain asyncio-streams HTTP/1.1 client (httpx.AsyncClient saturates long before the servers do on
+  this machine; `--load-client httpx` uses it anyway);
 - peak RSS: VmHWM of the server process and its children (/proc), summed;
 - cold start: process start to the first answered hook (200), median of 3.
 
 Cases: a typical patient (40 resources), a heavy one (typical + 3,000 vital signs) and a sweep of prefetch sizes
 (100, 1,000, 5,000, 20,000 resources). The table gives project, floor and project/floor per row; `--json` prints
 the same as JSON (progress goes to stderr). The load generator shares the machine's cores with the servers: its
-CPU use is reported with the throughput numbers.
+CPU use and the servers' are reported with the throughput numbers, and the load average with the table.
 """
 
 from __future__ import annotations
@@ -103,6 +106,28 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (all their threads), from /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / _TICK
+
+
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return float("nan")
+
+
 @dataclass
 class Server:
     kind: str                 # "project" | "floor"
@@ -164,6 +189,10 @@ class Server:
                     time.sleep(0.01)
         raise RuntimeError(f"{self.kind} server did not answer within {timeout} s; see {self.log_path}")
 
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        return tree_cpu_seconds(process_tree(self.proc.pid))
+
     def rss_kb(self) -> dict[str, int]:
         """Peak (VmHWM) and current (VmRSS) resident memory of the process tree, summed, and the largest."""
         assert self.proc is not None
@@ -221,13 +250,18 @@ def summarize(ms: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(ms) if ms else float("nan"), "min": min(ms) if ms else float("nan")}
 
 
-def sequential(client: httpx.Client, url: str, body: bytes, warmup: int, n: int,
+def sequential(client: httpx.Client, server: Server, body: bytes, warmup: int, n: int,
                max_seconds: float) -> tuple[dict[str, float], bytes]:
+    """Warm-up, then up to n requests one after the other; latency percentiles and the server's CPU per hook
+    (all its processes and threads, the audit writer included)."""
+    url = server.url
     last = b""
     for _ in range(warmup):
         r = client.post(url, content=body)
         r.raise_for_status()
+    time.sleep(0.3)  # let background work of the warm-up (audit rows) finish
     times: list[float] = []
+    cpu0 = server.cpu_seconds()
     deadline = time.perf_counter() + max_seconds
     for _ in range(n):
         t0 = time.perf_counter()
@@ -238,7 +272,10 @@ def sequential(client: httpx.Client, url: str, body: bytes, warmup: int, n: int,
         last = r.content
         if time.perf_counter() > deadline and len(times) >= 10:
             break
-    return summarize(times), last
+    time.sleep(0.3)
+    stats = summarize(times)
+    stats["server_cpu_ms_per_hook"] = (server.cpu_seconds() - cpu0) * 1000 / len(times)
+    return stats, last
 
 
 async def _load_httpx(url: str, body: bytes, concurrency: int, t_count: float, t_end: float,
@@ -399,6 +436,20 @@ class Plan:
         return 1 if self.quick else 3
 
 
+def measure_throughput(server: Server, body: bytes, plan: Plan) -> dict[str, Any]:
+    assert server.proc is not None
+    pids = process_tree(server.proc.pid)
+    per0 = [tree_cpu_seconds([p]) for p in pids]
+    t0 = time.perf_counter()
+    tp = throughput(server.url, body, 32, plan.duration, plan.warmup_s, plan.load_client)
+    wall = time.perf_counter() - t0
+    per = [(tree_cpu_seconds([p]) - c) / wall for p, c in zip(pids, per0, strict=True)]
+    tp["server_cpu_cores"] = sum(per)
+    tp["server_cpu_cores_per_process"] = [round(x, 2) for x in per]
+    tp["loadavg_after"] = loadavg()
+    return tp
+
+
 def machine_info() -> dict[str, Any]:
     model = ""
     try:
@@ -422,6 +473,7 @@ def machine_info() -> dict[str, Any]:
         except PackageNotFoundError:
             pass
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "nproc": os.cpu_count(),
+            "loadavg_at_start": loadavg(),
             "cpu_model": model, "mem_gib": round(mem_kb / 1024 / 1024, 1), "python": platform.python_version(),
             "platform": platform.platform(), "versions": versions}
 
@@ -458,14 +510,15 @@ def run(plan: Plan) -> dict[str, Any]:
                 warm, n, cap = plan.requests_for(c["resources"])
                 for s in (floor, proj):
                     offset = s.log_path.stat().st_size if s.log_path else 0
-                    stats, content = sequential(client, s.url, bodies[name], warm, n, cap)
+                    stats, content = sequential(client, s, bodies[name], warm, n, cap)
                     result["latency"][s.kind][name] = stats
                     if s.kind == "project":
                         result["handler_ms"][name] = summarize(handler_durations(s.log_path, offset)[warm:])
                         cards = orjson.loads(content)["cards"]
                         result["cards"][name] = [cd["source"]["topic"]["code"] for cd in cards]
                     log(f"latency {s.kind:<7} {name:<8} p50 {stats['p50']:8.2f} ms  p95 {stats['p95']:8.2f}  "
-                        f"p99 {stats['p99']:8.2f}  (n={stats['n']})")
+                        f"p99 {stats['p99']:8.2f}  (n={stats['n']}, server CPU "
+                        f"{stats['server_cpu_ms_per_hook']:.2f} ms/hook, load {loadavg():.2f})")
                 if name == "typical":
                     for s in servers:
                         result["rss"][s.kind]["w1_after_typical"] = s.rss_kb()
@@ -473,10 +526,11 @@ def run(plan: Plan) -> dict[str, Any]:
             result["rss"][s.kind]["w1_peak_after_sweep"] = s.rss_kb()
         for name in ("typical", "heavy"):
             for s in (floor, proj):
-                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s, plan.load_client)
+                tp = measure_throughput(s, bodies[name], plan)
                 result["throughput"][s.kind][f"{name}/w1"] = tp
                 log(f"throughput {s.kind:<7} {name:<8} 1 worker : {tp['hooks_per_s']:8.1f} hooks/s "
-                    f"(client {tp['client_cpu_cores']:.2f} cores, errors {tp['errors']})")
+                    f"(server {tp['server_cpu_cores']:.2f} cores, client {tp['client_cpu_cores']:.2f} cores, "
+                    f"errors {tp['errors']}, load {tp['loadavg_after']:.2f})")
         for s in servers:
             s.stop()
 
@@ -490,10 +544,11 @@ def run(plan: Plan) -> dict[str, Any]:
             s.wait_first_hook(typical)
         for name in ("typical", "heavy"):
             for s in (floor, proj):
-                tp = throughput(s.url, bodies[name], 32, plan.duration, plan.warmup_s, plan.load_client)
+                tp = measure_throughput(s, bodies[name], plan)
                 result["throughput"][s.kind][f"{name}/w2"] = tp
                 log(f"throughput {s.kind:<7} {name:<8} 2 workers: {tp['hooks_per_s']:8.1f} hooks/s "
-                    f"(client {tp['client_cpu_cores']:.2f} cores, errors {tp['errors']})")
+                    f"(server {tp['server_cpu_cores']:.2f} cores, client {tp['client_cpu_cores']:.2f} cores, "
+                    f"errors {tp['errors']}, load {tp['loadavg_after']:.2f})")
         for s in servers:
             result["rss"][s.kind]["w2_peak"] = s.rss_kb()
             s.stop()
@@ -512,6 +567,7 @@ def run(plan: Plan) -> dict[str, Any]:
         for s in servers:
             s.stop()
     result["workdir"] = str(workdir)
+    result["machine"]["loadavg_at_end"] = loadavg()
     result["rows"], result["targets"], result["scaling"] = derive(result, cases)
     return result
 
@@ -529,6 +585,10 @@ def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[di
         name = c["name"]
         for q in ("p50", "p95", "p99"):
             row(f"{name} ({c['resources']} res) {q}", "ms", lat["project"][name][q], lat["floor"][name][q])
+    for c in cases:
+        name = c["name"]
+        row(f"{name}: server CPU per hook (sequential)", "ms", lat["project"][name]["server_cpu_ms_per_hook"],
+            lat["floor"][name]["server_cpu_ms_per_hook"])
     tp = result["throughput"]
     for key in tp["project"]:
         name, w = key.split("/")
@@ -562,7 +622,8 @@ def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[di
     big_ms = lat["project"][biggest]["p50"] if biggest else float("nan")
     tp2 = tp["project"].get("typical/w2", {}).get("hooks_per_s", float("nan"))
     targets = [
-        {"target": "typical p50 <= 2.0x floor p50", "value": round(ratio("typical"), 2), "met": ratio("typical") <= 2.0},
+        {"target": "typical p50 <= 2.0x floor p50", "value": round(ratio("typical"), 2),
+         "met": ratio("typical") <= 2.0},
         {"target": "heavy p50 <= 1.5x floor p50", "value": round(ratio("heavy"), 2), "met": ratio("heavy") <= 1.5},
         {"target": f"latency linear in prefetch size (R^2 >= 0.98), {biggest} p50 < 1 s",
          "value": f"R^2 {fit_p['r2']:.3f}, {big_ms:.0f} ms, slope {scaling['slope_ratio']:.2f}x floor",
@@ -587,6 +648,8 @@ def table(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [f"mbc-cds benchmark {m['date']}  {m['nproc']} cores  {m['cpu_model']}  Python {m['python']}"
              f"{'  (quick)' if result['quick'] else ''}",
+             f"load average (1 min) at start {m['loadavg_at_start']:.2f}, at end {m.get('loadavg_at_end', 0):.2f}; "
+             f"throughput load generator: {result['load_client']}; service started with {result['launcher']}",
              "",
              "| metric | unit | project | floor | project/floor |",
              "|---|---|---:|---:|---:|"]
@@ -599,8 +662,10 @@ def table(result: dict[str, Any]) -> str:
     hm = result["handler_ms"]
     lines += ["", "Time inside the service's handler (its 'hook answered' log, duration_ms) p50: "
               + ", ".join(f"{k} {fmt(v['p50'])} ms" for k, v in hm.items())]
-    cl = [f"{k} {v['client_cpu_cores']:.2f}" for k, v in result["throughput"]["project"].items()]
-    lines.append("Load generator CPU during project throughput runs (cores of 2): " + ", ".join(cl))
+    for kind in ("project", "floor"):
+        cl = [f"{k} server {v['server_cpu_cores']:.2f} / client {v['client_cpu_cores']:.2f}"
+              for k, v in result["throughput"][kind].items()]
+        lines.append(f"CPU cores used during {kind} throughput runs: " + "; ".join(cl))
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.clinical.fhirtime import parse_fhir_datetime
-from app.jsonlimits import DEFAULT_MAX_DEPTH, json_depth_exceeds
+from app.jsonlimits import DEFAULT_MAX_DEPTH
 
 SITES: tuple[str, ...] = (
     "bone", "spine", "long-bone", "brain", "liver", "lung", "pleura", "skin", "peritoneum-bowel", "other",
@@ -238,6 +238,8 @@ class _FactBuilder:
     def __init__(self, patient_id: str, now: datetime, terminology: TerminologyLike,
                  acute_window: timedelta, assessment_window: timedelta, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.t = terminology
+        # The builder reads fixed paths and never recurses into resource content, so deep nesting inside a
+        # prefetch resource is harmless here; orjson refuses more than 1024 levels at parse time.
         self.max_depth = max_depth
         self.facts = PatientFacts(patient_id=patient_id, now=now, acute_window=acute_window,
                                   assessment_window=assessment_window)
@@ -259,21 +261,11 @@ class _FactBuilder:
             return
         if _references_other_patient(resource, self.facts.patient_id):
             return
-        # Observations are the bulk of a record and mostly irrelevant: they are depth-checked once kept.
-        if rtype != "Observation" and self._too_deep(resource):
-            return
         try:
             handler(self, resource)
         except (TypeError, ValueError, AttributeError, KeyError):
             # A malformed resource must not take the whole hook down; it is reported on data-incomplete.
             self.facts.unreadable.append(f"{rtype} with an unreadable structure")
-
-    def _too_deep(self, resource: dict[str, Any]) -> bool:
-        if json_depth_exceeds(resource, self.max_depth):
-            self.facts.unreadable.append(
-                f"{resource.get('resourceType')} nested deeper than {self.max_depth} levels, skipped")
-            return True
-        return False
 
     # -- Condition -------------------------------------------------------------------------------------
     def _condition(self, r: dict[str, Any]) -> None:
@@ -317,7 +309,7 @@ class _FactBuilder:
         if r.get("status") in _OBS_EXCLUDED_STATUS:
             return
         concepts = self.t.concepts_of_codeable(r.get("code"))
-        if not concepts or self._too_deep(r):
+        if not concepts:
             return
         ref = _ref(r)
         when = _first_time(r, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")

@@ -52,8 +52,8 @@ async def call_service(service_id: str, request: Request) -> Response:
     service = runtime.services.get(service_id)
     if service is None:
         raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}; see GET /cds-services")
-    # The prefetch is depth-checked resource by resource where the engine reads it (app.clinical.facts), so
-    # that thousands of vital signs the rules never look at are not walked on the hot path.
+    # The prefetch is not walked for depth: it can hold tens of thousands of resources, the engine reads them
+    # at fixed paths without recursion, and orjson already refuses more than 1024 levels.
     data = parse_json_object(await read_body(request, runtime.settings.max_body_bytes),
                              runtime.settings.max_json_depth, skip=frozenset({"prefetch"}))
     if _count_resources(data.get("prefetch")) > runtime.settings.max_prefetch_resources:
