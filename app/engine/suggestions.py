@@ -31,29 +31,23 @@ def build_draft(activity: dict[str, Any], *, patient_id: str, reasons: list[str]
         resource["priority"] = activity["priority"]
     authored = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     canonical = activity.get("url")
+    common: dict[str, Any] = {"subject": subject, "authoredOn": authored}
+    if reason_refs:
+        common["reasonReference"] = reason_refs
+    if canonical:
+        common["instantiatesCanonical"] = [canonical]
+    common["note"] = [{"text": note}]
     if kind == "MedicationRequest":
         product = activity.get("productCodeableConcept")
         if not product:
             raise SuggestionError(f"ActivityDefinition/{activity.get('id')}: no product")
         resource["medicationCodeableConcept"] = product
-        resource["subject"] = subject
-        resource["authoredOn"] = authored
-        if reason_refs:
-            resource["reasonReference"] = reason_refs
-        if canonical:
-            resource["instantiatesCanonical"] = [canonical]
-        resource["note"] = [{"text": note}]
+        resource.update(common)
     elif kind == "ServiceRequest":
         if activity.get("code"):
             resource["code"] = activity["code"]
-        resource["subject"] = subject
-        resource["authoredOn"] = authored
-        if reason_refs:
-            resource["reasonReference"] = reason_refs
-        if canonical:
-            resource["instantiatesCanonical"] = [canonical]
-        resource["note"] = [{"text": note}]
-    else:  # Task
+        resource.update(common)
+    else:  # Task: `for` instead of subject; instantiatesCanonical and reasonReference are 0..1 in R4
         if canonical:
             resource["instantiatesCanonical"] = canonical
         if activity.get("code"):
@@ -62,8 +56,8 @@ def build_draft(activity: dict[str, Any], *, patient_id: str, reasons: list[str]
         resource["for"] = subject
         resource["authoredOn"] = authored
         if reason_refs:
-            resource["reasonReference"] = reason_refs[0]  # Task.reasonReference is 0..1 in R4
-        resource["note"] = [{"text": note}]
+            resource["reasonReference"] = reason_refs[0]
+        resource["note"] = common["note"]
     shape = (str(activity.get("url") or activity.get("id")), kind, len(reason_refs), len(note))
     if shape not in _VALIDATED:
         get_fhir_model_class(kind).model_validate(resource)
