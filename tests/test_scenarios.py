@@ -96,3 +96,23 @@ def test_scenario_is_a_valid_fhir_bundle(path: Path) -> None:
     from fhir.resources.R4B.bundle import Bundle
 
     Bundle.model_validate(_load(path)["bundle"])
+
+
+def _empty_values(value: object, path: str = "") -> list[str]:
+    if value is None or value == "" or value == [] or value == {}:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _empty_values(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _empty_values(v, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_cards_carry_no_empty_optional_fields(path: Path) -> None:
+    """CDS Hooks 2.0: optional fields without a value are left out (the hook response is not pruned)."""
+    s = _load(path)
+    now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    for level in ("basic", "enhanced", "maximal"):
+        for card in _processor(level).evaluate(_resources(s), _patient_id(s), now).cards:
+            assert _empty_values(card) == [], card["source"]["topic"]["code"]
