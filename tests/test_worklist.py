@@ -64,9 +64,9 @@ def _naive_groups(directory: Path) -> tuple[list[str], dict[str, list[dict[str, 
 
 def test_generated_files_look_like_a_bulk_export(population: Path) -> None:
     names = {p.name for p in population.iterdir()}
-    assert "Patient.ndjson" in names and "manifest.json" in names
+    assert "Patient.000.ndjson" in names and "manifest.json" in names
     assert {"Condition.000.ndjson", "Condition.001.ndjson"} <= names
-    assert "Medication.ndjson" in names and "Immunization.ndjson" in names
+    assert "Medication.000.ndjson" in names and "Immunization.000.ndjson" in names
     manifest = orjson.loads((population / "manifest.json").read_bytes())
     assert sum(o["count"] for o in manifest["output"] if o["type"] == "Patient") == POPULATION
 
@@ -189,13 +189,14 @@ def test_medication_reference_resolves_like_an_inline_code(tmp_path: Path, proce
     assert meds
     (tmp_path / "Patient.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines
                                                        if r["resourceType"] == "Patient"))
-    (tmp_path / "Other.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines
+    (tmp_path / "mixed.ndjson").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines
                                                      if r["resourceType"] != "Patient"))
     (tmp_path / "Medication.ndjson").write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in meds))
     groups = list(PopulationReader(tmp_path))
     assert [g.patient_id for g in groups] == ["mbc-demo-01"]
     rows = run_local(tmp_path, now=NOW, settings=make_settings(), progress=False, processor=processor).rows
     assert set(rows[0]["rules"]) == {f.rule.id for f in inline.fired}
+    assert "opioid-laxative" in rows[0]["rules"]  # only fires when the referenced Medication (tramadol) is read
 
 
 def test_cli_writes_csv_ndjson_fhir_and_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
