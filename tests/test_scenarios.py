@@ -116,3 +116,30 @@ def test_cards_carry_no_empty_optional_fields(path: Path) -> None:
     for level in ("basic", "enhanced", "maximal"):
         for card in _processor(level).evaluate(_resources(s), _patient_id(s), now).cards:
             assert _empty_values(card) == [], card["source"]["topic"]["code"]
+
+
+LEVELS = ("basic", "limited", "enhanced", "maximal")
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_at_every_resource_level(path: Path) -> None:
+    """A rule that must fire does so at every level at or above its own; a silent rule stays silent at every
+    level up to the scenario's (above it, a rule held back by the level may legitimately appear)."""
+    s = _load(path)
+    if s.get("no_cards"):
+        return
+    now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    rule_level = {r.id: r.level for r in compile_knowledge().rules}
+    own = LEVELS.index(s.get("resource_level", "enhanced"))
+    for i, level in enumerate(LEVELS):
+        processor = HookProcessor(Settings(require_jwt=False, resource_level=level, info_card_cap=99),
+                                  get_terminology(), compile_knowledge(), None)
+        fired = {c["source"]["topic"]["code"] for c in processor.evaluate(_resources(s), _patient_id(s), now).cards}
+        for rule in s.get("must_fire", []):
+            if LEVELS.index(rule_level[rule]) <= i:
+                assert rule in fired, f"{rule} should fire at {level}"
+            else:
+                assert rule not in fired, f"{rule} is above {level}"
+        if i <= own:
+            for rule in s.get("must_not_fire", []):
+                assert rule not in fired, f"{rule} should not fire at {level}"
