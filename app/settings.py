@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     assessment_form_url: str | None = None
     cors_origins: str = "*"
     log_level: str = "INFO"
+    # Comma-separated URL prefixes the service may read as `fhirServer` (empty: any). Without it, a caller the
+    # service trusts can make it fetch any http(s) URL.
+    allowed_fhir_servers: str = ""
+
+    def fhir_server_allowed(self, url: str) -> bool:
+        prefixes = [p.strip().rstrip("/") for p in self.allowed_fhir_servers.split(",") if p.strip()]
+        if not prefixes:
+            return True
+        url = url.rstrip("/")
+        return any(url == p or url.startswith(p + "/") for p in prefixes)
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -215,3 +215,20 @@ def test_response_has_no_empty_optional_fields(client: TestClient) -> None:
     assert b":null" not in raw and b':""' not in raw and b":[]" not in raw.replace(b'"cards":[]', b"")
     assert b":{}" not in raw
     orjson.loads(raw)
+
+
+def test_fhir_server_allow_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, allowed_fhir_servers="https://ehr.example.org/fhir, https://other.example")
+    assert settings.fhir_server_allowed("https://ehr.example.org/fhir")
+    assert settings.fhir_server_allowed("https://ehr.example.org/fhir/")
+    assert not settings.fhir_server_allowed("https://ehr.example.org/fhir-evil")
+    assert not settings.fhir_server_allowed("http://169.254.169.254/latest")
+    app = create_app(settings)
+    with TestClient(app) as c:
+        body = {"hook": "patient-view", "hookInstance": "i-1", "fhirServer": "http://169.254.169.254/latest",
+                "context": {"patientId": PID}}
+        resp = c.post(SERVICE_URL, json=body)
+        assert resp.status_code == 400 and resp.json()["error"] == "fhir-server-not-allowed"

@@ -66,6 +66,9 @@ async def call_service(service_id: str, request: Request) -> Response:
     if hook.hook != service.hook:
         raise ApiError(400, "wrong-hook", f"service {service_id} answers {service.hook!r}, not {hook.hook!r}")
     prefetch = hook.prefetch or {}
+    if hook.fhirServer and not runtime.settings.fhir_server_allowed(hook.fhirServer):
+        raise ApiError(400, "fhir-server-not-allowed",
+                       "fhirServer is not one of the FHIR servers this service is configured to read")
     if not hook.fhirServer and not prefetch:
         raise ApiError(412, "no-data", "no prefetch data and no fhirServer to read the patient's record from")
     now = runtime.clock()
