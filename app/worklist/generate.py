@@ -32,6 +32,7 @@ from typing import IO, Any
 import orjson
 
 from app.worklist.core import parse_now
+from app.worklist.readers import _rewrite_refs as _rewrite
 
 _NS = uuid.UUID("3d0a4c1e-7b7e-4b9e-a1c2-5f1b9e0d7c11")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -266,18 +267,6 @@ class Generator:
     def patients(self, count: int) -> Iterator[list[dict[str, Any]]]:
         for n in range(count):
             yield self.patient(n)
-
-
-def _rewrite(node: Any, ids: dict[str, str]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value in ids:
-                node[key] = ids[value]
-            elif isinstance(value, dict | list):
-                _rewrite(value, ids)
-    elif isinstance(node, list):
-        for item in node:
-            _rewrite(item, ids)
 
 
 class NdjsonWriter:
