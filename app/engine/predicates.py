@@ -398,8 +398,9 @@ def _pain_uncontrolled(ev: Evaluation, _: str | None) -> Result:
 # -- referrals -------------------------------------------------------------------------------------------
 @predicate("RehabilitationIndicated")
 def _rehab(ev: Evaluation, _: str | None) -> Result:
-    if ev.phase.name == "stable":
-        return [Evidence("stable phase: maintain strength and function")]
+    if ev.phase.name in ("stable", "unknown"):
+        # Stable-phase cards still apply when the phase is unknown (clinical-rules section 3).
+        return [Evidence(f"{ev.phase.name} phase: maintain strength and function")]
     if ev.phase.name != "acute":
         return None
     ecog, kps, evidence = _performance(ev)
