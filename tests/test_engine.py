@@ -150,3 +150,12 @@ def test_unreadable_observations_give_no_missing_data_prompts_and_no_treatment()
     for silent in ("pain-assessment-due", "distress-screening-due", "assessment-due", "pain-ladder-step-up",
                    "bone-modifying-agent", "opioid-laxative"):
         assert silent not in codes
+
+
+def test_stable_uuid_is_uuid5() -> None:
+    import uuid
+
+    from app.engine.engine import _NAMESPACE, _stable_uuid
+
+    for parts in (("hook-1", "patient", "mbc-overview"), ("", "x"), ("ü", "é", "rule")):
+        assert _stable_uuid(*parts) == str(uuid.uuid5(_NAMESPACE, "|".join(parts)))

@@ -27,4 +27,5 @@ def parse_fhir_datetime(value: object) -> datetime | None:
 def fmt_date(value: datetime | date | None) -> str:
     if value is None:
         return "date unknown"
-    return value.strftime("%Y-%m-%d")
+    # isoformat() is several times faster than strftime, and this runs for every date on every card.
+    return (value.date() if isinstance(value, datetime) else value).isoformat()

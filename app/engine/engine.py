@@ -6,6 +6,7 @@ are left out. Suggestion resources are validated with fhir.resources before they
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -49,8 +50,16 @@ def _level_ok(level: str, allowed: str) -> bool:
     return RESOURCE_LEVELS.index(level) <= RESOURCE_LEVELS.index(allowed)
 
 
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
 def _stable_uuid(*parts: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+    """uuid.uuid5(_NAMESPACE, "|".join(parts)) as a string, without building UUID objects (hot path)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _summary(text: str) -> str:
@@ -78,12 +87,19 @@ def _reasons(ev: Evaluation, evidence: list[Evidence]) -> list[str]:
     return list(dict.fromkeys(refs))[:5]
 
 
+def _source_line(rule: Rule) -> str:
+    cites = "; ".join(f"{c.label}" + (f" ({c.display})" if c.display and c.display != c.label else "")
+                      for c in rule.citations)
+    return f"\n**Source:** {cites}. Suggestions are drafts for a clinician to review and sign."
+
+
 class Engine:
     def __init__(self, knowledge: Knowledge, options: EngineOptions) -> None:
         self.knowledge = knowledge
         self.options = options
         self.rules = [r for r in knowledge.rules if _level_ok(r.level, options.resource_level)]
         self.withheld = [r for r in knowledge.rules if not _level_ok(r.level, options.resource_level)]
+        self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}
 
     def cards(self, ev: Evaluation, hook_instance: str = "") -> list[dict[str, Any]]:
         fired = self.fire(ev, hook_instance)
@@ -200,9 +216,7 @@ class Engine:
         withheld = [s.label for s in rule.suggestions if not _level_ok(s.level, self.options.resource_level)]
         if withheld:
             parts.append(f"\n*At a higher resource level this card would also offer:* {'; '.join(withheld)}.")
-        cites = "; ".join(f"{c.label}" + (f" ({c.display})" if c.display and c.display != c.label else "")
-                          for c in rule.citations)
-        parts.append(f"\n**Source:** {cites}. Suggestions are drafts for a clinician to review and sign.")
+        parts.append(self._source_lines[rule.id])
         return "\n".join(parts)
 
     def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
