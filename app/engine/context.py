@@ -111,6 +111,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "spo2": _spo2,
     "opioids": lambda ev: ", ".join(ev.facts.drug_names("weak-opioid", "strong-opioid")) or "no opioid",
     "anticonvulsants": lambda ev: ", ".join(ev.facts.drug_names("anticonvulsant")) or "no anticonvulsant",
+    "corticosteroids": lambda ev: ", ".join(ev.facts.drug_names("corticosteroid")) or "none active",
     "acp_date": lambda ev: fmt_date(n.when) if (n := newest_acp(ev)) else "never",
     "acp_items": _acp_items,
     "acp_missing": _acp_missing,
