@@ -24,7 +24,8 @@ from fastapi.testclient import TestClient
 from app.cli import evaluate_bundle, main
 from app.samples import sample_bundle, sample_ids
 from tests.conftest import SERVICE_URL, hook_request
-from tests.test_integrator import rules_of, serve_app
+from tests.served_app import serve_app
+from tests.test_integrator import rules_of
 
 try:  # the local FHIR server fixture (node + Medplum); absent on machines without it
     from tests.fhir_server_fixture import local_fhir_server  # noqa: F401
@@ -187,7 +188,7 @@ def test_hapi_401_operation_outcome_is_reported_and_the_token_is_sent(client: Te
 def test_cli_hook_with_and_without_prefetch_against_hapi_recordings(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[httpx.Request] = []
-    with serve_app(tmp_path, require_jwt=False) as base, respx.mock(assert_all_mocked=True) as mock:
+    with serve_app(tmp_path, require_jwt=False) as (base, _db), respx.mock(assert_all_mocked=True) as mock:
         mock.route(host="127.0.0.1").pass_through()
         mock.get(url__startswith=BASE).mock(side_effect=hapi_server(seen))
         common = ["hook", "--service", f"{base}/cds-services/mbc-palliative-care", "--fhir-server", BASE,
@@ -229,7 +230,7 @@ def test_load_then_hook_against_a_local_fhir_server(fhir_base: str, tmp_path: Pa
     assert f"[{len(sample_ids())}/{len(sample_ids())}]" in out and "failed" not in out
 
     got: dict[str, list[str]] = {}
-    with serve_app(tmp_path, require_jwt=False) as base:
+    with serve_app(tmp_path, require_jwt=False) as (base, _db):
         service = f"{base}/cds-services/mbc-palliative-care"
         for sid in E2E_SAMPLES:
             now = datetime.now(UTC)

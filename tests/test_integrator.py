@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +22,7 @@ from app.integrator import bundle_resources, demo_request_for_bundle, prefetch_f
 from app.main import create_app
 from app.samples import list_samples, sample_bundle
 from tests.conftest import NOW, SERVICE_URL, make_settings
+from tests.served_app import free_port, serve_app
 
 FHIR = "http://fhir.example.org/baseR4"
 SERVICE = "http://cds.example.org/cds-services/mbc-palliative-care"
@@ -35,35 +31,6 @@ DISCOVERY = "http://cds.example.org/cds-services"
 
 def rules_of(cards: list[dict[str, Any]]) -> list[str]:
     return [c["source"]["topic"]["code"] for c in cards]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve_app(tmp_path: Path, **settings: Any) -> Iterator[str]:
-    """The real app under uvicorn on a free port (in a thread); yields its base URL."""
-    import uvicorn
-
-    db = tmp_path / f"served-{uuid.uuid4().hex[:8]}.db"
-    app = create_app(make_settings(tmp_path, database_url=f"sqlite:///{db}", **settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -401,7 +368,7 @@ def test_hook_against_the_real_app_with_jwt(tmp_path: Path, capsys: pytest.Captu
         return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset", "total": len(items),
                                          "entry": [{"resource": r} for r in items]})
 
-    with serve_app(tmp_path, require_jwt=True, clients_file=str(clients)) as base, \
+    with serve_app(tmp_path, require_jwt=True, clients_file=str(clients)) as (base, _db), \
             respx.mock(assert_all_mocked=True) as mock:
         mock.route(host="127.0.0.1").pass_through()
         mock.get(url__startswith=FHIR).mock(side_effect=fhir)

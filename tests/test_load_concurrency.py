@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from app.store.db import Database
 from app.store.migrate import downgrade, upgrade
 from app.store.models import Feedback, Invocation
 from tests.conftest import SERVICE_URL, hook_request, pg_url
+from tests.served_app import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = 200
@@ -49,12 +49,6 @@ def patient(pid: str) -> list[dict[str, Any]]:
          "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
          "effectiveDateTime": "2026-11-18", "valueQuantity": {"value": 7, "unit": "{score}"}},
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -7,21 +7,15 @@ the feedback rows are then read back from the database.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from app.main import create_app
 from app.store.models import Feedback
-from tests.conftest import make_settings
+from tests.served_app import serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,35 +28,6 @@ pytestmark = [
                               "chromium-driver; .ci/run installs it)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python (pip install -e '.[dev]')")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serve(tmp_path: Path, **settings: object) -> Iterator[tuple[str, Path]]:
-    import uvicorn
-
-    db_file = tmp_path / f"viewer-{uuid.uuid4().hex[:8]}.db"
-    app = create_app(make_settings(tmp_path, database_url=f"sqlite:///{db_file}", **settings))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", db_file
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +50,7 @@ def _feedback_rows(db_file: Path) -> list[Feedback]:
 
 
 def test_accept_and_dismiss_store_feedback(browser: object, tmp_path: Path) -> None:
-    with serve(tmp_path, require_jwt=False) as (base, db_file):
+    with serve_app(tmp_path, require_jwt=False) as (base, db_file):
         page = browser.new_page()  # type: ignore[attr-defined]
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -145,7 +110,7 @@ def test_pasted_bundle_and_safe_markdown(browser: object, tmp_path: Path) -> Non
     from app.samples import sample_bundle
 
     bundle = sample_bundle("mbc-demo-03")
-    with serve(tmp_path, require_jwt=False) as (base, _db):
+    with serve_app(tmp_path, require_jwt=False) as (base, _db):
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(base + "/viewer")
         page.wait_for_selector("body[data-ready='true']")
@@ -168,7 +133,7 @@ def test_pasted_bundle_and_safe_markdown(browser: object, tmp_path: Path) -> Non
 
 
 def test_viewer_says_it_needs_demo_mode_when_jwt_is_on(browser: object, tmp_path: Path) -> None:
-    with serve(tmp_path, require_jwt=True) as (base, _db):
+    with serve_app(tmp_path, require_jwt=True) as (base, _db):
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(base + "/")
         page.wait_for_selector("body[data-ready='demo-off']")
