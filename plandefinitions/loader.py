@@ -23,6 +23,8 @@ CARD_TIER_URL = f"{BASE_URL}/StructureDefinition/card-tier"
 WORKLIST_TIER_URL = f"{BASE_URL}/StructureDefinition/worklist-tier"
 CARD_LINK_URL = f"{BASE_URL}/StructureDefinition/card-link"
 LEVEL_TITLE_URL = f"{BASE_URL}/StructureDefinition/level-title"
+# On a suggestion: the highest level that offers it (a better option replaces it above, e.g. radiographs by MRI).
+RESOURCE_LEVEL_MAX_URL = f"{BASE_URL}/StructureDefinition/resource-level-max"
 HERE = Path(__file__).parent
 
 

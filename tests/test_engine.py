@@ -49,7 +49,7 @@ def test_every_artifact_is_valid_fhir_and_every_rule_compiles() -> None:
 
         ids = set(re.findall(r"^\| `([a-z0-9-]+)`", rules_file.read_text(), flags=re.M))
         assert ids == set(knowledge.rule_ids)
-    assert len(knowledge.rules) == len(knowledge.rule_ids) == 31
+    assert len(knowledge.rules) == len(knowledge.rule_ids) == 30
     for rule in knowledge.rules:
         assert rule.citations, rule.id
 
@@ -123,9 +123,11 @@ def test_resource_level_filters_cards_and_suggestions() -> None:
     assert "bone-modifying-agent" not in by_level["basic"]
     assert "bone-modifying-agent" in by_level["enhanced"] and "bone-modifying-agent" in by_level["maximal"]
     assert set(by_level["basic"]) <= set(by_level["limited"]) <= set(by_level["enhanced"]) <= set(by_level["maximal"])
-    palliative = by_level["basic"].get("referral-palliative-care")
-    if palliative is not None and "suggestions" not in palliative:
-        assert "higher resource level" in palliative["detail"]
+    palliative = by_level["basic"]["referral-palliative-care"]
+    assert "suggestions" not in palliative
+    assert "palliative care available locally" in palliative["summary"]
+    assert "specialist" not in palliative["summary"] + palliative["detail"]
+    assert "suggestions" in by_level["enhanced"]["referral-palliative-care"]
 
 
 def test_rules_doc_is_generated_from_the_plandefinitions() -> None:

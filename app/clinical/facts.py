@@ -50,6 +50,7 @@ DRUG_CLASSES: tuple[str, ...] = (
 SERVICES: tuple[str, ...] = (
     "palliative-care", "hospice", "pain", "physiotherapy", "occupational-therapy", "social-work", "dietitian",
     "mental-health", "chaplaincy", "wound-care", "orthopaedics", "radiotherapy", "oncology", "key-worker",
+    "lymphoedema",
 )
 ACP_KINDS: tuple[str, ...] = ("document", "proxy", "code-status", "place-of-death", "goals-of-care")
 ACP_LABELS: dict[str, str] = {

@@ -262,7 +262,7 @@ class Engine:
         out: list[dict[str, Any]] = []
         reasons: list[str] | None = None
         for s in rule.suggestions:
-            if not _level_ok(s.level, self.options.resource_level):
+            if not s.offered_at(self.options.resource_level):
                 continue
             if any(cond(ev) is None for cond in s.conditions):
                 continue

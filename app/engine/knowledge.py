@@ -21,6 +21,7 @@ from plandefinitions.loader import (
     CARD_TIER_URL,
     DISPLAY_RANK_URL,
     LEVEL_TITLE_URL,
+    RESOURCE_LEVEL_MAX_URL,
     RESOURCE_LEVEL_URL,
     RULE_SYSTEM,
     WORKLIST_TIER_URL,
@@ -54,6 +55,11 @@ class SuggestionRule:
     conditions: tuple[Condition, ...]
     level: str
     activity: dict[str, Any]
+    max_level: str = "maximal"
+
+    def offered_at(self, level: str) -> bool:
+        rank = RESOURCE_LEVELS.index(level)
+        return RESOURCE_LEVELS.index(self.level) <= rank <= RESOURCE_LEVELS.index(self.max_level)
 
 
 @dataclass(frozen=True)
@@ -157,9 +163,9 @@ class Knowledge:
     rule_ids: frozenset[str] = field(default_factory=frozenset)
 
 
-def _level(element: dict[str, Any], default: str, where: str) -> str:
+def _level(element: dict[str, Any], default: str, where: str, url: str = RESOURCE_LEVEL_URL) -> str:
     for ext in element.get("extension") or []:
-        if ext.get("url") == RESOURCE_LEVEL_URL:
+        if ext.get("url") == url:
             level = ext.get("valueCode")
             if level not in RESOURCE_LEVELS:
                 raise KnowledgeError(f"{where}: unknown resource level {level!r}")
@@ -220,6 +226,7 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                     conditions=_conditions(child, cwhere),
                     level=_level(child, _level(activity, level, cwhere), cwhere),
                     activity=activity,
+                    max_level=_level(child, "maximal", cwhere, RESOURCE_LEVEL_MAX_URL),
                 ))
             citations = tuple(
                 Citation(str(d.get("label") or d.get("display") or "source"), str(d.get("display") or ""),
