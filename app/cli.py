@@ -100,16 +100,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_feedback_report(args: argparse.Namespace) -> int:
     from app.settings import get_settings
     from app.store.db import Database
-    from app.store.feedback import feedback_report
+    from app.store.feedback import feedback_report, snooze_report
 
     db = Database(args.database_url or get_settings().database_url)
     rows = feedback_report(db)
+    snoozes = snooze_report(db)
     if args.json:
-        _print_json(rows)
+        _print_json({"rules": rows, "snoozes": snoozes})
         return 0
     print(f"{'rule':<36} {'accepted':>9} {'overridden':>11}")
     for row in rows:
         print(f"{row['rule']!s:<36} {row['accepted']!s:>9} {row['overridden']!s:>11}")
+    print("\nactive snoozes (rule silenced for a patient after an override)")
+    print(f"{'rule':<36} {'reason':<18} {'patients':>8}  latest until")
+    for z in snoozes:
+        print(f"{z['rule']!s:<36} {z['reason']!s:<18} {z['patients']!s:>8}  {z['latestUntil']}")
+    if not snoozes:
+        print("(none)")
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from app.engine.engine import Engine, EngineOptions, FiredRule
+from app.engine.engine import Engine, EngineOptions, FiredRule, Snooze
 from app.engine.evaluation import Evaluation, evaluate_patient
 from app.engine.knowledge import Knowledge
 from app.service_definition import prefetch_templates, resource_type_of
@@ -97,7 +97,8 @@ class HookProcessor:
                             max_depth=settings.max_json_depth)
 
     async def run(self, request: HookRequest, now: datetime | None = None,
-                  extra: list[Any] | None = None, extra_skipped: int = 0) -> HookOutcome:
+                  extra: list[Any] | None = None, extra_skipped: int = 0,
+                  snoozes: list[Snooze] | None = None) -> HookOutcome:
         now = now or datetime.now(UTC)
         t0 = time.perf_counter()
         if self.resolver is None:
@@ -115,13 +116,14 @@ class HookProcessor:
             skipped["Extra prefetch data"] = extra_skipped
         outcome = self.evaluate(resources, request.patient_id() or "", now,
                                 result.problems, server=bool(request.fhirServer),
-                                hook_instance=request.hookInstance, skipped=skipped)
+                                hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
         outcome.resolve_ms = (t1 - t0) * 1000
         return outcome
 
     def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
                  problems: list[FetchProblem] | None = None, *, server: bool = True,
-                 hook_instance: str = "", skipped: dict[str, int] | None = None) -> HookOutcome:
+                 hook_instance: str = "", skipped: dict[str, int] | None = None,
+                 snoozes: list[Snooze] | None = None) -> HookOutcome:
         t0 = time.perf_counter()
         # A key the EHR chose not to send, with no server to ask, is what the EHR has: not a read failure.
         real = [p for p in problems or [] if p.kind != "missing" or server]
@@ -134,6 +136,6 @@ class HookProcessor:
                 types.add(self.types.get(key, key))
         ev = evaluate_patient(resources, patient_id=patient_id, now=now, terminology=self.terminology,
                               problems=texts, unreadable_types=frozenset(types), **self.windows)
-        fired = self.engine.fire(ev, hook_instance)
+        fired = self.engine.fire(ev, hook_instance, snoozes or ())
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
                            evaluate_ms=(time.perf_counter() - t0) * 1000)

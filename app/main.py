@@ -143,7 +143,7 @@ _ERROR_TEXT = {"400": "Malformed JSON, wrong hook or an invalid body", "401": "B
                "404": "Unknown service", "412": "No prefetch data and no fhirServer",
                "413": "Body or prefetch over the limits", "503": "Storage unavailable"}
 _ERROR_STATUSES = {"discovery": ("401",), "call_service": ("400", "401", "404", "412", "413"),
-                   "post_feedback": ("400", "401", "404", "413", "503"), "get_feedback_report": ("401", "404")}
+                   "post_feedback": ("400", "401", "404", "409", "413", "503"), "get_feedback_report": ("401", "404")}
 
 
 def _document_request_bodies(app: FastAPI) -> None:

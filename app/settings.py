@@ -27,7 +27,18 @@ class Settings(BaseSettings):
     acute_window_days: int = 30
     assessment_window_days: int = 90
     acp_revisit_days: int = 182
-    info_card_cap: int = Field(default=8, ge=0)
+    info_card_cap: int = Field(default=5, ge=0)
+    # Snooze after an override, per reason (clinical-rules section 6); 0 = reported only, no snooze.
+    snooze_already_addressed_days: int = Field(default=90, ge=0)
+    snooze_patient_declined_days: int = Field(default=180, ge=0)
+    snooze_not_appropriate_days: int = Field(default=30, ge=0)
+    snooze_data_wrong_days: int = Field(default=0, ge=0)
+
+    def snooze_days(self, reason: str | None) -> int:
+        """Days an override with this reason code silences the rule for the patient (0: none)."""
+        if not reason:
+            return 0
+        return int(getattr(self, f"snooze_{reason.replace('-', '_')}_days", 0) or 0)
 
     fhir_timeout_seconds: float = 8.0
     fhir_connect_timeout_seconds: float = 3.0

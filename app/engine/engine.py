@@ -17,6 +17,7 @@ from app.clinical.fhirtime import fmt_date
 from app.engine.context import TemplateValues, render
 from app.engine.evaluation import Evaluation, Evidence
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
+from app.engine.predicates import overview_history
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
 from plandefinitions.loader import RULE_SYSTEM
@@ -240,6 +241,10 @@ class Engine:
             parts.append(f"\n**Metastatic sites:** {values['sites']}")
             parts.extend(_evidence_lines([Evidence(f"{s.replace('-', ' ')} (first recorded {fmt_date(f.first)})",
                                                    tuple(f.refs)) for s, f in ev.facts.sites.items()]))
+            history = overview_history(ev)
+            if history:
+                parts.append("\n**History (no card)**")
+                parts.extend(_evidence_lines(history))
             if phase.pattern:
                 parts.append(f"\n**Progression pattern:** {phase.pattern}")
         else:

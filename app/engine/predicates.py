@@ -248,6 +248,11 @@ def cord_compression_history(ev: Evaluation) -> Evidence | None:
                     f"{T.CORD_COMPRESSION_CURRENT.days} days ago, no new sign: history)", tuple(fact.refs))
 
 
+def overview_history(ev: Evaluation) -> list[Evidence]:
+    """Past events the overview names although no card fires for them."""
+    return [e for e in (cord_compression_history(ev),) if e is not None]
+
+
 @predicate("CordCompressionRisk")
 def _cord_compression(ev: Evaluation, _: str | None) -> Result:
     f = ev.facts

@@ -115,6 +115,15 @@ def audience_for(request: Request, runtime: Runtime) -> str:
     return str(request.url).split("?", 1)[0]
 
 
+def client_of(claims: dict[str, Any] | None) -> str:
+    """Who the service talks to: the JWT issuer, or the demo client when JWT verification is off."""
+    from app.store.feedback import DEMO_CLIENT
+
+    if claims is None:
+        return DEMO_CLIENT
+    return str(claims.get("iss") or "")[:256]
+
+
 async def check_jwt(request: Request, runtime: Runtime) -> dict[str, Any] | None:
     """Verify the CDS Client's JWT (CDS Hooks 2.0). Every refusal is a 401 whose body names the failed check
     (`reason`, one of cds_hooks.auth.AUTH_ERROR_CATEGORIES) with a fixed message: no token, key or claim

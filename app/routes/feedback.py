@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from functools import partial
+
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -11,13 +14,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.routes.common import (
     ApiError,
     check_jwt,
+    client_of,
     json_body_doc,
     json_response,
     parse_json_object,
     read_body,
     runtime_of,
 )
-from app.store.feedback import FeedbackEntry, feedback_report, store_feedback
+from app.store.feedback import FeedbackEntry, FeedbackRefused, feedback_report, snooze_report, store_feedback
 from cds_hooks.models import FeedbackRequest
 
 router = APIRouter()
@@ -27,7 +31,7 @@ router = APIRouter()
              openapi_extra=json_body_doc("FeedbackRequest"))
 async def post_feedback(service_id: str, request: Request) -> Response:
     runtime = runtime_of(request)
-    await check_jwt(request, runtime)
+    claims = await check_jwt(request, runtime)
     if service_id not in runtime.services:
         raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
     data = parse_json_object(await read_body(request, 1024 * 1024), runtime.settings.max_json_depth)
@@ -45,11 +49,31 @@ async def post_feedback(service_id: str, request: Request) -> Response:
             override_code=(reason.code or None)[:64] if reason and reason.code else None,
             override_display=(reason.display or None)[:200] if reason and reason.display else None,
             has_comment=bool(item.overrideReason and item.overrideReason.userComment)))
+    store = partial(store_feedback, runtime.db, service_id, entries, client=client_of(claims), now=runtime.clock(),
+                    snooze_days=runtime.settings.snooze_days)
     try:
-        stored, present = await anyio.to_thread.run_sync(store_feedback, runtime.db, service_id, entries)
+        try:
+            result = await anyio.to_thread.run_sync(store)
+        except FeedbackRefused as exc:
+            if exc.error != "unknown-card":
+                raise
+            # The card may still sit in the audit writer's queue: write it out and look again.
+            await anyio.to_thread.run_sync(runtime.audit.flush)
+            result = await anyio.to_thread.run_sync(store)
+    except FeedbackRefused as exc:
+        raise ApiError(exc.status, exc.error, exc.detail) from None
     except SQLAlchemyError:
         raise ApiError(503, "storage-unavailable", "feedback could not be stored; nothing was written") from None
-    return json_response({"stored": stored, "alreadyStored": present}, prune=False)
+    body: dict[str, object] = {"stored": result.stored, "alreadyStored": result.already_stored}
+    if result.snoozed:
+        body["snoozed"] = [{"rule": z.rule_id, "reason": z.reason, "until": _iso(z.until)} for z in result.snoozed]
+    if result.not_snoozed:
+        body["notSnoozed"] = result.not_snoozed
+    return json_response(body, prune=False)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @router.get("/cds-services/{service_id}/feedback/report", summary="Accept / override counts per rule",
@@ -60,4 +84,5 @@ async def get_feedback_report(service_id: str, request: Request) -> Response:
     if service_id not in runtime.services:
         raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
     rows = await anyio.to_thread.run_sync(feedback_report, runtime.db, service_id)
-    return json_response({"service": service_id, "rules": rows}, prune=False)
+    snoozes = await anyio.to_thread.run_sync(snooze_report, runtime.db, runtime.clock())
+    return json_response({"service": service_id, "rules": rows, "snoozes": snoozes}, prune=False)

@@ -36,6 +36,8 @@ class AuditRecord:
     status: int
     problems: int
     created_at: datetime
+    client: str | None = None                                   # JWT iss (the demo client when JWT is off)
+    card_details: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (card uuid, indicator, suggestion uuids)
 
 
 class AuditWriter:
@@ -173,8 +175,7 @@ class AuditWriter:
                         "rule_ids": list(r.rule_ids), "card_count": len(r.card_uuids), "phase": r.phase,
                         "duration_ms": r.duration_ms, "status": r.status, "problems": r.problems,
                         "created_at": r.created_at} for r in batch]
-        cards = list({u: {"uuid": u, "rule_id": rule, "service": r.service, "hook_instance": r.hook_instance[:128],
-                          "created_at": r.created_at} for r in batch for u, rule in r.card_uuids}.values())
+        cards = list({u: _card_row(r, u, rule) for r in batch for u, rule in r.card_uuids}.values())
         try:
             with self.db.engine.begin() as conn:
                 conn.execute(insert(Invocation.__table__), invocations)
@@ -183,6 +184,15 @@ class AuditWriter:
                     conn.execute(insert(IssuedCard.__table__).on_conflict_do_nothing(index_elements=["uuid"]), cards)
         except Exception:  # noqa: BLE001 - auditing must never take the service down
             log.exception("audit batch of %d rows could not be written", len(batch))
+
+
+def _card_row(r: AuditRecord, card_uuid: str, rule: str) -> dict[str, object]:
+    details = {u: (indicator, suggestions) for u, indicator, suggestions in r.card_details}
+    indicator, suggestions = details.get(card_uuid, (None, ()))
+    # Every key in every row: executemany needs one shape for the whole batch.
+    return {"uuid": card_uuid, "rule_id": rule, "service": r.service, "hook_instance": r.hook_instance[:128],
+            "created_at": r.created_at, "client": r.client[:256] if r.client else None,
+            "patient_hash": r.patient_hash, "indicator": indicator, "suggestions": list(suggestions)}
 
 
 def now_utc() -> datetime:

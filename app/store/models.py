@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -29,7 +29,8 @@ class Invocation(Base):
 
 
 class IssuedCard(Base):
-    """Which rule a card uuid came from, so that feedback can be counted per rule."""
+    """Which rule a card uuid came from, to whom it was issued and for which (hashed) patient, so that feedback is
+    accepted only from the client that received the card and an override can snooze that rule for the patient."""
 
     __tablename__ = "issued_card"
 
@@ -38,12 +39,19 @@ class IssuedCard(Base):
     service: Mapped[str] = mapped_column(String(64))
     hook_instance: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Rows written before revision 0002 have none of these: feedback for them is refused (not issued to anyone).
+    client: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    patient_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    indicator: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    suggestions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class Feedback(Base):
     __tablename__ = "feedback"
+    # One outcome per card is counted (contract v2); uq_feedback_once is the older, weaker constraint.
     __table_args__ = (UniqueConstraint("service", "card_uuid", "outcome", "outcome_timestamp",
-                                       name="uq_feedback_once"),)
+                                       name="uq_feedback_once"),
+                      Index("uq_feedback_card", "service", "card_uuid", unique=True))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     service: Mapped[str] = mapped_column(String(64), index=True)
@@ -59,6 +67,20 @@ class Feedback(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class Snooze(Base):
+    """A rule silenced for one patient after an override (clinical-rules section 6): only the salted patient
+    hash, the rule, the reason code and the end."""
+
+    __tablename__ = "snooze"
+    __table_args__ = (Index("ix_snooze_patient_until", "patient_hash", "until"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_hash: Mapped[str] = mapped_column(String(64))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class SeenJti(Base):
     """JWT ids seen from EHRs, shared by all workers so a replay is caught whichever worker gets it."""
 
@@ -68,4 +90,4 @@ class SeenJti(Base):
     expires_at: Mapped[int] = mapped_column(Integer, index=True)
 
 
-ALL_TABLES = (Invocation.__table__, IssuedCard.__table__, Feedback.__table__, SeenJti.__table__)
+ALL_TABLES = (Invocation.__table__, IssuedCard.__table__, Feedback.__table__, Snooze.__table__, SeenJti.__table__)
