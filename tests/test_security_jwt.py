@@ -353,3 +353,17 @@ def test_jwt_is_required_by_default(tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(tmp_path, require_jwt=True))) as c:
         resp = c.get("/cds-services")
         assert resp.status_code == 401
+
+
+def test_feedback_only_from_the_client_that_received_the_card(client: TestClient, key: Any, url_key: Any) -> None:
+    resp = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID), headers=auth(token(key)))
+    card = next(c for c in resp.json()["cards"] if c["source"]["topic"]["code"] == "referral-palliative-care")
+    fb = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:05:00Z",
+                        "overrideReason": {"reason": {"code": "patient-declined", "display": "Patient declined"}}}]}
+    other = client.post(f"{SERVICE_URL}/feedback", json=fb,
+                        headers=auth(token(url_key, f"{HOOK_AUD}/feedback", iss=ISS_URL, kid="url-1")))
+    assert other.status_code == 404, other.text
+    assert other.json()["error"] == "unknown-card"
+    own = client.post(f"{SERVICE_URL}/feedback", json=fb, headers=auth(token(key, f"{HOOK_AUD}/feedback")))
+    assert own.status_code == 200, own.text
+    assert own.json()["snoozed"][0]["rule"] == "referral-palliative-care"
