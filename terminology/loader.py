@@ -444,7 +444,7 @@ class Terminology:
         return concept_id in self._valuesets
 
     def ingredient_names(self, concept_ids: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
-        """Normalised ingredient / brand names -> drug-class ids, optionally filtered (known non-class names left out)."""
+        """Normalised ingredient / brand names -> drug-class ids (optionally filtered; non-class names left out)."""
         wanted = None if concept_ids is None else set(concept_ids)
         out: dict[str, frozenset[str]] = {}
         for name, cids in self._names.items():
