@@ -48,8 +48,8 @@ def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, no
     """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database."""
     from app.engine.knowledge import compile_knowledge
     from app.hook import HookProcessor
+    from app.runtime import terminology_for
     from app.settings import Settings
-    from terminology import get_terminology
 
     if bundle.get("resourceType") != "Bundle":
         raise ValueError("the file must hold a FHIR Bundle")
@@ -59,7 +59,8 @@ def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, no
         if patient is None or not patient.get("id"):
             raise ValueError("no Patient with an id in the Bundle: pass --patient")
         patient_id = str(patient["id"])
-    processor = HookProcessor(settings or Settings(require_jwt=False), get_terminology(), compile_knowledge(),
+    settings = settings or Settings(require_jwt=False)
+    processor = HookProcessor(settings, terminology_for(settings), compile_knowledge(),
                               None)
     outcome = processor.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli")
     return outcome.cards

@@ -75,6 +75,11 @@ def _liver(ev: Evaluation) -> str:
     return ", ".join(parts) or "none recorded"
 
 
+def _none_recognised(ev: Evaluation, what: str) -> str:
+    # With an unclassified medication on the list, "no X" would be an absence claim the record does not support.
+    return f"no {what}" if ev.facts.medications_complete else f"no recognised {what}"
+
+
 def _acp_items(ev: Evaluation) -> str:
     return ", ".join(dict.fromkeys(i.label for i in ev.facts.acp_items())) or "none on record"
 
@@ -219,7 +224,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "pain_severity": lambda ev: ev.pain.severity,
     "pain_step": lambda ev: f"step {ev.pain.step} ({STEP_NAMES[ev.pain.step]})",
     "analgesics": lambda ev: ", ".join(ev.facts.drug_names("non-opioid-analgesic", "weak-opioid",
-                                                            "strong-opioid")) or "no analgesic",
+                                                            "strong-opioid")) or _none_recognised(ev, "analgesic"),
     "next_step": lambda ev: ev.pain.next_label(),
     "next_step_short": lambda ev: ev.pain.next_short(),
     "perf": _perf,
@@ -228,14 +233,17 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "distress": _distress,
     "weight_loss": _weight,
     "spo2": _spo2,
-    "opioids": lambda ev: ", ".join(ev.facts.drug_names("weak-opioid", "strong-opioid")) or "no opioid",
-    "anticonvulsants": lambda ev: ", ".join(ev.facts.drug_names("anticonvulsant")) or "no anticonvulsant",
+    "opioids": lambda ev: ", ".join(ev.facts.drug_names("weak-opioid", "strong-opioid"))
+    or _none_recognised(ev, "opioid"),
+    "anticonvulsants": lambda ev: ", ".join(ev.facts.drug_names("anticonvulsant"))
+    or _none_recognised(ev, "anticonvulsant"),
     "corticosteroids": lambda ev: ", ".join(ev.facts.drug_names("corticosteroid")) or "none active",
     "acp_date": lambda ev: fmt_date(n.when) if (n := newest_acp(ev)) else "never",
     "acp_items": _acp_items,
     "acp_missing": _acp_missing,
     "missing_assessments": lambda ev: "; ".join(missing_assessments(ev)) or "none",
-    "unreadable": lambda ev: "; ".join(ev.problems) or "nothing",
+    "unreadable": lambda ev: "; ".join(
+        [*ev.problems, *(f"the drug class of '{d.label}'" for d in ev.facts.unclassified_medications)]) or "nothing",
     "brain_symptoms": lambda ev: _complications(ev, ("seizure", "cerebral-oedema")),
     "liver_symptoms": _liver,
     "lung_symptoms": _lung,

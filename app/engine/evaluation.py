@@ -28,6 +28,7 @@ class Evaluation:
     problems: list[str] = field(default_factory=list)   # what could not be read (no patient data)
     unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
     acp_revisit: timedelta = timedelta(days=182)
+    terminology: Any = None                              # for checking draft medications (allergy, renal)
 
     @property
     def patient_id(self) -> str:
@@ -52,4 +53,4 @@ def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, te
         all_problems.extend(f"{n} x {note}" if n > 1 else note for note, n in counts.items())
     return Evaluation(facts=facts, phase=determine_phase(facts), pain=pain_status(facts),
                       calcium=latest_calcium(facts), weight=weight_loss(facts), problems=all_problems,
-                      acp_revisit=acp_revisit, unreadable_types=unreadable_types)
+                      acp_revisit=acp_revisit, unreadable_types=unreadable_types, terminology=terminology)

@@ -56,6 +56,19 @@ MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "Medic
 _NEEDS_MEDICATIONS = frozenset({"OnDrugClass"})
 
 
+# -- medication completeness (record helper, rules v2) ---------------------------------------------------
+def medications_unknown(ev: Evaluation) -> bool:
+    """True when absence of a drug cannot be claimed: medications unreadable, or one could not be classified."""
+    return bool(ev.unreadable_types & MEDICATION_TYPES) or not ev.facts.medications_complete
+
+
+def unclassified_evidence(ev: Evaluation) -> list[Evidence]:
+    """One line per active medication that could not be placed in a drug class."""
+    return [Evidence(f"could not classify the medication '{d.label}' (no drug class recognised; absence claims "
+                     "and drug drafts that rest on the medication list are withheld)", (d.ref,))
+            for d in ev.facts.unclassified_medications]
+
+
 def predicate(name: str, args: frozenset[str] | None = None) -> Callable[[Predicate], Predicate]:
     def register(fn: Predicate) -> Predicate:
         REGISTRY[name] = Spec(fn, args)
@@ -71,8 +84,10 @@ class Condition:
     source: str
 
     def __call__(self, ev: Evaluation) -> Result:
-        if self.negate and self.name in _NEEDS_MEDICATIONS and ev.unreadable_types & MEDICATION_TYPES:
-            # "Not on drug X" cannot be claimed when the medication list could not be read.
+        if self.negate and self.name in _NEEDS_MEDICATIONS and medications_unknown(ev):
+            # "Not on drug X" cannot be claimed when the medication list could not be read or holds a medication
+            # that could not be classified (rules v2): the claim is unknown, so the rule and its draft stay silent;
+            # data-incomplete names the unclassified medication.
             return None
         result = REGISTRY[self.name].fn(ev, self.arg)
         if self.negate:
@@ -230,7 +245,7 @@ def _assessment_missing(ev: Evaluation, arg: str | None) -> Result:
 
 @predicate("DataIncomplete")
 def _data_incomplete(ev: Evaluation, _: str | None) -> Result:
-    return [Evidence(f"could not be read: {p}") for p in ev.problems] or None
+    return [Evidence(f"could not be read: {p}") for p in ev.problems] + unclassified_evidence(ev) or None
 
 
 # -- emergencies ---------------------------------------------------------------------------------------
@@ -553,7 +568,7 @@ def _observations_unread(ev: Evaluation) -> bool:
 
 @predicate("PainStepUp")
 def _pain_step_up(ev: Evaluation, _: str | None) -> Result:
-    if ev.unreadable_types & MEDICATION_TYPES:
+    if medications_unknown(ev):
         return None  # the current ladder step is unknown: no treatment suggestion
     return [_pain_line(ev)] if ev.pain.step_up else None
 
