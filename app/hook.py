@@ -88,6 +88,7 @@ class HookProcessor:
         self.types = {key: resource_type_of(t) for key, t in self.templates.items()}
         self.engine = Engine(knowledge, EngineOptions(
             resource_level=settings.resource_level, info_card_cap=settings.info_card_cap,
+            card_budget=settings.card_budget,
             acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url))
         self.resolver = PrefetchResolver(http, max_pages=settings.fhir_max_pages,
                                          timeout_total=settings.fhir_timeout_seconds) if http else None

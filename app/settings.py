@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     assessment_window_days: int = 90
     acp_revisit_days: int = 182
     info_card_cap: int = Field(default=5, ge=0)
+    # At most this many cards for a patient without an emergency (info cards beyond it are listed on the overview).
+    card_budget: int = Field(default=8, ge=1)
     # Snooze after an override, per reason (clinical-rules section 6); 0 = reported only, no snooze.
     snooze_already_addressed_days: int = Field(default=90, ge=0)
     snooze_patient_declined_days: int = Field(default=180, ge=0)

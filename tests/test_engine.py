@@ -118,7 +118,8 @@ def test_info_cap_drops_from_the_end() -> None:
 
 def test_resource_level_filters_cards_and_suggestions() -> None:
     path = next(p for p in SCENARIOS if p.stem.startswith("01-"))
-    by_level = {level: {c["source"]["topic"]["code"]: c for c in _run(path, resource_level=level, info_card_cap=99)}
+    by_level = {level: {c["source"]["topic"]["code"]: c
+                        for c in _run(path, resource_level=level, info_card_cap=99, card_budget=99)}
                 for level in ("basic", "limited", "enhanced", "maximal")}
     assert "bone-modifying-agent" not in by_level["basic"]
     assert "bone-modifying-agent" in by_level["enhanced"] and "bone-modifying-agent" in by_level["maximal"]

@@ -39,6 +39,8 @@ OVERRIDE_LABELS = {r["code"]: r["display"] for r in OVERRIDE_REASONS}
 class EngineOptions:
     resource_level: str = "enhanced"
     info_card_cap: int = 5
+    # Non-emergency answers stay within this many cards (section 6 target): info cards beyond it wait.
+    card_budget: int = 8
     acp_app_url: str | None = None
     assessment_form_url: str | None = None
 
@@ -162,9 +164,12 @@ class Engine:
         _one_draft_per_target(fired)
         # Emergency mode: while a critical card stands, info cards wait (listed on the overview, not lost).
         emergency = any(f.indicator == "critical" for f in fired)
-        cap = self.options.info_card_cap
+        cappable = [f for f in fired if f.indicator == "info" and not f.rule.uncapped]
+        # The overview and "could not read" are never capped: silence must not hide missing data.
+        cap = min(self.options.info_card_cap, max(0, self.options.card_budget - (len(fired) - len(cappable))))
         kept: list[FiredRule] = []
         held: list[FiredRule] = []
+        dropped: list[FiredRule] = []
         info = 0
         for f in fired:
             if f.indicator == "info" and not f.rule.uncapped:
@@ -172,8 +177,8 @@ class Engine:
                     held.append(f)
                     continue
                 info += 1
-                # The overview and "could not read" are never capped: silence must not hide missing data.
                 if info > cap:
+                    dropped.append(f)
                     continue
             kept.append(f)
         overview = next((f for f in kept if f.rule.tier == "overview"), None)
@@ -185,6 +190,9 @@ class Engine:
             if held:
                 parts.append("**Held back while the emergency is dealt with** (open the patient view again "
                              "afterwards)\n" + "\n".join(f"- {f.card['summary']}" for f in held))
+            if dropped:
+                parts.append("**Also due, not shown as cards** (info card limit)\n"
+                             + "\n".join(f"- {f.card['summary']}" for f in dropped))
             if silenced:
                 parts.append("**Snoozed by clinician feedback**\n" + "\n".join(
                     f"- {rule.display}: snoozed until {fmt_date(s.until)} "

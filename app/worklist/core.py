@@ -46,8 +46,9 @@ def make_settings(resource_level: str | None = None, **overrides: Any) -> Any:
 
 def settings_payload(settings: Any) -> dict[str, Any]:
     """The settings that change an evaluation, as plain values (shipped to Spark workers)."""
-    keys = ("resource_level", "info_card_cap", "acute_window_days", "assessment_window_days", "acp_revisit_days",
-            "acp_app_url", "assessment_form_url")
+    keys = ("resource_level", "info_card_cap", "card_budget", "acute_window_days", "assessment_window_days",
+            "acp_revisit_days", "acp_app_url", "assessment_form_url", "snooze_already_addressed_days",
+            "snooze_patient_declined_days", "snooze_not_appropriate_days", "snooze_data_wrong_days")
     return {k: getattr(settings, k) for k in keys}
 
 
