@@ -158,6 +158,14 @@ def _rehab_plan(ev: Evaluation) -> str:
     return "refer to PT/OT to keep strength and function"
 
 
+def _rehab_detail(ev: Evaluation) -> str:
+    if ev.phase.name == "acute":
+        return ("Acute phase: physiotherapy and occupational therapy for home safety and accessibility, energy "
+                "conservation, positioning and assistive devices.")
+    return ("Stable phase: exercise to keep strength and performance status, with a physiotherapist, occupational "
+            "therapist or trainer.")
+
+
 def _distress_next(ev: Evaluation) -> str:
     names = [e.text.split(" ")[0] for e in elevated_distress(ev)]
     if names == ["PHQ-2"]:
@@ -260,6 +268,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "brain_plan": _brain_plan,
     "brain_treatments": _brain_treatments,
     "rehab_plan": _rehab_plan,
+    "rehab_detail": _rehab_detail,
     "distress_next": _distress_next,
     "calcium_plan": _calcium_plan,
     "fatigue": _fatigue,
