@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
@@ -21,7 +23,14 @@ from app.routes.common import (
     read_body,
     runtime_of,
 )
-from app.store.feedback import FeedbackEntry, FeedbackRefused, feedback_report, snooze_report, store_feedback
+from app.store.feedback import (
+    FeedbackEntry,
+    FeedbackRefused,
+    FeedbackResult,
+    feedback_report,
+    snooze_report,
+    store_feedback,
+)
 from cds_hooks.models import FeedbackRequest
 
 router = APIRouter()
@@ -57,9 +66,7 @@ async def post_feedback(service_id: str, request: Request) -> Response:
         except FeedbackRefused as exc:
             if exc.error != "unknown-card":
                 raise
-            # The card may still sit in the audit writer's queue: write it out and look again.
-            await anyio.to_thread.run_sync(runtime.audit.flush)
-            result = await anyio.to_thread.run_sync(store)
+            result = await _retry_unknown_card(runtime, store)
     except FeedbackRefused as exc:
         raise ApiError(exc.status, exc.error, exc.detail) from None
     except SQLAlchemyError:
@@ -70,6 +77,23 @@ async def post_feedback(service_id: str, request: Request) -> Response:
     if result.not_snoozed:
         body["notSnoozed"] = result.not_snoozed
     return json_response(body, prune=False)
+
+
+# The card may still sit in an audit queue: this worker's (flushed at once) or another worker's (written within
+# its batch window). Look again a few times before answering 404.
+_UNKNOWN_CARD_RETRIES = (0.0, 0.15, 0.3, 0.6)
+
+
+async def _retry_unknown_card(runtime: Any, store: Callable[[], FeedbackResult]) -> FeedbackResult:
+    await anyio.to_thread.run_sync(runtime.audit.flush)
+    for i, delay in enumerate(_UNKNOWN_CARD_RETRIES):
+        await anyio.sleep(delay)
+        try:
+            return await anyio.to_thread.run_sync(store)
+        except FeedbackRefused as exc:
+            if exc.error != "unknown-card" or i == len(_UNKNOWN_CARD_RETRIES) - 1:
+                raise
+    raise RuntimeError("unreachable")
 
 
 def _iso(when: datetime) -> str:
