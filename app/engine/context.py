@@ -167,10 +167,25 @@ def _rehab_detail(ev: Evaluation) -> str:
 
 
 def _distress_next(ev: Evaluation) -> str:
-    names = [e.text.split(" ")[0] for e in elevated_distress(ev)]
-    if names == ["PHQ-2"]:
+    if _phq2_only(ev):
         return "PHQ-2 positive: complete a PHQ-9 or a clinical assessment first, then refer if confirmed"
     return "refer if the patient agrees"
+
+
+def _phq2_only(ev: Evaluation) -> bool:
+    return [e.text.split(" ")[0] for e in elevated_distress(ev)] == ["PHQ-2"]
+
+
+def _distress_step(ev: Evaluation) -> str:
+    if _phq2_only(ev):
+        return "complete a PHQ-9 first; psycho-oncology / mental health referral if confirmed"
+    return "refer to psycho-oncology / mental health; chaplain if spiritual concerns"
+
+
+def _distress_step_basic(ev: Evaluation) -> str:
+    if _phq2_only(ev):
+        return "complete a PHQ-9 first; support and counselling if confirmed"
+    return "assess and support; counselling and peer support"
 
 
 def _calcium_plan(ev: Evaluation) -> str:
@@ -270,6 +285,8 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "rehab_plan": _rehab_plan,
     "rehab_detail": _rehab_detail,
     "distress_next": _distress_next,
+    "distress_step": _distress_step,
+    "distress_step_basic": _distress_step_basic,
     "calcium_plan": _calcium_plan,
     "fatigue": _fatigue,
     "long_bone": _long_bone,
