@@ -73,8 +73,7 @@ TREATMENT_LABELS: dict[str, str] = {
     "biliary-stent": "biliary stent",
 }
 # Renal thresholds (rules section 2): eGFR / creatinine clearance below 30 within 90 days blocks some drafts.
-RENAL_SEVERE_BELOW = 30.0
-RENAL_WINDOW = timedelta(days=90)
+from app.clinical.thresholds import RENAL_SEVERE_BELOW, RENAL_WINDOW  # noqa: E402 - one definition of cut-offs
 
 _OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
 # Word starts that place a generic radiotherapy procedure at a site ("RT to L2 vertebra", "whole brain RT").

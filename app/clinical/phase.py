@@ -132,5 +132,6 @@ def _pattern(facts: PatientFacts) -> str | None:
     first_met = min(firsts)
     for m in facts.series("ecog"):
         if ecog_poor(m.value) and abs((m.when - first_met).days) <= DE_NOVO_POOR_DAYS:
-            return "de novo poor condition (provisional: ECOG 3-4 within 30 days of the first metastasis)"
+            return (f"de novo poor condition (provisional: ECOG 3-4 within {DE_NOVO_POOR_DAYS} days of the first "
+                    "metastasis)")
     return None

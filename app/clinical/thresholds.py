@@ -24,6 +24,7 @@ ECOG_REHAB_STABLE = (1.0, 2.0)                   # rehabilitation in the stable 
 ECOG_HOSPICE = 4.0
 KARNOFSKY_POOR_MAX = 40.0                        # Karnofsky 40 or less = ECOG 3-4
 KARNOFSKY_GOOD_MIN = 60.0                        # Karnofsky 60+ ~ ECOG 0-2
+KARNOFSKY_REHAB_STABLE_MAX = 80.0                # ~ ECOG 1 (stable-phase rehabilitation: Karnofsky 60-80)
 KARNOFSKY_WORSENING = 20.0
 KARNOFSKY_REHAB_ACUTE_MAX = 60.0                 # ~ ECOG 2+
 KARNOFSKY_HOSPICE_MAX = 30.0
@@ -41,6 +42,10 @@ PHQ9 = 10.0
 GAD7 = 10.0
 PHQ2 = 3.0
 FATIGUE_SCORE = 4.0            # 0-10 fatigue score
+
+# Renal function: eGFR / creatinine clearance below this within the window = severe impairment (drafts withheld).
+RENAL_SEVERE_BELOW = 30.0
+RENAL_WINDOW = timedelta(days=90)
 
 # Weight loss in the assessment window (percent).
 WEIGHT_LOSS_PERCENT = 5.0

@@ -114,7 +114,8 @@ def _bma_checks(ev: Evaluation) -> str:
     parts: list[str] = []
     renal = f.renal_impairment_severe()
     if renal is not None:
-        parts.append(f"eGFR {renal.value:g} on {fmt_date(renal.when)} is below 30: no draft; seek advice on the "
+        parts.append(f"eGFR {renal.value:g} on {fmt_date(renal.when)} is below {T.RENAL_SEVERE_BELOW:g}: no draft; "
+                     "seek advice on the "
                      "agent (zoledronic acid needs dose adjustment or avoidance)")
     allergy = f.allergy_to(None, "bone-modifying-agent")
     if allergy is not None:
@@ -251,7 +252,8 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "next_step": lambda ev: ev.pain.next_label(),
     "next_step_short": lambda ev: ev.pain.next_short(),
     "perf": _perf,
-    "calcium": lambda ev: ev.calcium.describe() if ev.calcium else "calcium not measured in 30 days",
+    "calcium": lambda ev: ev.calcium.describe() if ev.calcium else
+    f"calcium not measured in {ev.facts.acute_window.days} days",
     "calcium_severity": lambda ev: "severe" if ev.calcium and ev.calcium.severe else "mild",
     "distress": _distress,
     "weight_loss": _weight,

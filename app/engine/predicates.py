@@ -168,13 +168,15 @@ def _acute(ev: Evaluation, _: str | None) -> Result:
 
 @predicate("IsStablePhase")
 def _stable(ev: Evaluation, _: str | None) -> Result:
-    return [Evidence("stable phase: no acute signal in 30 days, assessed in 90 days")] \
+    return [Evidence(f"stable phase: no acute signal in {ev.facts.acute_window.days} days, assessed in "
+                     f"{ev.facts.assessment_window.days} days")] \
         if ev.phase.name == "stable" else None
 
 
 @predicate("IsUnknownPhase")
 def _unknown(ev: Evaluation, _: str | None) -> Result:
-    return [Evidence("phase unknown: no symptom or performance assessment in 90 days")] \
+    return [Evidence(f"phase unknown: no symptom or performance assessment in {ev.facts.assessment_window.days} "
+                     "days")] \
         if ev.phase.name == "unknown" else None
 
 
@@ -417,7 +419,8 @@ def _renal(ev: Evaluation, _: str | None) -> Result:
     m = ev.facts.renal_impairment_severe()
     if m is None:
         return None
-    return [Evidence(f"eGFR / creatinine clearance {m.value:g} on {fmt_date(m.when)} (below 30)", (m.ref,))]
+    return [Evidence(f"eGFR / creatinine clearance {m.value:g} on {fmt_date(m.when)} (below "
+                     f"{T.RENAL_SEVERE_BELOW:g})", (m.ref,))]
 
 
 @predicate("MedicationsComplete")
@@ -619,7 +622,7 @@ def _rehab(ev: Evaluation, _: str | None) -> Result:
     low, high = T.ECOG_REHAB_STABLE
     if ecog is not None and low <= ecog <= high:
         return evidence
-    if ecog is None and kps is not None and T.KARNOFSKY_GOOD_MIN <= kps <= 80:
+    if ecog is None and kps is not None and T.KARNOFSKY_GOOD_MIN <= kps <= T.KARNOFSKY_REHAB_STABLE_MAX:
         return evidence
     return None
 
