@@ -140,7 +140,9 @@ _ERROR_SCHEMA = {"type": "object", "required": ["error", "status"], "properties"
     "reason": {"type": "string", "description": "401: the JWT check that failed"},
     "detail": {"type": "string"}}}
 _ERROR_TEXT = {"400": "Malformed JSON, wrong hook or an invalid body", "401": "Bad or missing CDS Hooks JWT",
-               "404": "Unknown service", "412": "No prefetch data and no fhirServer",
+               "404": "Unknown service (feedback: a card not issued by this service to this client)",
+               "409": "Feedback: the card already has a different outcome, or the suggestion was not on it",
+               "412": "No prefetch data and no fhirServer",
                "413": "Body or prefetch over the limits", "503": "Storage unavailable"}
 _ERROR_STATUSES = {"discovery": ("401",), "call_service": ("400", "401", "404", "412", "413"),
                    "post_feedback": ("400", "401", "404", "409", "413", "503"), "get_feedback_report": ("401", "404")}
