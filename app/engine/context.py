@@ -234,6 +234,12 @@ def _missing_short(ev: Evaluation) -> str:
     return ", ".join(_MISSING_SHORT[k] for k in missing_assessment_evidence(ev)) or "none"
 
 
+def _step_up_action(ev: Evaluation) -> str:
+    if ev.facts.unclassified_medications:
+        return f"step unknown (unrecognised medication), consider {ev.pain.next_short()}"
+    return f"step up to {ev.pain.next_short()}"
+
+
 def _laxative_absence(ev: Evaluation) -> str:
     return "no laxative recognised" if ev.facts.unclassified_medications else "no laxative on record"
 
@@ -295,6 +301,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "medication_note": _medication_note,
     "laxative_absence": _laxative_absence,
     "missing_short": _missing_short,
+    "step_up_action": _step_up_action,
     "complications": lambda ev: ", ".join(COMPLICATION_LABELS[n] for n in ev.facts.complications) or "none",
 }
 KEYS = frozenset(VALUES)

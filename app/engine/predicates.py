@@ -571,9 +571,24 @@ def _observations_unread(ev: Evaluation) -> bool:
 
 @predicate("PainStepUp")
 def _pain_step_up(ev: Evaluation, _: str | None) -> Result:
-    if medications_unknown(ev):
-        return None  # the current ladder step is unknown: no treatment suggestion
-    return [_pain_line(ev)] if ev.pain.step_up else None
+    """Moderate pain on step 0-1 or severe on step 0-2, by the recognised analgesics. An unclassified active
+    medication leaves the step unknown: the card still fires (pain needs review) but says so, and its drafts need
+    MedicationsComplete (clinical-rules section 5, v2). An unreadable medication list keeps it silent."""
+    if ev.unreadable_types & MEDICATION_TYPES:
+        return None
+    if not ev.pain.step_up:
+        return None
+    return [_pain_line(ev), *unclassified_evidence(ev)]
+
+
+@predicate("NoLaxativeRecognised")
+def _no_laxative(ev: Evaluation, _: str | None) -> Result:
+    """No active laxative among the recognised medications, with the medication list read. Unlike `not
+    OnDrugClass(laxative)` it holds with an unclassified medication: the card then says 'no laxative recognised'
+    and offers no draft (clinical-rules section 5, v2)."""
+    if ev.unreadable_types & MEDICATION_TYPES or ev.facts.on_drug("laxative"):
+        return None
+    return [Evidence("no laxative recognised on the medication list"), *unclassified_evidence(ev)]
 
 
 @predicate("NextStep", frozenset({"non-opioid", "weak-opioid", "strong-opioid"}))
