@@ -88,7 +88,7 @@ def test_accept_and_dismiss_store_feedback(browser: object, tmp_path: Path) -> N
         assert accept.is_disabled()
 
         # Dismiss another card with an override reason
-        other = page.locator("#cards article[data-rule='key-worker']")
+        other = page.locator("#cards article[data-rule='bone-modifying-agent']")
         other.locator("select").select_option(label="Patient declined")
         other.locator("button.dismiss-btn").click()
         other.locator(".result").filter(has_text="Dismissed").wait_for()
@@ -97,10 +97,10 @@ def test_accept_and_dismiss_store_feedback(browser: object, tmp_path: Path) -> N
 
     rows = _feedback_rows(db_file)
     by_rule = {r.rule_id: r for r in rows}
-    assert set(by_rule) == {"referral-palliative-care", "key-worker"}
+    assert set(by_rule) == {"referral-palliative-care", "bone-modifying-agent"}
     accepted = by_rule["referral-palliative-care"]
     assert accepted.outcome == "accepted" and len(accepted.accepted_suggestions) == 1
-    overridden = by_rule["key-worker"]
+    overridden = by_rule["bone-modifying-agent"]
     assert overridden.outcome == "overridden" and overridden.override_code == "patient-declined"
 
 
