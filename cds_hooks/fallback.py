@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from cds_hooks.prefetch import TemplateError, render_template
 
 __all__ = [
     "FetchProblem", "PrefetchResolver", "PrefetchResult", "ProblemKind", "resources_of", "split_resources",
+    "transport_cause",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class FetchProblem:
     kind: ProblemKind
     status: int | None = None
     detail: str = ""
+    # kind 'http' without a status (no HTTP answer at all): 'dns' | 'refused' | 'tls' | 'network'
+    cause: str = ""
 
 
 @dataclass(slots=True)
@@ -117,7 +122,8 @@ class PrefetchResult:
             **self.counts(),
             "elapsed_ms": round(self.elapsed_ms, 1),
             "had_any_data": self.had_any_data,
-            "problem_list": [{"key": p.key, "kind": p.kind, "status": p.status} for p in self.problems],
+            "problem_list": [{"key": p.key, "kind": p.kind, "status": p.status, "cause": p.cause}
+                             for p in self.problems],
             "recovered": [{"key": p.key, "kind": p.kind} for p in self.recovered],
         }
 
@@ -431,7 +437,8 @@ class PrefetchResolver:
         except httpx.TimeoutException as exc:
             st.problem = FetchProblem(st.key, "timeout", None, type(exc).__name__)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            st.problem = FetchProblem(st.key, "http", None, f"request failed: {type(exc).__name__}")
+            st.problem = FetchProblem(st.key, "http", None, f"request failed: {type(exc).__name__}",
+                                      cause=transport_cause(exc))
         except Exception as exc:  # never let a server fault (or a surprise in its data) escape
             log.warning("prefetch key %s: unexpected %s", st.key, type(exc).__name__)
             st.problem = FetchProblem(st.key, "malformed", None, f"unexpected error: {type(exc).__name__}")
@@ -497,6 +504,34 @@ class PrefetchResolver:
         if not isinstance(doc, dict):
             raise _Problem("malformed", status, "response is not a JSON object")
         return doc
+
+
+_DNS_WORDS = ("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+              "getaddrinfo", "no address associated", "name resolution")
+
+
+def transport_cause(exc: BaseException) -> str:
+    """Why a request got no HTTP answer: 'dns', 'refused', 'tls' or 'network' (one card line per cause)."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for e in chain:
+        if isinstance(e, socket.gaierror):
+            return "dns"
+        if isinstance(e, ConnectionRefusedError):
+            return "refused"
+        if isinstance(e, ssl.SSLError):
+            return "tls"
+    text = " ".join(str(e) for e in chain).lower()
+    if any(w in text for w in _DNS_WORDS):
+        return "dns"
+    if "refused" in text:
+        return "refused"
+    if "ssl" in text or "certificate" in text:
+        return "tls"
+    return "network"
 
 
 async def _read_bounded(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:

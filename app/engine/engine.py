@@ -259,4 +259,6 @@ def _assessment_evidence(ev: Evaluation) -> list[Evidence]:
 
 
 def _conditions_unread(ev: Evaluation) -> bool:
-    return any(p.startswith("Condition") or "conditions" in p for p in ev.problems)
+    """Scope cannot be ruled out when the Patient or the Conditions could not be read (in full)."""
+    return bool({"Condition", "Patient"} & ev.unreadable_types) or any(
+        p.startswith("Condition") or "conditions" in p for p in ev.problems)

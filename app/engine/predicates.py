@@ -14,6 +14,7 @@ from app.clinical.facts import COMPLICATION_LABELS, COMPLICATIONS, DRUG_CLASSES,
 from app.clinical.fhirtime import fmt_date
 from app.clinical.phase import ASSESSMENTS
 from app.engine.evaluation import Evaluation, Evidence
+from app.read_gaps import nothing_readable
 
 Result = list[Evidence] | None
 Predicate = Callable[[Evaluation, str | None], Result]
@@ -513,6 +514,8 @@ DYNAMIC_VALUES: dict[str, DynamicValue] = {
     "PhasePriority": lambda ev: "urgent" if ev.phase.name == "acute" else "routine",
     "HypercalcaemiaPriority": lambda ev: "stat" if ev.calcium is None or ev.calcium.severe else "urgent",
     "LiverPriority": lambda ev: "urgent" if ev.facts.has_complication("jaundice") else "routine",
+    # Nothing checked at all (no Patient or no Conditions) must not look like a quiet record: a warning.
+    "ReadGapPriority": lambda ev: "urgent" if nothing_readable(ev.gaps) else "routine",
 }
 
 
