@@ -170,6 +170,10 @@ def gaps_summary(gaps: list[ReadGap], patient_id: str, notes: list[str] | None =
         return f"Patient {_short_id(patient_id)} could not be read from the FHIR server: {_short_cause(patient)}"
     tail = ": cards may be missing, check the record directly"
     if gaps:
+        # one cause for everything: say which (e.g. "HTTP 410"); several: the detail lists them
+        if len(causes) == 1:
+            short = _short_cause(gaps[0])
+            tail = f" ({'HTTP ' + short if short.isdigit() else short}){tail}"
         return f"Could not read {_type_list(_types(gaps), SUMMARY_MAX - len('Could not read ') - len(tail))}{tail}"
     n = len(notes or [])
     what = "a resource" if n == 1 else f"{n} kinds of resources" if n else "part of the record"
