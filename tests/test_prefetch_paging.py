@@ -28,7 +28,7 @@ TOKEN = "paging-access-token"
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 PID = "mbc-demo-01"
 # Cards that say an Observation is absent: never when the Observations could not be read in full.
-ABSENCE_RULES = {"pain-assessment-due", "distress-screening-due", "assessment-due"}
+ABSENCE_RULES = {"pain-assessment-due", "distress-screening-due", "assessment-due", "acp-acute", "acp-stable"}
 
 
 # ------------------------------------------------------------------------------------- resolver level
@@ -174,9 +174,9 @@ def templates(client: TestClient) -> dict[str, str]:
     return prefetch_templates(client.app.state.runtime.terminology)  # type: ignore[attr-defined]
 
 
-def hook(client: TestClient, prefetch: dict[str, Any], server: str | None) -> dict[str, Any]:
+def hook(client: TestClient, prefetch: dict[str, Any], server: str | None, patient_id: str = PID) -> dict[str, Any]:
     body: dict[str, Any] = {"hook": "patient-view", "hookInstance": "5a1d0c3e-7f00-4b00-9000-000000000034",
-                            "context": {"patientId": PID, "userId": "Practitioner/1"}, "prefetch": prefetch}
+                            "context": {"patientId": patient_id, "userId": "Practitioner/1"}, "prefetch": prefetch}
     if server:
         body["fhirServer"] = server
         body["fhirAuthorization"] = {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
@@ -217,7 +217,8 @@ def assert_incomplete_without_absence_claims(doc: dict[str, Any]) -> None:
     card = next(c for c in doc["cards"] if c["source"]["topic"]["code"] == "data-incomplete")
     assert "Observation" in card["summary"] + card["detail"] and len(card["summary"]) < 140
     text = " ".join(c["summary"] + " " + c.get("detail", "") for c in doc["cards"])
-    for claim in ("no 0-10 pain score", "no pain score", "not recorded", "no distress"):
+    for claim in ("no 0-10 pain score", "no pain score", "not recorded", "not on record: code status", "no distress",
+                  "no acute-phase signal", "no symptom or performance assessment"):
         assert claim not in text, claim
 
 
@@ -268,3 +269,17 @@ def test_a_paged_medication_list_without_a_server_claims_no_missing_laxative(cli
     assert "opioid-laxative" not in rules(doc) and "pain-ladder-step-up" not in rules(doc)
     card = next(c for c in doc["cards"] if c["source"]["topic"]["code"] == "data-incomplete")
     assert "MedicationRequest" in card["summary"] + card["detail"]
+
+
+def test_a_stable_looking_record_read_in_part_claims_no_absent_acute_signal(client: TestClient) -> None:
+    resources = [e["resource"] for e in sample_bundle("mbc-demo-02", now=NOW)["entry"]]
+    prefetch = complete_prefetch(resources, client)
+    overview = next(c for c in hook(client, prefetch, None, "mbc-demo-02")["cards"]
+                    if c["source"]["topic"]["code"] == "mbc-overview")
+    assert "no acute-phase signal" in overview["detail"]  # the complete record: a real finding
+    prefetch["observations"]["link"] = [{"relation": "next", "url": f"{FHIR}/Observation?_offset=20"}]
+    doc = hook(client, prefetch, None, "mbc-demo-02")
+    overview = next(c for c in doc["cards"] if c["source"]["topic"]["code"] == "mbc-overview")
+    assert "no acute-phase signal" not in overview["detail"]
+    assert "Observation could not be read in full" in overview["detail"]
+    assert_incomplete_without_absence_claims(doc)

@@ -43,7 +43,19 @@ _ABSENCE_TEXT = {
     "HasComplication": "no {arg} on record",
 }
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "Medication"})
-_NEEDS_MEDICATIONS = frozenset({"OnDrugClass"})
+_ACP_TYPES = frozenset({"Observation", "DocumentReference", "Consent", "Goal", "Procedure", "ServiceRequest",
+                        "Condition"})
+# The resource types a predicate reads: "not X" cannot be claimed while any of them is unreadable or only partly
+# read (a first page without the rest), because the missing part may hold X.
+_NEGATION_READS: dict[str, frozenset[str]] = {
+    "OnDrugClass": MEDICATION_TYPES,
+    "HasService": frozenset({"ServiceRequest", "Encounter", "CareTeam"}),
+    "AcpOnRecord": _ACP_TYPES,
+    "AcpCodeStatusAndPlaceOfDeath": _ACP_TYPES,
+    "HasComplication": frozenset({"Condition"}),
+    "BowelObstruction": frozenset({"Condition"}),
+    "PoorPerformance": frozenset({"Observation"}),
+}
 
 
 def predicate(name: str, args: frozenset[str] | None = None) -> Callable[[Predicate], Predicate]:
@@ -61,8 +73,8 @@ class Condition:
     source: str
 
     def __call__(self, ev: Evaluation) -> Result:
-        if self.negate and self.name in _NEEDS_MEDICATIONS and ev.unreadable_types & MEDICATION_TYPES:
-            # "Not on drug X" cannot be claimed when the medication list could not be read.
+        if self.negate and ev.unreadable_types & _NEGATION_READS.get(self.name, frozenset()):
+            # "Not on drug X", "no palliative care on record"...: not claimed from a record read in part.
             return None
         result = REGISTRY[self.name].fn(ev, self.arg)
         if self.negate:
