@@ -164,6 +164,9 @@ def gaps_summary(gaps: list[ReadGap], patient_id: str, notes: list[str] | None =
     unreadable Patient, then the resource types."""
     causes = {(g.cause, g.status) for g in gaps}
     if gaps and all(g.transport for g in gaps) and len(causes) == 1 and nothing_readable(gaps):
+        if gaps[0].cause == "timeout":
+            # some pages may have come before the deadline: say what is sure
+            return "FHIR server did not answer in time: the record could not be checked, look at it directly"
         return f"FHIR server unreachable ({_short_cause(gaps[0])}): nothing could be read, check the record directly"
     patient = _patient_gap(gaps)
     if patient is not None:

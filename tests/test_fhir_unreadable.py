@@ -121,3 +121,10 @@ def test_the_summary_fits_without_being_cut(n: int) -> None:
     assert names[0] in summary
     long_id = "x" * 200
     assert len(gaps_summary([ReadGap("Patient", "unreadable", "http", 1, 404)], long_id)) < 140
+
+
+def test_a_server_that_never_answers_is_one_timeout_line() -> None:
+    types = {"patient": "Patient", "conditions": "Condition", "observations": "Observation"}
+    gaps = gaps_from_problems([FetchProblem(k, "timeout") for k in types], types)
+    assert describe_gaps(gaps) == ["Patient, Condition, Observation: the FHIR server did not answer in time"]
+    assert gaps_summary(gaps, "p1").startswith("FHIR server did not answer in time")
