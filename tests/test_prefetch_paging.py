@@ -142,14 +142,14 @@ async def test_the_rest_is_read_under_the_one_deadline() -> None:
 # ------------------------------------------------------------------ the 34-Observation patient, whole hook
 
 
-def paged_patient() -> list[dict[str, Any]]:
+def paged_patient(now: datetime = NOW) -> list[dict[str, Any]]:
     """mbc-demo-01 (pain 8/10 on tramadol, bone and new liver metastases) plus 20 old SpO2 readings written
     first, so that its own 14 Observations, pain 8/10 among them, come on page 2 of 34."""
-    resources = [e["resource"] for e in sample_bundle(PID, now=NOW)["entry"]]
+    resources = [e["resource"] for e in sample_bundle(PID, now=now)["entry"]]
     filler = [{"resourceType": "Observation", "id": f"{PID}-spo2-old-{i}", "status": "final",
                "subject": {"reference": f"Patient/{PID}"},
                "code": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
-               "effectiveDateTime": (NOW - timedelta(days=400 + 7 * i)).isoformat(),
+               "effectiveDateTime": (now - timedelta(days=400 + 7 * i)).isoformat(),
                "valueQuantity": {"value": 97, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}
               for i in range(20)]
     others = [r for r in resources if r["resourceType"] != "Observation"]
