@@ -37,11 +37,6 @@ class HookOutcome:
         return [f.rule.id for f in self.fired]
 
 
-def describe_problem(problem: FetchProblem, resource_type: str) -> str:
-    """One line for the data-incomplete card: the resource type and the kind of fault, never server text."""
-    return describe_gaps(gaps_from_problems([problem], {problem.key: resource_type}))[0]
-
-
 def _identity(resource: Any) -> tuple[str, str] | None:
     """(resourceType, id) when both are non-empty strings; None for anything else (never hashed raw: an id
     from the wire may be any JSON value)."""
