@@ -35,6 +35,9 @@ _CAUSE_TEXT = {
     "first-page-only": "only the first page was sent and there is no FHIR server to read the rest from",
     "missing": "not sent and no FHIR server to read it from",
     "not-resources": "Bundle entries without a FHIR resource were skipped",
+    # problem kinds of the outbound limits (issue 16)
+    "refused-url": "a link led outside the allowed FHIR server; it was not followed",
+    "too-many-resources": "more resources than the service reads for one hook; only the first were read",
 }
 _HTTP_TEXT = {
     401: "the FHIR server refused the access token",
@@ -48,9 +51,10 @@ _CAUSE_SHORT = {
     "network": "no connection", "timeout": "no answer in time", "malformed": "invalid FHIR JSON",
     "operation-outcome": "error reported", "paging-loop": "paging looped", "too-many-pages": "too many pages",
     "first-page-only": "first page only", "missing": "not sent", "not-resources": "invalid entries",
+    "refused-url": "link not allowed", "too-many-resources": "too many resources",
 }
 _TRANSPORT = frozenset({"dns", "refused", "tls", "network", "timeout"})
-_INCOMPLETE_KINDS = frozenset({"paging-loop", "too-many-pages", "incomplete"})
+_INCOMPLETE_KINDS = frozenset({"paging-loop", "too-many-pages", "incomplete", "refused-url", "too-many-resources"})
 
 
 @dataclass(frozen=True, slots=True)
