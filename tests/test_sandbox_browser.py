@@ -92,7 +92,9 @@ def test_sandbox_flow_in_a_browser_pages_through_and_verifies_the_jwt(
     key = ec.generate_private_key(ec.SECP384R1())
     clients = tmp_path / "clients.json"
     clients.write_text(json.dumps([{"iss": "https://sandbox.cds-hooks.org", "jwks": {"keys": [public_jwk(key)]}}]))
-    with serve_app(tmp_path, require_jwt=True, clients_file=str(clients)) as (base, _db), \
+    # JWT on, as in production: the (loopback) FHIR server must be listed to be read
+    with serve_app(tmp_path, require_jwt=True, clients_file=str(clients),
+                   allowed_fhir_servers=local_fhir_server) as (base, _db), \
             sync_api.sync_playwright() as p:
         discovery, service = f"{base}/cds-services", f"{base}/cds-services/mbc-palliative-care"
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

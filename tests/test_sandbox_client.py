@@ -74,7 +74,8 @@ def test_a_sandbox_shaped_token_opens_discovery_hook_and_feedback(
         kind: str, tmp_path: Path, sandbox_key: ec.EllipticCurvePrivateKey, jwks_server: FaultyFhirServer) -> None:
     path = tmp_path / "clients.json"
     path.write_text(json.dumps([registration(kind, sandbox_key, jwks_server)]))
-    settings = make_settings(tmp_path, require_jwt=True, clients_file=str(path))
+    settings = make_settings(tmp_path, require_jwt=True, clients_file=str(path), public_base_url=BASE,
+                             allowed_fhir_servers="https://ehr.example.org/fhir")
     with TestClient(create_app(settings)) as client:
         client.app.state.runtime.clock = lambda: NOW  # type: ignore[attr-defined]
 
