@@ -127,7 +127,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"-H 'Content-Type: application/json' --data @<(curl -s {base}/demo/request/mbc-demo-01)")
     from app.integrator import sandbox_hint_lines
 
-    print("\n".join(sandbox_hint_lines(base, args.fhir_server)))
+    print("\n".join(sandbox_hint_lines(base, args.fhir_server)), flush=True)  # visible when piped
     try:
         from app.samples import list_samples
 
