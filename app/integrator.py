@@ -310,9 +310,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"\nloaded {len(results)} patient(s) into {args.fhir_server.rstrip('/')}. Fire the hook for one:")
+    print(f"\nloaded {len(results)} patient(s) into {args.fhir_server.rstrip('/')}. Fire the hook for one "
+          "(BASE: where your mbc-cds listens, as `mbc-cds serve` or `mbc-cds demo` printed it):")
     if results:
-        print(f"  mbc-cds hook --service http://127.0.0.1:8080/cds-services/mbc-palliative-care "
+        print(f"  mbc-cds hook --service BASE/cds-services/mbc-palliative-care "
               f"--fhir-server {args.fhir_server.rstrip('/')} --patient {results[0].patient_id}")
     return 0
 
