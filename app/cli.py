@@ -177,7 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_timeline(outcome: Any, path: Path, *, link_base: str = "", days: int | None = 180) -> None:
+def write_timeline(outcome: Any, path: Path, *, link_base: str = "", days: int | None = 120) -> None:
     """The patient's timeline (the facts behind `outcome`'s cards) as SVG, or as its JSON for a .json path."""
     from app.clinical.timeline import build_timeline
     from app.timeline_svg import render_timeline_svg
@@ -355,8 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretty", action="store_true", help="a readable table instead of JSON")
     p.add_argument("--timeline", metavar="FILE",
                    help="also write the patient's timeline to FILE: SVG (FILE.svg) or its JSON (FILE.json)")
-    p.add_argument("--timeline-days", type=int, default=180, metavar="N",
-                   help="days the SVG timeline shows, up to now (default 180; 0: the whole record)")
+    p.add_argument("--timeline-days", type=int, default=120, metavar="N",
+                   help="days the SVG timeline shows, up to now (default 120; 0: the whole record)")
     p.add_argument("--fhir-base", metavar="URL",
                    help="FHIR base URL the timeline's points link to (default: relative references)")
     p.set_defaults(func=cmd_evaluate)

@@ -151,6 +151,14 @@ def _series_panel(c: _Canvas, s: dict[str, Any], y: float, link_base: str, phase
     c.add("</g>")
 
 
+def _side_label(c: _Canvas, x: float, y: float, text: str, fill: str, size: int = 9) -> None:
+    """A marker's label to its right, or to its left near the right edge (most findings are recent)."""
+    if x > WIDTH - RIGHT - 5.5 * len(text):
+        c.text(x - 9, y, text, size=size, anchor="end", fill=fill)
+    else:
+        c.text(x + 9, y, text, size=size, fill=fill)
+
+
 def _sites_lane(c: _Canvas, sites: list[dict[str, Any]], y: float, link_base: str) -> float:
     h = 40
     c.text(LEFT - 8, y + 20, "Metastatic sites", anchor="end", weight="bold")
@@ -163,7 +171,7 @@ def _sites_lane(c: _Canvas, sites: list[dict[str, Any]], y: float, link_base: st
         title = f"{site['label']} metastasis first seen {site['first'][:10]} ({site['ref']})"
         c.add(_link(link_base, site["ref"], title, "tl-site", shape, (("site", site["key"]), ("t", site["first"]))))
         text = site["label"] + (f" (since {site['first'][:10]})" if early else "")
-        c.text(x + 9, y + 34 if i % 2 else y + 11, text, size=10, fill="#5b3fa0")
+        _side_label(c, x, y + 34 if i % 2 else y + 11, text, "#5b3fa0", size=10)
     return h
 
 
@@ -189,8 +197,8 @@ def _events_lane(c: _Canvas, events: list[dict[str, Any]], y: float, link_base: 
                         (("kind", kind), ("t", e["t"]))))
             # Labels only where they do not overlap the previous one; the tooltip always has the full text.
             if x - last_x > 120:
-                text = e["label"] + (f" (since {e['t'][:10]})" if when < c.start else "")
-                c.text(x + 8, cy + 4, text[:48], size=9, fill=fill)
+                text = (e["label"] + (f" (since {e['t'][:10]})" if when < c.start else ""))[:48]
+                _side_label(c, x, cy + 4, text, fill)
                 last_x = x
     return row_h * len(EVENT_STYLE)
 
@@ -204,7 +212,7 @@ def _axis(c: _Canvas, y: float) -> None:
     c.text(c.x(c.end), y + 30, f"now ({c.end.date().isoformat()})", size=10, anchor="end", fill="#5b6270")
 
 
-def render_timeline_svg(timeline: dict[str, Any], *, link_base: str = "", days: int | None = 180) -> str:
+def render_timeline_svg(timeline: dict[str, Any], *, link_base: str = "", days: int | None = 120) -> str:
     """SVG text for a timeline; `days` limits the window to the last N days (older first-seen sites and
     treatments are pinned at the left edge with their date), None shows the whole record."""
     end = _t(timeline["end"])
