@@ -141,8 +141,10 @@ def _fact_dates(facts: PatientFacts) -> list[datetime]:
 def phase_bands(facts: PatientFacts, start: datetime) -> list[dict[str, Any]]:
     """Contiguous phase bands from `start` to `facts.now`; the last one is the phase the cards used."""
     changes = {start}
+    # A fact counts while `now - window <= when`: it leaves the window just after when + window.
+    just_after = timedelta(seconds=1)
     for d in _fact_dates(facts):
-        for shift in (timedelta(0), facts.acute_window, facts.assessment_window):
+        for shift in (timedelta(0), facts.acute_window + just_after, facts.assessment_window + just_after):
             if start < d + shift < facts.now:
                 changes.add(d + shift)
     instants = sorted(changes)
