@@ -326,11 +326,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
             cards = evaluate_bundle(sample_bundle(sample["id"], now=now), now=now)
             print(f"\n== {sample['id']}: {sample.get('title', '')}")
             print(render_cards_table(cards))
-    print("\n".join(demo_banner_lines(base, _shown_url(settings.database_url))), flush=True)
+    _serve_then_announce(args.host, args.port, demo_banner_lines(base, _shown_url(settings.database_url)))
+    return 0
+
+
+def _serve_then_announce(host: str, port: int, lines: list[str]) -> None:
+    """Run uvicorn and print `lines` once it is listening: after the start-up log lines, so the URLs stay in view."""
+    import threading
+    import time
+
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="warning")
-    return 0
+    server = uvicorn.Server(uvicorn.Config("app.main:app", host=host, port=port, log_level="warning"))
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            sys.stderr.flush()
+            print("\n".join(lines), flush=True)
+
+    threading.Thread(target=announce, name="demo-banner", daemon=True).start()
+    server.run()
 
 
 def build_parser() -> argparse.ArgumentParser:

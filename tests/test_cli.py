@@ -157,6 +157,7 @@ def test_demo_prints_the_banner_last_and_its_curl_line_is_plain_sh(monkeypatch: 
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import shutil
     import subprocess
+    import time
 
     import uvicorn
 
@@ -165,7 +166,13 @@ def test_demo_prints_the_banner_last_and_its_curl_line_is_plain_sh(monkeypatch: 
     from tests.served_app import free_port
 
     started: list[int] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(k["port"]))
+
+    def fake_run(server: uvicorn.Server) -> None:
+        started.append(server.config.port)
+        server.started = True
+        time.sleep(0.5)  # the banner thread prints once the server says it is listening
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     monkeypatch.chdir(tmp_path)
     for name in ("MBC_CDS_DATABASE_URL", "MBC_CDS_REQUIRE_JWT"):
         monkeypatch.setenv(name, "")  # so that what `demo` sets is undone after the test
