@@ -136,3 +136,13 @@ def test_timeline_endpoints_answer_in_demo_mode_only(client: TestClient, tmp_pat
     with TestClient(create_app(make_settings(tmp_path, require_jwt=True))) as jwt_on:
         r = jwt_on.post("/demo/timeline", json=req)
         assert r.status_code == 404 and r.json()["error"] == "demo-mode-off"
+
+
+def test_procedures_on_record_are_treatment_events() -> None:
+    from app.clinical.facts import Dated
+
+    f = facts(*_course())
+    f.treatments["radiotherapy-bone"] = [Dated("Procedure/rt", NOW - timedelta(days=7))]
+    events = [e for e in build_timeline(f)["events"] if e["ref"] == "Procedure/rt"]
+    assert events == [{"kind": "treatment", "t": (NOW - timedelta(days=7)).isoformat().replace("+00:00", "Z"),
+                       "ref": "Procedure/rt", "label": "palliative radiotherapy to bone"}]

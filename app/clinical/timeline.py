@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.clinical.facts import COMPLICATION_LABELS, SITE_LABELS, PatientFacts, SiteFact
+from app.clinical.facts import COMPLICATION_LABELS, SITE_LABELS, TREATMENT_LABELS, PatientFacts, SiteFact
 from app.clinical.measures import calcium_series, kilograms
 from app.clinical.phase import determine_phase
 
@@ -100,6 +100,12 @@ def _events(facts: PatientFacts) -> list[dict[str, Any]]:
             if use.when is not None:
                 events.append({"kind": "treatment", "t": _iso(use.when), "ref": use.ref,
                                "label": f"{use.name} ({DRUG_CLASS_LABELS.get(cls, cls)})"})
+    # Procedures and treatment requests (radiotherapy, fixation, drainage...), where the facts hold them.
+    for kind, items in facts.treatments.items():
+        for item in items:
+            if item.when is not None:
+                events.append({"kind": "treatment", "t": _iso(item.when), "ref": item.ref,
+                               "label": TREATMENT_LABELS.get(kind, kind)})
     for enc in facts.unplanned_encounters:
         if enc.when is not None:
             kind = "emergency visit" if enc.label == "EMER" else "unplanned admission"
