@@ -11,11 +11,19 @@ cards were built on.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.clinical.facts import COMPLICATION_LABELS, SITE_LABELS, TREATMENT_LABELS, PatientFacts, SiteFact
+from app.clinical.facts import (
+    COMPLICATION_LABELS,
+    SITE_LABELS,
+    TREATMENT_LABELS,
+    Measurement,
+    PatientFacts,
+    SiteFact,
+)
 from app.clinical.measures import calcium_series, kilograms
 from app.clinical.phase import determine_phase
 
@@ -118,6 +126,10 @@ def _events(facts: PatientFacts) -> list[dict[str, Any]]:
     return events
 
 
+def _when(m: Measurement) -> datetime:
+    return m.when
+
+
 def facts_as_of(facts: PatientFacts, when: datetime) -> PatientFacts:
     """The facts as they stood at `when`: later (and undated) findings left out, windows measured from `when`."""
     def seen(t: datetime | None) -> bool:
@@ -129,7 +141,8 @@ def facts_as_of(facts: PatientFacts, when: datetime) -> PatientFacts:
     return replace(
         facts, now=when,
         sites=sites(facts.sites), complications=sites(facts.complications),
-        observations={k: [m for m in v if m.when <= when] for k, v in facts.observations.items()},
+        # Series are sorted by time: a bisect and a slice, not a scan (this runs once per phase change point).
+        observations={k: v[:bisect_right(v, when, key=_when)] for k, v in facts.observations.items()},
         progressing=[d for d in facts.progressing if seen(d.when)],
         # The builder kept only encounters recent at the real `now`; recency is re-applied for `when`.
         unplanned_encounters=[d for d in facts.unplanned_encounters
