@@ -146,6 +146,52 @@ def test_two_suggestions_of_an_any_card_are_both_accepted(browser: object, tmp_p
     assert len(rows) == 2
 
 
+def test_at_most_one_card_and_feedback_shapes(browser: object, tmp_path: Path) -> None:
+    """`at-most-one`: accepting one suggestion closes the others. Bodies as CDS Hooks 2.0 describes them."""
+    import orjson
+
+    card = {
+        "uuid": "c-1", "summary": "Test card", "indicator": "warning", "selectionBehavior": "at-most-one",
+        "detail": "**Why**\n- a reason\n\n**Source:** A long citation (document, section). Suggestions are drafts.",
+        "source": {"label": "mbc-cds: A guideline", "topic": {"code": "test-rule"}},
+        "suggestions": [{"label": "Option A", "uuid": "s-a"}, {"label": "Option B", "uuid": "s-b"}],
+        "overrideReasons": [{"system": "urn:x", "code": "patient-declined", "display": "Patient declined"}],
+    }
+    posted: list[dict[str, object]] = []
+
+    def capture(route: object) -> None:
+        posted.append(orjson.loads(route.request.post_data or "{}"))  # type: ignore[attr-defined]
+        route.fulfill(status=200, content_type="application/json", body='{"stored": 1}')  # type: ignore[attr-defined]
+
+    with serve_app(tmp_path, require_jwt=False) as (base, _db):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.route("**/feedback", capture)
+        page.goto(base + "/")
+        page.wait_for_selector("body[data-ready='true']")
+        page.evaluate("c => { const box = document.getElementById('cards'); box.replaceChildren("
+                      "window.mbcViewer.cardNode(c)); document.getElementById('cards-section').hidden = false; }",
+                      card)
+        node = page.locator("#cards article[data-rule='test-rule']")
+        assert not node.locator(".card-body").is_visible()
+        assert node.locator(".source").inner_text().startswith("Source: A guideline")
+        assert node.locator(".source").get_attribute("title") == "A long citation (document, section)."
+        node.locator("button.toggle").click()
+        assert "Source:" not in node.locator(".card-body").inner_text()
+        node.get_by_role("button", name="Accept: Option A").click()
+        node.locator("li.accepted").wait_for()
+        assert node.get_by_role("button", name="Accept: Option B").is_disabled()
+        node.locator("select").select_option(label="Patient declined")
+        node.locator("button.dismiss-btn").click()
+        node.locator(".result").filter(has_text="Dismissed").wait_for()
+        page.close()
+
+    accepted, overridden = (p["feedback"][0] for p in posted)  # type: ignore[index]
+    assert accepted["card"] == "c-1" and accepted["outcome"] == "accepted"
+    assert accepted["acceptedSuggestions"] == [{"id": "s-a"}] and "outcomeTimestamp" in accepted
+    assert overridden["outcome"] == "overridden" and "acceptedSuggestions" not in overridden
+    assert overridden["overrideReason"] == {"reason": card["overrideReasons"][0]}  # type: ignore[index]
+
+
 def test_collapsed_cards_patient_header_and_timeline(browser: object, tmp_path: Path) -> None:
     with serve_app(tmp_path, require_jwt=False) as (base, _db):
         page = browser.new_page(viewport={"width": 1100, "height": 900})  # type: ignore[attr-defined]

@@ -591,6 +591,6 @@
     }
   }
 
-  window.mbcViewer = { renderMarkdown, escapeHtml, bundleResources, prefetchFromResources };
+  window.mbcViewer = { renderMarkdown, escapeHtml, bundleResources, prefetchFromResources, cardNode, splitDetail };
   document.addEventListener("DOMContentLoaded", init);
 })();
