@@ -59,13 +59,15 @@ def _settings() -> Any:
                        "Fix the environment variable (or .env) and run again.") from None
 
 
-def _database_error(exc: BaseException, url: str, action: str) -> CliError:
+_DATABASE_HINT = "pass --database-url (or set MBC_CDS_DATABASE_URL)"
+
+
+def _database_error(exc: BaseException, url: str, action: str, hint: str = _DATABASE_HINT) -> CliError:
     """One line naming the database and the driver's first line, one saying what to do."""
     orig = getattr(exc, "orig", None) or exc
     reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]
     return CliError(f"error: cannot {action} {_shown_url(url)}: {reason}\n"
-                    "Check that the database is running and reachable, or pass --database-url "
-                    "(or set MBC_CDS_DATABASE_URL).")
+                    f"Check that the database is running and reachable, or {hint}.")
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -78,7 +80,7 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(path) if path else None
 
 
-def _check_database(url: str) -> None:
+def _check_database(url: str, hint: str = _DATABASE_HINT) -> None:
     """Connect once (5 s timeout) so that an unreachable database is one clear line, not a driver traceback."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -99,7 +101,7 @@ def _check_database(url: str) -> None:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
     except SQLAlchemyError as exc:
-        raise _database_error(exc, url, "connect to") from None
+        raise _database_error(exc, url, "connect to", hint) from None
     finally:
         engine.dispose()
 
@@ -170,7 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             load_clients(settings.clients_file)
         except ValueError as exc:
             raise CliError(f"error: {exc}\nFix MBC_CDS_CLIENTS_FILE (docs/security.md shows the format).") from None
-    _check_database(settings.database_url)
+    _check_database(settings.database_url, hint="set MBC_CDS_DATABASE_URL")
 
     uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level, proxy_headers=True)

@@ -100,6 +100,10 @@ def _phase_lane(c: _Canvas, phases: list[dict[str, Any]], y: float, h: float) ->
               "</g>")
         if x1 - x0 > 70:
             c.text((x0 + x1) / 2, y + h / 2 + 4, PHASE_TEXT.get(name, name), size=10, anchor="middle")
+        elif band is phases[-1]:
+            # The current phase is often days old: too narrow to hold its name, so it goes above the lane.
+            c.text(x1, y - 3, f"{PHASE_TEXT.get(name, name)} since {band['start'][:10]}", size=10, anchor="end",
+                   weight="bold", fill="#b3261e" if name == "acute" else "#1d2330", cls="tl-phase-now")
 
 
 def _shade(c: _Canvas, phases: list[dict[str, Any]], y: float, h: float) -> None:
@@ -197,7 +201,8 @@ def _events_lane(c: _Canvas, events: list[dict[str, Any]], y: float, link_base: 
                         (("kind", kind), ("t", e["t"]))))
             # Labels only where they do not overlap the previous one; the tooltip always has the full text.
             if x - last_x > 120:
-                text = (e["label"] + (f" (since {e['t'][:10]})" if when < c.start else ""))[:48]
+                label = e["label"] if len(e["label"]) <= 34 else e["label"][:33] + "\u2026"
+                text = label + (f" (since {e['t'][:10]})" if when < c.start else "")
                 _side_label(c, x, cy + 4, text, fill)
                 last_x = x
     return row_h * len(EVENT_STYLE)

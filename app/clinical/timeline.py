@@ -11,6 +11,7 @@ cards were built on.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -66,7 +67,7 @@ def _calcium(facts: PatientFacts) -> dict[str, Any]:
     points = [_point(f.when, f.mmol, f.refs, corrected=f.corrected) for f in calcium_series(facts)]
     values = [p["value"] for p in points]
     return {"key": "corrected-calcium", "label": "Corrected calcium", "unit": "mmol/L",
-            "min": round(min([2.0, *values]), 1), "max": round(max([3.2, *values]), 1),
+            "min": math.floor(min([2.0, *values]) * 10) / 10, "max": math.ceil(max([3.2, *values]) * 10) / 10,
             "threshold": HYPERCALCAEMIA_MMOL, "points": points}
 
 
@@ -79,8 +80,8 @@ def _weight(facts: PatientFacts) -> dict[str, Any]:
     values = [p["value"] for p in points]
     low, high = (min(values), max(values)) if values else (40.0, 80.0)
     pad = max(2.0, (high - low) * 0.15)
-    return {"key": "body-weight", "label": "Weight", "unit": "kg", "min": round(low - pad),
-            "max": round(high + pad), "points": points}
+    return {"key": "body-weight", "label": "Weight", "unit": "kg", "min": math.floor(low - pad),
+            "max": math.ceil(high + pad), "points": points}
 
 
 def _first_ref(fact: SiteFact, dated: dict[str, datetime | None]) -> str:
