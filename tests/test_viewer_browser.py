@@ -249,6 +249,11 @@ def test_collapsed_cards_patient_header_and_timeline(browser: object, tmp_path: 
         assert page.locator("#resource-view").is_visible()
         assert page.locator("#resource-title").inner_text() == ref
         assert f'"id": "{ref.split("/")[1]}"' in page.locator("#resource-json").inner_text()
+
+        # the overview in the header takes feedback too
+        header.locator(".overview-more > summary").click()
+        header.locator(".overview button.dismiss-btn").click()
+        header.locator(".overview .result").filter(has_text="Dismissed").wait_for()
         assert errors == []
         page.close()
 

@@ -349,7 +349,8 @@
       }
       dismissed = true;
       accepts.forEach((b) => (b.disabled = true));
-      box.closest("article").classList.add("dismissed");
+      const holder = box.closest("article, .overview");
+      if (holder) holder.classList.add("dismissed");
     });
     row.append(dismiss);
     box.append(row, result);
