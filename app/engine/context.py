@@ -21,6 +21,7 @@ from app.engine.predicates import (
     missing_assessments,
     newest_acp,
 )
+from app.read_gaps import gaps_summary
 
 
 def _sites(ev: Evaluation) -> str:
@@ -275,6 +276,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "missing_assessments": lambda ev: "; ".join(missing_assessments(ev)) or "none",
     "unreadable": lambda ev: "; ".join(
         [*ev.problems, *(f"the drug class of '{d.label}'" for d in ev.facts.unclassified_medications)]) or "nothing",
+    "unreadable_summary": lambda ev: gaps_summary(list(ev.gaps), ev.patient_id, ev.problems),
     "brain_symptoms": lambda ev: _complications(ev, ("seizure", "cerebral-oedema")),
     "liver_symptoms": _liver,
     "lung_symptoms": _lung,
