@@ -76,6 +76,8 @@ RENAL_SEVERE_BELOW = 30.0
 RENAL_WINDOW = timedelta(days=90)
 
 _OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
+_OPIOID_CLASS_WORDS = frozenset({"opioid", "opioids", "opiate", "opiates", "narcotic", "narcotics"})
+_WORD = re.compile(r"[a-z]+")
 # Word starts that place a generic radiotherapy procedure at a site ("RT to L2 vertebra", "whole brain RT").
 _BONE_WORDS = re.compile(r"\b(bone|spin|vertebr|femur|femor|humer|pelvi|ribs?\b|sacr|hip\b|thoracic spine|lumbar)")
 _BRAIN_WORDS = re.compile(r"\b(brain|cranial|cerebr|intracranial)")
@@ -545,8 +547,10 @@ class _FactBuilder:
         cc = r.get("code")
         med = classify_medication({"resourceType": "Medication", "code": cc}, self.t)
         classes = set(med.classes)
-        if classes & _OPIOID_CLASSES or "opioid" in self.t.concepts_of_codeable(cc):
-            classes.add("opioid")
+        words = set(_WORD.findall(" ".join(t for t in [_display_of(cc), med.name] if t).lower()))
+        if words & _OPIOID_CLASS_WORDS:
+            # An allergy recorded against the class ("Opioids") covers every opioid; one to morphine does not.
+            classes |= {"opioid", *_OPIOID_CLASSES}
         reaction = ""
         for item in r.get("reaction") or ():
             if isinstance(item, dict):
