@@ -13,6 +13,7 @@ from app.clinical.fhirtime import fmt_date
 from app.clinical.pain import STEP_NAMES
 from app.engine.evaluation import Evaluation
 from app.engine.predicates import KnowledgeError, elevated_distress, missing_assessments, newest_acp
+from app.read_gaps import gaps_summary
 
 
 def _sites(ev: Evaluation) -> str:
@@ -64,6 +65,17 @@ def _liver(ev: Evaluation) -> str:
     if ev.pain.score is not None and ev.pain.score >= 4:
         parts.append(f"pain {ev.pain.score:g}/10")
     return ", ".join(parts) or "none recorded"
+
+
+def _unreadable_summary(ev: Evaluation) -> str:
+    if not ev.gaps and not ev.problems and ev.facts.unclassified_medications:
+        # Only unclassified medications (rules v2): name the first, it is what the clinician must check.
+        first = ev.facts.unclassified_medications[0].label
+        more = len(ev.facts.unclassified_medications) - 1
+        label = first if len(first) <= 40 else first[:39].rstrip() + "…"
+        extra = f" (+{more} more)" if more else ""
+        return f"Medication not recognised: '{label}'{extra}; no 'not on' claims or drug drafts rest on the list"
+    return gaps_summary(list(ev.gaps), ev.patient_id, ev.problems)
 
 
 def _none_recognised(ev: Evaluation, what: str) -> str:
@@ -125,6 +137,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "missing_assessments": lambda ev: ", ".join(missing_assessments(ev)) or "none",
     "unreadable": lambda ev: "; ".join(
         [*ev.problems, *(f"the drug class of '{d.label}'" for d in ev.facts.unclassified_medications)]) or "nothing",
+    "unreadable_summary": _unreadable_summary,
     "brain_symptoms": lambda ev: _complications(ev, ("seizure", "cerebral-oedema")),
     "liver_symptoms": _liver,
     "lung_symptoms": _lung,
