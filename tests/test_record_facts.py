@@ -161,7 +161,7 @@ def test_names_match_whole_words_only(text: str) -> None:
 
 def test_product_codes_classify_without_text() -> None:
     for code, ingredient in (("1049621", "oxycodone"), ("892573", "morphine"), ("993836", "codeine"),
-                             ("835603", "tramadol")):
+                             ("892582", "morphine"), ("245135", "fentanyl"), ("835603", "tramadol")):
         med = classify_medication(_med({"coding": [{"system": RXNORM, "code": code}]}), T)
         assert med.classified and ingredient in med.ingredients, code
 
