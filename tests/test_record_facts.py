@@ -221,6 +221,9 @@ def test_allergies_by_ingredient_class_and_status() -> None:
     assert morphine is not None and morphine.reaction == "rash" and morphine.criticality == "low"
     assert facts.allergy_to(None, "strong-opioid") is morphine
     assert facts.allergy_to("codeine", "weak-opioid") is None
+    coded = _facts({"resourceType": "AllergyIntolerance", "id": "s", "patient": {"reference": f"Patient/{PID}"},
+                    "code": {"coding": [{"system": SNOMED, "code": "373529000"}]}})
+    assert coded.allergy_to("morphine", None) is not None and coded.allergies[0].label == "SNOMED CT 373529000"
     opioids = _facts(_allergy("Opioids"))
     assert opioids.allergy_to(None, "weak-opioid") is not None and opioids.allergy_to(None, "strong-opioid")
     for verification, clinical in (("refuted", "active"), ("entered-in-error", "active"), ("confirmed", "resolved")):
