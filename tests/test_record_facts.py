@@ -117,6 +117,12 @@ def test_icdo3_morphology_and_mcode_primary_with_breast_site() -> None:
     assert _facts(mcode, BONE).in_scope
 
 
+def test_condition_stage_summary_stage_iv_counts() -> None:
+    staged = dict(BREAST, stage=[{"summary": {"coding": [{"system": SNOMED, "code": "258228008"}]}}])
+    assert _facts(staged).in_scope
+    assert not _facts(BREAST).in_scope
+
+
 def test_ajcc_stage_iv_value_puts_patient_in_scope() -> None:
     stage = {"resourceType": "Observation", "id": "s", "status": "final", "subject": {"reference": f"Patient/{PID}"},
              "code": {"coding": [{"system": SNOMED, "code": "399537006"}]}, "effectiveDateTime": _day(30),

@@ -425,6 +425,11 @@ class _FactBuilder:
         label = _display_of(code)
         if "breast-primary" in concepts:
             self.facts.breast_primary.append(Dated(ref, when, label))
+            for stage in r.get("stage") or ():
+                # Condition.stage.summary (US Core / older mCODE) valued stage IV or M1 is staging evidence too.
+                if isinstance(stage, dict) and self.t.concepts_of_codeable(stage.get("summary")) & {
+                        "value-stage-iv", "value-m1"}:
+                    self.facts.staging_m1.append(Dated(ref, when, "stage IV"))
         if "history-breast-cancer" in concepts:
             self.history.append(Dated(ref, when, label or "personal history of breast cancer"))
         sites = {c.removeprefix("metastasis-") for c in concepts if c.startswith("metastasis-")}
