@@ -94,6 +94,8 @@ def test_history_of_breast_cancer_plus_distant_metastasis_is_recurrence() -> Non
     assert [d.ref for d in facts.breast_primary] == ["Condition/h"]
     assert not _facts(history).in_scope
     assert not _facts(history, _cond("n", ICD10CM, "C77.3")).in_scope
+    assert _facts(_cond("h2", SNOMED, "415076002", 3000), BONE).recurrence
+    assert not _facts(_cond("fh", SNOMED, "429740004", 3000), BONE).in_scope  # family history
     primary = _facts(BREAST, history, BONE)
     assert primary.in_scope and not primary.recurrence
 
