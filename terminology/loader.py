@@ -292,8 +292,8 @@ class Terminology:
                     names.setdefault(key_name, set()).update(classes or ({KNOWN_OTHER_MEDICATION} if other else set()))
                     if ingredients:
                         name_ingredient.setdefault(key_name, set()).update(ingredients)
-                elif source == RXNORM:
-                    key_code = (RXNORM, normalise_code(RXNORM, str(element.get("code"))))
+                elif source in (RXNORM, SNOMED):  # product codes; SNOMED CT substances (allergies)
+                    key_code = (source, normalise_code(source, str(element.get("code"))))
                     index.setdefault(key_code, set()).update(classes)
                     code_ingredient.setdefault(key_code, set()).update(ingredients)
                 else:

@@ -73,9 +73,25 @@ def _drafts(card: dict) -> list[str]:
     return out
 
 
+def _drafted(cards: list[dict]) -> set[str]:
+    """ActivityDefinition ids behind every drafted resource of every card."""
+    return {d for card in cards for d in _drafts(card)}
+
+
 def _check_texts_and_drafts(s: dict, cards: list[dict]) -> None:
     """Optional scenario checks: words a card must (not) say, drafts it must (not) offer."""
     by_rule = {c["source"]["topic"]["code"]: c for c in cards}
+    for key, field, want in (("detail_contains", "detail", True), ("summary_contains", "summary", True),
+                             ("summary_not_contains", "summary", False)):
+        for rule, needles in (s.get(key) or {}).items():
+            text = by_rule[rule][field].lower()
+            for needle in needles:
+                assert (needle.lower() in text) == want, f"{rule} {field} {'lacks' if want else 'has'} {needle!r}"
+    drafted = _drafted(cards)
+    for activity in s.get("must_draft", []):
+        assert activity in drafted, f"{activity} should be drafted: {s['description']}"
+    for activity in s.get("must_not_draft", []):
+        assert activity not in drafted, f"{activity} must not be drafted: {s['description']}"
     for rule, words in (s.get("text_must_contain") or {}).items():
         text = by_rule[rule]["summary"] + "\n" + by_rule[rule]["detail"]
         for word in words:

@@ -76,6 +76,8 @@ TREATMENT_LABELS: dict[str, str] = {
 from app.clinical.thresholds import RENAL_SEVERE_BELOW, RENAL_WINDOW  # noqa: E402 - one definition of cut-offs
 
 _OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
+_OPIOID_CLASS_WORDS = frozenset({"opioid", "opioids", "opiate", "opiates", "narcotic", "narcotics"})
+_WORD = re.compile(r"[a-z]+")
 # Word starts that place a generic radiotherapy procedure at a site ("RT to L2 vertebra", "whole brain RT").
 _BONE_WORDS = re.compile(r"\b(bone|spin|vertebr|femur|femor|humer|pelvi|ribs?\b|sacr|hip\b|thoracic spine|lumbar)")
 _BRAIN_WORDS = re.compile(r"\b(brain|cranial|cerebr|intracranial)")
@@ -423,6 +425,11 @@ class _FactBuilder:
         label = _display_of(code)
         if "breast-primary" in concepts:
             self.facts.breast_primary.append(Dated(ref, when, label))
+            for stage in r.get("stage") or ():
+                # Condition.stage.summary (US Core / older mCODE) valued stage IV or M1 is staging evidence too.
+                if isinstance(stage, dict) and self.t.concepts_of_codeable(stage.get("summary")) & {
+                        "value-stage-iv", "value-m1"}:
+                    self.facts.staging_m1.append(Dated(ref, when, "stage IV"))
         if "history-breast-cancer" in concepts:
             self.history.append(Dated(ref, when, label or "personal history of breast cancer"))
         sites = {c.removeprefix("metastasis-") for c in concepts if c.startswith("metastasis-")}
@@ -545,8 +552,10 @@ class _FactBuilder:
         cc = r.get("code")
         med = classify_medication({"resourceType": "Medication", "code": cc}, self.t)
         classes = set(med.classes)
-        if classes & _OPIOID_CLASSES or "opioid" in self.t.concepts_of_codeable(cc):
-            classes.add("opioid")
+        words = set(_WORD.findall(" ".join(t for t in [_display_of(cc), med.name] if t).lower()))
+        if words & _OPIOID_CLASS_WORDS:
+            # An allergy recorded against the class ("Opioids") covers every opioid; one to morphine does not.
+            classes |= {"opioid", *_OPIOID_CLASSES}
         reaction = ""
         for item in r.get("reaction") or ():
             if isinstance(item, dict):

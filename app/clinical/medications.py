@@ -132,6 +132,7 @@ def _code_label(codeables: list[dict[str, Any]]) -> str:
         for coding in cc.get("coding") or ():
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 system = str(coding.get("system") or "")
-                short = "RxNorm" if "rxnorm" in system else (system.rsplit("/", 1)[-1] or "code")
+                short = ("RxNorm" if "rxnorm" in system else "SNOMED CT" if "snomed" in system
+                         else (system.rsplit("/", 1)[-1] or "code"))
                 return f"{short} {coding['code']}"
     return ""

@@ -76,6 +76,17 @@ def _liver(ev: Evaluation) -> str:
     return ", ".join(parts) or "none recorded"
 
 
+def _unreadable_summary(ev: Evaluation) -> str:
+    if not ev.gaps and not ev.problems and ev.facts.unclassified_medications:
+        # Only unclassified medications (rules v2): name the first, it is what the clinician must check.
+        first = ev.facts.unclassified_medications[0].label
+        more = len(ev.facts.unclassified_medications) - 1
+        label = first if len(first) <= 40 else first[:39].rstrip() + "…"
+        extra = f" (+{more} more)" if more else ""
+        return f"Medication not recognised: '{label}'{extra}; no 'not on' claims or drug drafts rest on the list"
+    return gaps_summary(list(ev.gaps), ev.patient_id, ev.problems)
+
+
 def _none_recognised(ev: Evaluation, what: str) -> str:
     # With an unclassified medication on the list, "no X" would be an absence claim the record does not support.
     return f"no {what}" if ev.facts.medications_complete else f"no recognised {what}"
@@ -276,7 +287,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "missing_assessments": lambda ev: "; ".join(missing_assessments(ev)) or "none",
     "unreadable": lambda ev: "; ".join(
         [*ev.problems, *(f"the drug class of '{d.label}'" for d in ev.facts.unclassified_medications)]) or "nothing",
-    "unreadable_summary": lambda ev: gaps_summary(list(ev.gaps), ev.patient_id, ev.problems),
+    "unreadable_summary": _unreadable_summary,
     "brain_symptoms": lambda ev: _complications(ev, ("seizure", "cerebral-oedema")),
     "liver_symptoms": _liver,
     "lung_symptoms": _lung,

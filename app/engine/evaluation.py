@@ -48,6 +48,8 @@ def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, te
                      gaps: tuple[ReadGap, ...] = ()) -> Evaluation:
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
                         acute_window=acute_window, assessment_window=assessment_window, max_depth=max_depth)
+    # The facts know only what they were given; the fetch layer knows which medication reads failed.
+    facts.medications_readable = not (unreadable_types & {"MedicationRequest", "MedicationStatement", "Medication"})
     all_problems = list(problems or [])
     if facts.unreadable:
         counts: dict[str, int] = {}

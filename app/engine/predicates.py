@@ -71,7 +71,6 @@ _NEGATION_READS: dict[str, frozenset[str]] = {
     "CordCompressionRisk": frozenset({"Condition"}),
     "HasTreatment": frozenset({"Procedure", "ServiceRequest"}),
     "AllergyToClass": frozenset({"AllergyIntolerance"}),
-    "AllergyToIngredient": frozenset({"AllergyIntolerance"}),
 }
 
 
@@ -103,10 +102,12 @@ class Condition:
     source: str
 
     def __call__(self, ev: Evaluation) -> Result:
-        if self.negate and (ev.unreadable_types & _NEGATION_READS.get(self.name, frozenset())
-                            or (self.name == "OnDrugClass" and medications_unknown(ev))):
-            # "Not on drug X", "no palliative care on record"...: not claimed from a record read in part, nor
-            # "not on drug X" with a medication that could not be classified (rules v2; data-incomplete names it).
+        if self.negate and ev.unreadable_types & _NEGATION_READS.get(self.name, frozenset()):
+            # "Not on drug X", "no palliative care on record"...: not claimed from a record read in part.
+            return None
+        if self.negate and self.name == "OnDrugClass" and medications_unknown(ev):
+            # Nor while the list holds a medication that could not be classified (rules v2): the claim is unknown,
+            # so the rule and its draft stay silent; data-incomplete names the unclassified medication.
             return None
         result = REGISTRY[self.name].fn(ev, self.arg)
         if self.negate:
@@ -422,15 +423,6 @@ def _allergy_to_class(ev: Evaluation, arg: str | None) -> Result:
         return None
     reaction = f", reaction: {allergy.reaction}" if allergy.reaction else ""
     return [Evidence(f"recorded allergy / intolerance: {allergy.label}{reaction}", (allergy.ref,))]
-
-
-@predicate("AllergyToIngredient", frozenset({"morphine", "senna", "acetaminophen", "codeine", "tramadol",
-                                             "dexamethasone", "metoclopramide", "haloperidol"}))
-def _allergy_to_ingredient(ev: Evaluation, arg: str | None) -> Result:
-    allergy = ev.facts.allergy_to(arg, None)
-    if allergy is None:
-        return None
-    return [Evidence(f"recorded allergy / intolerance: {allergy.label}", (allergy.ref,))]
 
 
 @predicate("RenalImpairmentSevere")
