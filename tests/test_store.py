@@ -208,3 +208,24 @@ def test_audit_writer_batches_rows_without_patient_ids(db: Database) -> None:
 def test_ready_reports_unreachable_database(tmp_path: Path) -> None:
     bad = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert bad.ping() is False
+
+
+def test_each_suggestion_of_an_any_card_is_accepted_once(db: Database) -> None:
+    with db.session() as s:
+        s.add(IssuedCard(uuid="any-card", rule_id="emergency-spinal-cord-compression", service="svc", hook_instance="h",
+                         created_at=NOW, client="ehr-a", patient_hash="p", indicator="critical",
+                         suggestions=["mri", "oncology", "steroid"]))
+
+    def accept(*ids: str) -> tuple[int, int]:
+        return _store(db, [FeedbackEntry("any-card", "accepted", "t", ids, None, None, False)])
+
+    assert accept("mri") == (1, 0)
+    assert accept("oncology") == (1, 0)
+    assert accept("mri") == (0, 1)
+    assert accept("mri", "steroid") == (1, 0)   # only the new suggestion is counted
+    with db.session() as s:
+        rows = s.scalars(select(Feedback).where(Feedback.card_uuid == "any-card")).all()
+        assert sorted(sid for r in rows for sid in r.accepted_suggestions) == ["mri", "oncology", "steroid"]
+    with pytest.raises(FeedbackRefused) as refused:
+        _store(db, [_entry("any-card", "overridden")])
+    assert refused.value.status == 409

@@ -200,7 +200,7 @@ def test_collapsed_cards_patient_header_and_timeline(browser: object, tmp_path: 
         open_patient(page, base, "mbc-demo-03")
         cards = page.locator("#cards article.card")
         n = cards.count()
-        assert n >= 5
+        assert n >= 3  # emergency mode (v2): the info cards wait, listed on the overview
         # collapsed to indicator, summary and one source line; only the critical card is open
         for i in range(n):
             card = cards.nth(i)

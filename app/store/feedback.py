@@ -1,6 +1,6 @@
 """Feedback storage (contract v2): accepted only for cards this service issued, from the client that received
-them, one outcome per card; an override snoozes the rule for the patient. A POST is stored whole in one
-transaction or not at all; an identical repeat is idempotent."""
+them, one outcome per card and suggestion; an override snoozes the rule for the patient. A POST is stored whole
+in one transaction or not at all; an identical repeat is idempotent."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def _store(db: Database, service: str, client: str, entries: list[FeedbackEntry]
            snooze_days: Callable[[str], int] | None) -> FeedbackResult:
     result = FeedbackResult()
     with db.session() as s:
-        seen: dict[str, FeedbackEntry] = {}
+        recorded: dict[str, list[FeedbackEntry]] = {}   # per card: what is stored, before and within this POST
         for e in entries:
             card = s.get(IssuedCard, e.card_uuid)
             # A card never issued, issued by another service or to another client: the same answer, so that a
@@ -88,32 +88,52 @@ def _store(db: Database, service: str, client: str, entries: list[FeedbackEntry]
             if unknown:
                 raise FeedbackRefused(409, "unknown-suggestion",
                                       f"card {e.card_uuid[:64]!r} carried no suggestion {unknown[0][:64]!r}")
-            earlier = seen.get(e.card_uuid)
-            if earlier is None:
-                existing = s.scalar(select(Feedback).where(Feedback.service == service,
-                                                           Feedback.card_uuid == e.card_uuid))
-                if existing is not None:
-                    earlier = FeedbackEntry(existing.card_uuid, existing.outcome, existing.outcome_timestamp,
-                                            tuple(existing.accepted_suggestions or ()), existing.override_code,
-                                            existing.override_display, existing.has_comment)
-            if earlier is not None:
-                if (earlier.outcome, earlier.override_code, tuple(sorted(earlier.accepted_suggestions))) != \
-                        (e.outcome, e.override_code, tuple(sorted(e.accepted_suggestions))):
-                    raise FeedbackRefused(409, "outcome-already-recorded",
-                                          f"card {e.card_uuid[:64]!r} already has a different outcome; one outcome "
-                                          "per card is counted")
+            if e.card_uuid not in recorded:
+                recorded[e.card_uuid] = [
+                    FeedbackEntry(f.card_uuid, f.outcome, f.outcome_timestamp, tuple(f.accepted_suggestions or ()),
+                                  f.override_code, f.override_display, f.has_comment)
+                    for f in s.scalars(select(Feedback).where(Feedback.service == service,
+                                                              Feedback.card_uuid == e.card_uuid))]
+            earlier = recorded[e.card_uuid]
+            stored = _new_outcome(e, earlier)
+            if stored is None:
                 result.already_stored += 1
                 continue
-            seen[e.card_uuid] = e
+            earlier.append(stored)
             s.add(Feedback(service=service, card_uuid=e.card_uuid, rule_id=card.rule_id, outcome=e.outcome,
                            override_code=e.override_code, override_display=e.override_display,
-                           has_comment=e.has_comment, accepted_suggestions=list(e.accepted_suggestions),
-                           outcome_timestamp=e.outcome_timestamp, received_at=now))
+                           has_comment=e.has_comment, accepted_suggestions=list(stored.accepted_suggestions),
+                           outcome_timestamp=e.outcome_timestamp,
+                           outcome_key="|".join(sorted(stored.accepted_suggestions))[:512], received_at=now))
             result.stored += 1
             if e.outcome == "overridden":
                 _snooze(s, card, e, now, snooze_days, result)
         s.flush()
     return result
+
+
+def _new_outcome(e: FeedbackEntry, earlier: list[FeedbackEntry]) -> FeedbackEntry | None:
+    """What this entry adds to the card's outcomes (None: nothing new), or FeedbackRefused when it contradicts
+    them. One override per card; each suggestion accepted once; a card is either accepted or overridden."""
+    other = "accepted" if e.outcome == "overridden" else "overridden"
+    if any(f.outcome == other for f in earlier):
+        raise FeedbackRefused(409, "outcome-already-recorded",
+                              f"card {e.card_uuid[:64]!r} is already {other}; one outcome per card and suggestion "
+                              "is counted")
+    if e.outcome == "overridden":
+        previous = next((f for f in earlier if f.outcome == "overridden"), None)
+        if previous is None:
+            return e
+        if previous.override_code != e.override_code:
+            raise FeedbackRefused(409, "outcome-already-recorded",
+                                  f"card {e.card_uuid[:64]!r} was already overridden with another reason")
+        return None
+    accepted = {sid for f in earlier for sid in f.accepted_suggestions}
+    new = tuple(sid for sid in dict.fromkeys(e.accepted_suggestions) if sid not in accepted)
+    if not new:
+        return None
+    return FeedbackEntry(e.card_uuid, e.outcome, e.outcome_timestamp, new, e.override_code, e.override_display,
+                         e.has_comment)
 
 
 def _snooze(s: object, card: IssuedCard, e: FeedbackEntry, now: datetime,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -48,10 +48,9 @@ class IssuedCard(Base):
 
 class Feedback(Base):
     __tablename__ = "feedback"
-    # One outcome per card is counted (contract v2); uq_feedback_once is the older, weaker constraint.
-    __table_args__ = (UniqueConstraint("service", "card_uuid", "outcome", "outcome_timestamp",
-                                       name="uq_feedback_once"),
-                      Index("uq_feedback_card", "service", "card_uuid", unique=True))
+    # One outcome per card and suggestion is counted (contract v2): one override per card, each suggestion accepted
+    # once (outcome_key: "" for an override, the newly accepted suggestion ids for an accept).
+    __table_args__ = (Index("uq_feedback_card", "service", "card_uuid", "outcome", "outcome_key", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     service: Mapped[str] = mapped_column(String(64), index=True)
@@ -64,6 +63,7 @@ class Feedback(Base):
     has_comment: Mapped[bool] = mapped_column(default=False)
     accepted_suggestions: Mapped[list[str]] = mapped_column(JSON, default=list)
     outcome_timestamp: Mapped[str] = mapped_column(String(40))
+    outcome_key: Mapped[str] = mapped_column(String(512), default="", server_default="")
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
