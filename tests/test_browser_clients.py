@@ -53,7 +53,6 @@ def test_demo_prints_the_sandbox_url_and_the_fhir_side(monkeypatch: pytest.Monke
     import uvicorn
 
     from app.settings import get_settings
-
     from tests.served_app import free_port
 
     port = free_port()
