@@ -59,7 +59,7 @@ def render() -> str:
         "each suggestion has its own level. Description lines tagged `[limited+]` / `[below enhanced]` show only at",
         "those levels, so a card never names what the configured level does not offer. Rank: display order within",
         "one indicator (the info cap drops from the end); tier: `overview` and `uncapped` are never capped or held",
-        "back, `emergency` rules are never snoozed.",
+        "back (nor snoozed); a card that is critical when it fires is never snoozed.",
         "",
     ]
     for plan in sorted(artifacts.of("PlanDefinition"), key=lambda p: p["id"]):

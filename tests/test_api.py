@@ -308,3 +308,11 @@ def test_feedback_for_a_card_never_issued_is_404_and_a_second_outcome_409(client
     assert second.status_code == 409 and second.json()["error"] == "outcome-already-recorded"
     report = client.get(f"{SERVICE_URL}/feedback/report").json()["rules"]
     assert report == [{"rule": "referral-palliative-care", "accepted": 0, "overridden": 1}]
+
+
+def test_overriding_the_overview_snoozes_nothing(client: TestClient) -> None:
+    cards = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID)).json()["cards"]
+    overview = next(c for c in cards if c["source"]["topic"]["code"] == "mbc-overview")
+    resp = _override(client, overview, "patient-declined")
+    assert resp.status_code == 200 and "snoozed" not in resp.json()
+    assert client.get(f"{SERVICE_URL}/feedback/report").json()["snoozes"] == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -162,3 +162,29 @@ def test_stable_uuid_is_uuid5() -> None:
 
     for parts in (("hook-1", "patient", "mbc-overview"), ("", "x"), ("ü", "é", "rule")):
         assert _stable_uuid(*parts) == str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+
+
+def test_snoozes_silence_non_critical_cards_and_are_named_on_the_overview() -> None:
+    from datetime import timedelta
+
+    from app.engine.engine import Snooze
+
+    def fire(prefix: str, snoozes: list[Snooze]) -> list[dict]:
+        path = next(p for p in SCENARIOS if p.stem.startswith(prefix))
+        s = orjson.loads(path.read_bytes())
+        processor = HookProcessor(Settings(require_jwt=False), get_terminology(), compile_knowledge(), None)
+        pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
+        now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+        return processor.evaluate(_resources(s), pid, now, snoozes=snoozes).cards
+
+    until = datetime(2027, 1, 1, tzinfo=UTC)
+    snooze = [Snooze("emergency-hypercalcaemia", "already-addressed", until)]
+    mild = fire("06-", snooze)       # 2.7 mmol/L: a warning, snoozed
+    assert "emergency-hypercalcaemia" not in [c["source"]["topic"]["code"] for c in mild]
+    overview = next(c for c in mild if c["source"]["topic"]["code"] == "mbc-overview")
+    assert "snoozed until 2027-01-01 (already addressed)" in overview["detail"]
+    severe = fire("26-", snooze)     # 3.3 mmol/L: critical, never snoozed
+    card = next(c for c in severe if c["source"]["topic"]["code"] == "emergency-hypercalcaemia")
+    assert card["indicator"] == "critical"
+    expired = fire("06-", [Snooze("emergency-hypercalcaemia", "already-addressed", until - timedelta(days=400))])
+    assert "emergency-hypercalcaemia" in [c["source"]["topic"]["code"] for c in expired]

@@ -139,7 +139,7 @@ class Engine:
                 evidence.extend(result)
             else:
                 snooze = active.get(rule.id)
-                if snooze is not None and not rule.emergency and not rule.uncapped:
+                if snooze is not None and not rule.uncapped:
                     priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
                     # A critical card is never snoozed: the override only quietens what can wait.
                     if PRIORITY_TO_INDICATOR.get(priority, "info") != "critical":

@@ -58,8 +58,10 @@ async def post_feedback(service_id: str, request: Request) -> Response:
             override_code=(reason.code or None)[:64] if reason and reason.code else None,
             override_display=(reason.display or None)[:200] if reason and reason.display else None,
             has_comment=bool(item.overrideReason and item.overrideReason.userComment)))
+    # The overview and data-incomplete are never snoozed (their PlanDefinition card tier): nothing to record.
+    unsnoozable = {r.id for r in runtime.knowledge.rules if r.uncapped}
     store = partial(store_feedback, runtime.db, service_id, entries, client=client_of(claims), now=runtime.clock(),
-                    snooze_days=runtime.settings.snooze_days)
+                    snooze_days=runtime.settings.snooze_days, snoozable=lambda rule: rule not in unsnoozable)
     try:
         try:
             result = await anyio.to_thread.run_sync(store)

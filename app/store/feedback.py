@@ -60,12 +60,13 @@ class FeedbackRefused(Exception):
 
 
 def store_feedback(db: Database, service: str, entries: list[FeedbackEntry], *, client: str = DEMO_CLIENT,
-                   now: datetime | None = None, snooze_days: Callable[[str], int] | None = None) -> FeedbackResult:
+                   now: datetime | None = None, snooze_days: Callable[[str], int] | None = None,
+                   snoozable: Callable[[str], bool] | None = None) -> FeedbackResult:
     """Store the entries or refuse them all. Retries when a concurrent POST for the same card wins the race,
     so that exactly one outcome per card is counted."""
     for attempt in range(3):
         try:
-            return _store(db, service, client, entries, now or datetime.now(UTC), snooze_days)
+            return _store(db, service, client, entries, now or datetime.now(UTC), snooze_days, snoozable)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -73,7 +74,7 @@ def store_feedback(db: Database, service: str, entries: list[FeedbackEntry], *, 
 
 
 def _store(db: Database, service: str, client: str, entries: list[FeedbackEntry], now: datetime,
-           snooze_days: Callable[[str], int] | None) -> FeedbackResult:
+           snooze_days: Callable[[str], int] | None, snoozable: Callable[[str], bool] | None) -> FeedbackResult:
     result = FeedbackResult()
     with db.session() as s:
         recorded: dict[str, list[FeedbackEntry]] = {}   # per card: what is stored, before and within this POST
@@ -106,7 +107,7 @@ def _store(db: Database, service: str, client: str, entries: list[FeedbackEntry]
                            outcome_timestamp=e.outcome_timestamp,
                            outcome_key="|".join(sorted(stored.accepted_suggestions))[:512], received_at=now))
             result.stored += 1
-            if e.outcome == "overridden":
+            if e.outcome == "overridden" and (snoozable is None or snoozable(card.rule_id)):
                 _snooze(s, card, e, now, snooze_days, result)
         s.flush()
     return result
