@@ -188,3 +188,23 @@ def test_snoozes_silence_non_critical_cards_and_are_named_on_the_overview() -> N
     assert card["indicator"] == "critical"
     expired = fire("06-", [Snooze("emergency-hypercalcaemia", "already-addressed", until - timedelta(days=400))])
     assert "emergency-hypercalcaemia" in [c["source"]["topic"]["code"] for c in expired]
+
+
+def test_window_lengths_in_card_text_come_from_the_settings() -> None:
+    """With 21 / 60-day windows no card speaks of "30 days" or "90 days" (the fixed 90-day cord-compression
+    history window of the rules excepted), and the configured lengths appear."""
+    import re
+
+    processor = HookProcessor(Settings(require_jwt=False, acute_window_days=21, assessment_window_days=60,
+                                       info_card_cap=99, card_budget=99), get_terminology(), compile_knowledge(), None)
+    seen: set[str] = set()
+    for path in SCENARIOS:
+        s = orjson.loads(path.read_bytes())
+        pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
+        now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+        for card in processor.evaluate(_resources(s), pid, now).cards:
+            text = card["summary"] + "\n" + card["detail"].split("**Source:**")[0]
+            text = re.sub(r"over 90 days ago, no new sign: history", "", text)
+            assert not re.search(r"\b(30|90) days\b", text), (path.stem, card["source"]["topic"]["code"])
+            seen |= set(re.findall(r"\b(21|60) days\b", text))
+    assert seen == {"21", "60"}
