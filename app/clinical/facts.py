@@ -114,6 +114,8 @@ class Measurement:
     unit: str
     when: datetime
     ref: str
+    # bodySite concepts of the Observation (e.g. "bodysite-bone"): where a pain score locates the pain
+    body_sites: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -506,7 +508,10 @@ class _FactBuilder:
             value = float(r["valueDecimal"])
         if value is None or value != value or abs(value) > 1e6:
             return
-        m = Measurement(value, unit, when, ref)
+        sites: frozenset[str] = frozenset()
+        if name == "pain-score" and isinstance(r.get("bodySite"), dict):
+            sites = frozenset(c for c in self.t.concepts_of_codeable(r["bodySite"]) if c.startswith("bodysite-"))
+        m = Measurement(value, unit, when, ref, sites)
         self.raw_obs.setdefault(name, []).append((m, r))
 
     # -- medications -----------------------------------------------------------------------------------

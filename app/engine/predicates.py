@@ -450,13 +450,18 @@ def _pain_at_least(ev: Evaluation, threshold: float) -> Evidence | None:
 
 
 _BONE_SITES = frozenset({"bone", "spine", "long-bone"})
+_BONE_BODY_SITES = frozenset({"bodysite-bone", "bodysite-spine", "bodysite-long-bone"})
 
 
 def bone_pain_location(ev: Evaluation) -> Evidence | None:
-    """Why the pain is read as bone pain: back pain on record, or bone the only metastatic site."""
+    """Why the pain is read as bone pain: back pain on record, a pain score with a bone / back / limb body site,
+    or bone the only metastatic site."""
     back = ev.facts.complications.get("back-pain")
     if back is not None:
         return Evidence(f"back pain on record ({fmt_date(_latest_date(back))})", tuple(back.refs))
+    pain = ev.facts.latest("pain-score", ev.facts.acute_window)
+    if pain is not None and pain.body_sites & _BONE_BODY_SITES:
+        return Evidence(f"pain score {pain.value:g}/10 recorded at a bone / back / limb site", (pain.ref,))
     if ev.facts.sites and set(ev.facts.sites) <= _BONE_SITES:
         return Evidence("bone is the only metastatic site")
     return None
