@@ -37,6 +37,7 @@ from app.integrator import bundle_resources
 from app.samples import sample_bundle, sample_ids
 from cds_hooks.fallback import PrefetchResolver
 from cds_hooks.models import HookRequest
+from cds_hooks.urls import encode_request_url
 from tests.conftest import NOW, SERVICE_URL
 from tests.hapi_fixture import hapi_fhir_server  # noqa: F401
 from tests.served_app import serve_app
@@ -306,7 +307,7 @@ def test_hapi_answers_every_prefetch_template_as_the_service_expects(client: Tes
             resources = bundle_resources(sample_bundle(sid))
             for key, template in templates.items():
                 rel = template.replace("{{context.patientId}}", sid)
-                resp = http.get(f"{hapi}/{rel}" + ("&_count=200" if "?" in rel else ""))
+                resp = http.get(encode_request_url(f"{hapi}/{rel}" + ("&_count=200" if "?" in rel else "")))
                 assert resp.status_code == 200, (key, resp.text)
                 doc = resp.json()
                 if "?" not in rel:
