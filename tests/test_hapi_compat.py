@@ -54,6 +54,8 @@ RECORDED = Path(__file__).parent / "hapi_recorded"
 HOOK_INSTANCE = "3f1e9b2c-5d7a-4c8e-9b1f-2a6d4e8c0f13"
 FHIR_JSON = "application/fhir+json"
 EXTRA_WEIGHTS = 25  # with the sample's own Observations more than HAPI's default page of 20
+# a code no value set has (a test-only local system): the prefetch template's code filter must leave it out
+OFF_FILTER_CODE = {"system": "http://mbc-cds.example.org/fhir/CodeSystem/test-only", "code": "not-in-any-value-set"}
 
 
 def recorded_response(status: int, name: str, **headers: str) -> httpx.Response:
@@ -137,7 +139,10 @@ def extra_weights(bundle: dict[str, Any]) -> list[dict[str, Any]]:
         obs["id"] = f"extra-weight-{n}"
         obs["effectiveDateTime"] = (oldest - timedelta(weeks=n)).astimezone(UTC).isoformat().replace("+00:00", "Z")
         out.append(obs)
-    return out
+    off = orjson.loads(orjson.dumps(weight))
+    off["id"] = "off-filter-1"
+    off["code"] = {"coding": [OFF_FILTER_CODE]}
+    return [*out, off]
 
 
 @pytest.fixture(scope="module")
@@ -301,7 +306,7 @@ def template_ids(resources: list[dict[str, Any]], template: str, pid: str) -> se
 def test_hapi_answers_every_prefetch_template_as_the_service_expects(client: TestClient, hapi: str,
                                                                    loaded_samples: str) -> None:
     templates = templates_of(client)
-    filtered_out = {"observations": 0, "medicationRequests": 0}
+    filtered_out = {"medicationRequests": 0}
     with httpx.Client(headers={"Accept": FHIR_JSON}, timeout=60) as http:
         for sid in sample_ids():
             resources = bundle_resources(sample_bundle(sid))
@@ -321,8 +326,19 @@ def test_hapi_answers_every_prefetch_template_as_the_service_expects(client: Tes
                     rtype = rel.split("?")[0]
                     mine = [r for r in resources if r["resourceType"] == rtype]
                     filtered_out[key] += len(mine) - len(got)
-    # the filters did filter something on HAPI (otherwise the comparison above proves little)
+    # the status filter did filter something on HAPI (otherwise the comparison above proves little)
     assert all(n > 0 for n in filtered_out.values()), filtered_out
+
+
+def test_hapi_filters_observations_by_the_template_codes(client: TestClient, hapi: str,
+                                                        paging_patient: tuple[str, dict[str, Any]]) -> None:
+    pid, local = paging_patient
+    observations = [e["resource"] for e in local["entry"] if e["resource"]["resourceType"] == "Observation"]
+    template = templates_of(client)["observations"].replace("{{context.patientId}}", pid)
+    _, filtered = get_json(encode_request_url(f"{hapi}/{template}&_count=200"))
+    _, everything = get_json(f"{hapi}/Observation?patient={pid}&_count=200")
+    assert everything["total"] == len(observations) and filtered["total"] == len(observations) - 1
+    assert OFF_FILTER_CODE not in [c for e in filtered["entry"] for c in e["resource"]["code"]["coding"]]
 
 
 # ----------------------------------------------------------------------------------------------------------
