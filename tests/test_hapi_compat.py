@@ -6,9 +6,9 @@
    (its default 20 per page, and a small `_count`), server-assigned numeric ids, HAPI's OperationOutcome errors
    (an unknown patient, an unknown search parameter) and what HAPI does with each prefetch template's search
    parameters.
-2. What that server cannot be made to do on demand, by putting a fault in front of it (respx, with the real
-   HAPI behind): a search HAPI has already expired (410 on `_getpages`) and a server that requires a token (401).
-   The two bodies are HAPI-shaped recordings (tests/hapi_recorded/, see its README).
+2. Faults put in front of that server (respx, with the real HAPI behind): a search HAPI has expired (its
+   `_getpages` link pointed at a search id HAPI never issued: HAPI's own 410) and a server that requires a
+   token, which this one does not (a recorded HAPI 401, tests/hapi_recorded/, see its README).
 3. End to end against a second real FHIR server (tests/fhirserver, Medplum's in-memory FHIR router on node).
 """
 
@@ -373,13 +373,14 @@ def test_unknown_search_parameter_is_hapis_400_with_its_diagnostics(hapi: str, l
 
 def test_expired_hapi_search_keeps_the_first_page_and_says_what_is_missing(
         client: TestClient, hapi: str, paging_patient: tuple[str, dict[str, Any]]) -> None:
-    """HAPI drops a search's cached results after a while (410 Gone on its `_getpages` links); this server
-    keeps them for the whole session, so the 410 is the recorded one."""
+    """HAPI drops a search's cached results after a while, and its `_getpages` links then answer 410 Gone
+    (HAPI-0417). This server keeps them for the session: the link is pointed at a search id it never issued,
+    which HAPI answers exactly as an expired one."""
     pid, _local = paging_patient
 
     def expired(request: httpx.Request) -> httpx.Response:
         if "_getpages" in request.url.params:
-            return recorded_response(410, "search-expired-410.json")
+            request = httpx.Request("GET", request.url.copy_set_param("_getpages", str(uuid.uuid4())))
         return forward_to(request)
 
     with in_front_of_hapi(expired) as seen:
