@@ -1,9 +1,11 @@
 """Session fixture: a real HAPI FHIR JPA server (R4, H2 in memory) built from tests/hapi-server.
 
-Use it from a test module with ``from tests.hapi_fixture import hapi_fhir_server  # noqa: F401`` and a test
-parameter named ``hapi_fhir_server`` (the FHIR base URL, e.g. ``http://127.0.0.1:41234/fhir``).
+tests/conftest.py makes it available to every test: a test (or fixture) parameter named ``hapi_fhir_server``
+is the FHIR base URL, e.g. ``http://127.0.0.1:41234/fhir``.
 
-The first use in a session builds the jar with ``mvn -q -B package`` unless it is newer than the module's
+tests/conftest.py starts the build and the server in the background as soon as collection shows a test that
+uses the fixture; the fixture then waits for it. The jar is built with ``mvn -q -B package`` unless it is newer
+than the module's
 sources (Maven keeps the downloaded HAPI artifacts in ~/.m2, so later builds need no network), starts
 ``java -jar`` on a free port and waits for ``/fhir/metadata``; the server is stopped at the end of the session.
 It keeps its data for the whole session: tests use their own resource ids or tolerate what others loaded.
@@ -21,6 +23,8 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +32,6 @@ from typing import NoReturn
 
 import httpx
 import pytest
-
-from tests.served_app import free_port
 
 MODULE_DIR = Path(__file__).parent / "hapi-server"
 JAR = MODULE_DIR / "target" / "mbc-cds-test-hapi.jar"
@@ -131,40 +133,103 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=20)  # a JVM still starting up may not act on SIGTERM
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
 
 
+class _Launch:
+    """One HAPI server per pytest session, started as soon as collection shows a test that needs it
+    (`start_early`, from tests/conftest.py), so that its minute-long start overlaps the tests before it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base = ""
+        self.log_file: Path | None = None
+        self.error: str | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        with self.lock:
+            if self.thread is None:
+                log_dir = Path(tempfile.mkdtemp(prefix="mbc-cds-hapi-"))
+                self.thread = threading.Thread(target=self._build_and_start, args=(log_dir,), daemon=True,
+                                               name="hapi-fhir-start")
+                self.thread.start()
+
+    def _build_and_start(self, log_dir: Path) -> None:
+        reason = missing_tools()
+        if reason:
+            self.error = reason
+            return
+        try:
+            build_jar()
+        except RuntimeError as exc:
+            self.error = f"could not build tests/hapi-server: {exc}"
+            return
+        from tests.served_app import free_port  # not at import time: served_app imports tests.conftest
+
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}/fhir"
+        self.log_file = log_dir / "hapi-server.log"
+        self.started = time.monotonic()
+        with self.log_file.open("wb") as log:
+            self.proc = subprocess.Popen(
+                ["java", *JVM_OPTIONS, "-jar", str(JAR), f"--server.port={port}", "--server.address=127.0.0.1"],
+                cwd=MODULE_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait_ready(self) -> str:
+        assert self.thread is not None
+        self.thread.join()
+        if self.error:
+            raise RuntimeError(self.error)
+        assert self.proc is not None and self.log_file is not None
+        wait_for_metadata(self.base, self.proc, self.log_file)
+        print(f"HAPI FHIR (pid {self.proc.pid}) answered {self.base}/metadata "
+              f"{time.monotonic() - self.started:.0f} s after its start")
+        return self.base
+
+    def stop(self) -> None:
+        with self.lock:
+            thread = self.thread
+        if thread is not None:
+            thread.join()
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+            if self.log_file is not None and not self.error:
+                shutil.rmtree(self.log_file.parent, ignore_errors=True)
+
+
+_LAUNCH = _Launch()
+
+
+def start_early() -> None:
+    """Build and start the server in the background (no-op with MBC_CDS_TEST_HAPI_URL)."""
+    if not os.environ.get("MBC_CDS_TEST_HAPI_URL", "").strip():
+        _LAUNCH.start()
+
+
+def stop_server() -> None:
+    _LAUNCH.stop()
+
+
 @pytest.fixture(scope="session")
-def hapi_fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def hapi_fhir_server() -> Iterator[str]:
     running = os.environ.get("MBC_CDS_TEST_HAPI_URL", "").strip().rstrip("/")
     if running:
         yield running
         return
-    reason = missing_tools()
-    if reason:
-        _give_up(reason)
+    _LAUNCH.start()
     try:
-        build_jar()
+        base = _LAUNCH.wait_ready()
     except RuntimeError as exc:
-        _give_up(f"could not build tests/hapi-server: {exc}")
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    log_file = tmp_path_factory.mktemp("hapi") / "hapi-server.log"
-    started = time.monotonic()
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen(["java", *JVM_OPTIONS, "-jar", str(JAR), f"--server.port={port}",
-                                 "--server.address=127.0.0.1"],
-                                cwd=MODULE_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _LAUNCH.stop()
+        _give_up(str(exc))
     try:
-        try:
-            wait_for_metadata(base, proc, log_file)
-        except RuntimeError as exc:
-            _give_up(str(exc))
-        print(f"HAPI FHIR (pid {proc.pid}) answered {base}/metadata after {time.monotonic() - started:.0f} s")
         yield base
     finally:
-        stop(proc)
+        _LAUNCH.stop()

@@ -39,7 +39,6 @@ from cds_hooks.fallback import PrefetchResolver
 from cds_hooks.models import HookRequest
 from cds_hooks.urls import encode_request_url
 from tests.conftest import NOW, SERVICE_URL
-from tests.hapi_fixture import hapi_fhir_server  # noqa: F401
 from tests.served_app import serve_app
 from tests.test_integrator import rules_of
 
@@ -88,8 +87,8 @@ def get_json(url: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def hapi(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("hapi_fhir_server"))
+def hapi(hapi_fhir_server: str) -> str:
+    return hapi_fhir_server
 
 
 @pytest.fixture(scope="module")
