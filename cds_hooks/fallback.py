@@ -33,6 +33,7 @@ import orjson
 
 from cds_hooks.models import HookRequest
 from cds_hooks.prefetch import TemplateError, render_template
+from cds_hooks.urls import encode_request_url
 
 __all__ = [
     "FetchProblem", "PrefetchResolver", "PrefetchResult", "ProblemKind", "resources_of", "split_resources",
@@ -478,7 +479,7 @@ class PrefetchResolver:
             url = nxt
 
     async def _get_json(self, url: str, headers: dict[str, str]) -> dict[str, Any]:
-        async with self._client.stream("GET", url, headers=headers) as resp:
+        async with self._client.stream("GET", encode_request_url(url), headers=headers) as resp:
             status = resp.status_code
             ok = 200 <= status < 300
             limit = self.max_bytes if ok else _ERROR_BODY_MAX

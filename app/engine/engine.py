@@ -149,8 +149,11 @@ class Engine:
         return self._rank_and_cap(fired, ev, silenced)
 
     def _out_of_scope(self, ev: Evaluation, hook_instance: str) -> list[FiredRule]:
-        # Silence is only safe when the record could be read; otherwise say what is missing.
-        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or _conditions_unread(ev)):
+        # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
+        # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
+        # case: silence would read as "nothing to do" for a record never seen.
+        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or _conditions_unread(ev)
+                                   or "Patient" in ev.unreadable_types):
             return []
         rule = next((r for r in self.rules if r.tier == "uncapped"), None)
         if rule is None:
