@@ -68,9 +68,31 @@ def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, no
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, proxy_headers=True)
+    from app.safety import UnsafeConfiguration, check_configuration
+    from app.serving import ServeOptions, uvicorn_kwargs
+    from app.settings import get_settings
+
+    if args.timeout_header is not None:
+        os.environ["MBC_CDS_HEADER_TIMEOUT_SECONDS"] = str(args.timeout_header)  # reaches worker processes
+        get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        # Checked here too, so an unsafe configuration is one message and exit code 2, not a server traceback.
+        check_configuration(settings, _clients_of(settings))
+    except (UnsafeConfiguration, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    options = ServeOptions(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
+                           limit_concurrency=args.limit_concurrency, timeout_keep_alive=args.timeout_keep_alive,
+                           max_header_bytes=args.max_header_bytes)
+    uvicorn.run("app.main:app", **uvicorn_kwargs(options, settings))
     return 0
+
+
+def _clients_of(settings: Any) -> list[Any]:
+    from cds_hooks.auth import load_clients
+
+    return load_clients(settings.clients_file) if settings.require_jwt and settings.clients_file else []
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -140,7 +162,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         pass
     import uvicorn
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_level="warning")
+    from app.serving import ServeOptions, uvicorn_kwargs
+
+    uvicorn.run("app.main:app", **uvicorn_kwargs(ServeOptions(host=args.host, port=args.port, log_level="warning"),
+                                                 get_settings()))
     return 0
 
 
@@ -148,11 +173,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mbc-cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from app.serving import DEFAULT_LIMIT_CONCURRENCY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_KEEP_ALIVE
+
     p = sub.add_parser("serve", help="run the CDS Hooks service (uvicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
+                   help="connections and requests at once per worker; 503 beyond (default %(default)s)")
+    p.add_argument("--timeout-keep-alive", type=int, default=DEFAULT_TIMEOUT_KEEP_ALIVE,
+                   help="seconds an idle keep-alive connection stays open (default %(default)s)")
+    p.add_argument("--timeout-header", type=float, default=None,
+                   help="seconds a connection has to send its request headers (default: "
+                        "MBC_CDS_HEADER_TIMEOUT_SECONDS, 10)")
+    p.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES,
+                   help="largest request line plus headers, bytes (default %(default)s)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", help="cards for a Bundle file of one patient's resources")

@@ -16,6 +16,7 @@ from app.service_definition import prefetch_templates, resource_type_of
 from app.settings import Settings
 from cds_hooks.fallback import FetchProblem, PrefetchResolver
 from cds_hooks.models import HookRequest
+from cds_hooks.outbound import OriginLimiter
 
 _KIND_TEXT = {
     "http": "the FHIR server answered with an error",
@@ -25,6 +26,8 @@ _KIND_TEXT = {
     "paging-loop": "the FHIR server's paging looped; only the first pages were read",
     "too-many-pages": "too many pages; only the first pages were read",
     "missing": "not sent and no FHIR server to read it from",
+    "refused-url": "a link led outside the allowed FHIR server; it was not followed",
+    "too-many-resources": "more resources than the service reads for one hook; only the first were read",
 }
 
 
@@ -88,9 +91,13 @@ class HookProcessor:
         self.types = {key: resource_type_of(t) for key, t in self.templates.items()}
         self.engine = Engine(knowledge, EngineOptions(
             resource_level=settings.resource_level, info_card_cap=settings.info_card_cap,
-            acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url))
-        self.resolver = PrefetchResolver(http, max_pages=settings.fhir_max_pages,
-                                         timeout_total=settings.fhir_timeout_seconds) if http else None
+            acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url,
+            uuid_key=settings.uuid_key()))
+        self.resolver = PrefetchResolver(
+            http, max_pages=settings.fhir_max_pages, timeout_total=settings.fhir_timeout_seconds,
+            limiter=OriginLimiter(settings.fhir_max_connections_per_origin),
+            per_hook=settings.fhir_max_concurrent_fetches_per_hook, max_resources=settings.max_fetched_resources,
+            url_allowed=settings.fhir_allow_list().allows) if http else None
         self.windows = dict(acute_window=timedelta(days=settings.acute_window_days),
                             assessment_window=timedelta(days=settings.assessment_window_days),
                             acp_revisit=timedelta(days=settings.acp_revisit_days),
