@@ -68,7 +68,7 @@ class StderrJsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
 # Loggers that get the JSON handler themselves (and stop propagating, so nothing prints twice); every other
 # logger reaches the root, which gets the same handler. uvicorn configures its loggers when its Config is
 # built, which can be after this module runs: `configure_logging` is called again at start-up to take them back.
-_OWN_HANDLER = ("mbc_cds", "cds_hooks", "uvicorn", "uvicorn.access")
+_OWN_HANDLER = ("mbc_cds", "uvicorn", "uvicorn.access")
 
 
 def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
@@ -113,6 +113,7 @@ def _shared_handler() -> StderrJsonHandler:
 
 
 def _is_plain_stream(handler: logging.Handler) -> bool:
-    """A handler printing text to stderr/stdout (uvicorn's defaults, basicConfig): replaced by the JSON one.
-    Handlers of other kinds (files, pytest's capture) are left alone."""
-    return type(handler) is logging.StreamHandler or type(handler).__module__.startswith("uvicorn")
+    """A handler printing text to the console (uvicorn's defaults, basicConfig): replaced by the JSON one.
+    Handlers of other kinds or to other streams (files, a test's capture) are left alone."""
+    consoles = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    return type(handler) is logging.StreamHandler and any(handler.stream is c for c in consoles)
