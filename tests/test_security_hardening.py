@@ -251,9 +251,8 @@ def test_proxy_headers_are_trusted_only_when_configured(tmp_path: Path) -> None:
 
 def test_audience_never_comes_from_the_host_header(tmp_path: Path) -> None:
     """With JWT on, a token naming the host the caller claims to have called is refused."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP384R1())
     jwk = json.loads(pyjwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
