@@ -64,8 +64,8 @@ async def _read(client: httpx.AsyncClient, url: str, max_bytes: int) -> bytes:
         if declared.isdigit() and int(declared) > max_bytes:
             raise JwksFetchError("response too large")
         buf = bytearray()
-        # aiter_raw: the bytes on the wire, never inflated by httpx whatever the header said.
-        async for chunk in response.aiter_raw():
+        # No Content-Encoding got this far, so these are the bytes on the wire: nothing was inflated.
+        async for chunk in response.aiter_bytes():
             buf += chunk
             if len(buf) > max_bytes:
                 raise JwksFetchError("response too large")
