@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# color_message: uvicorn's copy of the message with terminal colour codes.
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -84,14 +85,14 @@ def configure_logging(level: str = "INFO") -> None:
     handler = _shared_handler()
     for name in _OWN_HANDLER:
         logger = logging.getLogger(name)
-        logger.handlers = [h for h in logger.handlers if not _is_plain_stream(h)]
+        logger.handlers = [h for h in logger.handlers if not _replaced(h)]
         if handler not in logger.handlers:
             logger.addHandler(handler)
         logger.propagate = False
     logging.getLogger("uvicorn.error").handlers = []
     logging.getLogger("uvicorn.error").propagate = True
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not _is_plain_stream(h)]
+    root.handlers = [h for h in root.handlers if not _replaced(h)]
     if handler not in root.handlers:
         root.addHandler(handler)
     for name in ("mbc_cds", "cds_hooks"):
@@ -110,6 +111,12 @@ def _shared_handler() -> StderrJsonHandler:
     if not _HANDLER:
         _HANDLER.append(StderrJsonHandler())
     return _HANDLER[0]
+
+
+def _replaced(handler: logging.Handler) -> bool:
+    # Another StderrJsonHandler is uvicorn's copy from `uvicorn_log_config`: one handler per logger, or each
+    # line is printed twice.
+    return _is_plain_stream(handler) or (isinstance(handler, StderrJsonHandler) and handler is not _shared_handler())
 
 
 def _is_plain_stream(handler: logging.Handler) -> bool:
