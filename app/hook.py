@@ -96,7 +96,7 @@ class HookProcessor:
         self.resolver = PrefetchResolver(
             http, max_pages=settings.fhir_max_pages, timeout_total=settings.fhir_timeout_seconds,
             limiter=OriginLimiter(settings.fhir_max_connections_per_origin),
-            per_hook=settings.fhir_max_concurrent_fetches_per_hook, max_resources=settings.max_fetched_resources,
+            per_hook=settings.fhir_max_concurrent_fetches_per_hook, max_resources=settings.fetched_resource_cap(),
             url_allowed=settings.fhir_allow_list().allows) if http else None
         self.windows = dict(acute_window=timedelta(days=settings.acute_window_days),
                             assessment_window=timedelta(days=settings.assessment_window_days),

@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     # One slow FHIR server must not take the outbound capacity other EHRs need (cds_hooks/outbound.py).
     fhir_max_connections_per_origin: int = Field(default=16, ge=1)
     fhir_max_concurrent_fetches_per_hook: int = Field(default=8, ge=1)
-    # Resources read from a FHIR server for one hook, all keys together (the prefetch cap's sibling).
-    max_fetched_resources: int = Field(default=100_000, ge=1)
+    # Resources read from a FHIR server for one hook, all keys together; unset: the prefetch cap.
+    max_fetched_resources: int | None = Field(default=None, ge=1)
     jwks_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # Database: a blackholed database gives a 503 in seconds, not a hung worker.
@@ -85,6 +85,9 @@ class Settings(BaseSettings):
             parts = urlsplit(self.public_base_url)
             return [f"{parts.scheme}://{parts.netloc}"]
         return []
+
+    def fetched_resource_cap(self) -> int:
+        return self.max_fetched_resources or self.max_prefetch_resources
 
     def uuid_key(self) -> bytes:
         return (self.uuid_secret or self.audit_salt).encode()

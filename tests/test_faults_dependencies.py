@@ -499,3 +499,20 @@ def test_a_full_audit_queue_spools_instead_of_dropping(tmp_path: Path) -> None:
     writer.flush()  # writes the two queued rows, then the spooled three
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Invocation)) == 5
+
+
+def test_a_fhir_server_sending_too_much_is_cut_at_the_prefetch_cap(tmp_path: Path) -> None:
+    observations = [{"resourceType": "Observation", "id": f"o{i}", "status": "final",
+                     "subject": {"reference": f"Patient/{PID}"},
+                     "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                     "effectiveDateTime": "2026-11-01", "valueQuantity": {"value": 80}} for i in range(300)]
+    with running_server() as fhir:
+        fhir.resources = {**RESOURCES, "Observation": observations}
+        app = create_app(make_settings(tmp_path, max_prefetch_resources=200))
+        with TestClient(app) as c:
+            app.state.runtime.clock = lambda: NOW
+            resp = c.post(SERVICE_URL, json=_hook(fhir.base("ok"), 1))
+    assert resp.status_code == 200, resp.text
+    cards = resp.json()["cards"]
+    incomplete = [c for c in cards if c["source"]["topic"]["code"] == "data-incomplete"]
+    assert incomplete and "only the first were read" in incomplete[0].get("detail", "") + incomplete[0]["summary"]
