@@ -20,7 +20,7 @@ from app.settings import Settings, get_settings
 
 DEFAULT_LIMIT_CONCURRENCY = 200
 DEFAULT_TIMEOUT_KEEP_ALIVE = 5
-DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # room for the largest JWT accepted (16 KiB) and the other headers
 
 
 class HeaderTimeoutH11Protocol(H11Protocol):

@@ -406,6 +406,19 @@ def test_slow_loris_connections_are_closed_after_the_header_timeout(served: tupl
     assert httpx.get(f"{served[0]}/health").status_code == 200  # the server itself is fine
 
 
+def test_connections_beyond_the_limit_get_503(served: tuple[str, Path]) -> None:
+    port = int(served[0].rsplit(":", 1)[1])
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(50)]  # --limit-concurrency 50
+    try:
+        resp = httpx.get(f"{served[0]}/health", timeout=5)
+        assert resp.status_code == 503
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.2)
+    assert httpx.get(f"{served[0]}/health").status_code == 200
+
+
 def _closed_by_server(s: socket.socket) -> bool:
     """EOF or a reset (the byte sent after the close draws an RST); an open connection would block in recv
     until the socket timeout and fail the test."""
