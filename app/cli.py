@@ -147,6 +147,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  discovery:    {base}/cds-services")
     print(f"  try:          curl -s -X POST {base}/cds-services/mbc-palliative-care "
           f"-H 'Content-Type: application/json' --data @<(curl -s {base}/demo/request/mbc-demo-01)")
+    from app.integrator import sandbox_hint_lines
+
+    print("\n".join(sandbox_hint_lines(base, args.fhir_server)), flush=True)  # visible when piped
     try:
         from app.samples import list_samples
 
@@ -210,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run with embedded SQLite, JWT off, sample patients and the card viewer")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--fhir-server", default="http://127.0.0.1:8090",
+                   help="FHIR server named in the printed CDS Hooks Sandbox URL (default: the local test server)")
     p.set_defaults(func=cmd_demo)
 
     _register_integrator_commands(sub)

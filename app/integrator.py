@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -26,6 +26,11 @@ FHIR_JSON = "application/fhir+json"
 DEFAULT_USER = "Practitioner/example"
 LOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  # public sandboxes take their time over transactions
 READ_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# The public CDS Hooks Sandbox and the URL query parameters it reads at start-up (cds-hooks/sandbox README,
+# "Pre-configuration via URL parameters"; src/retrieve-data-helpers/fhir-metadata-retrieval.js, patient-retrieval.js)
+SANDBOX_URL = "https://sandbox.cds-hooks.org/"
+LOCAL_FHIR_SERVER = "http://127.0.0.1:8090"
+DEMO_PATIENT = "mbc-demo-01"
 MAX_PAGES = 50
 
 
@@ -516,6 +521,24 @@ def cmd_hook(args: argparse.Namespace) -> int:
     else:
         print(render_cards_table(data["cards"]))
     return 0
+
+
+def sandbox_launch_url(discovery_url: str, fhir_server: str, patient_id: str = DEMO_PATIENT,
+                       sandbox: str = SANDBOX_URL) -> str:
+    """A CDS Hooks Sandbox URL that opens with this service, FHIR server and patient already configured."""
+    params = {"serviceDiscoveryURL": discovery_url, "fhirServiceUrl": fhir_server.rstrip("/"),
+              "patientId": patient_id}
+    return sandbox + "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+
+
+def sandbox_hint_lines(service_base: str, fhir_server: str = LOCAL_FHIR_SERVER) -> list[str]:
+    """What `mbc-cds demo` prints for trying the service in the CDS Hooks Sandbox (a browser client)."""
+    return [
+        f"  sandbox:      {sandbox_launch_url(f'{service_base}/cds-services', fhir_server)}",
+        "                (FHIR side: `npm ci --prefix tests/fhirserver && node tests/fhirserver/server.mjs "
+        f"{urlsplit(fhir_server).port or 8090}`,",
+        f"                 then `mbc-cds load --fhir-server {fhir_server} --wait 30`; see docs/integrators.md)",
+    ]
 
 
 def register(subparsers: Any) -> None:
