@@ -95,7 +95,9 @@ def test_allow_list_matches_normalised_spellings(url: str) -> None:
 
 def test_loopback_fhir_servers_only_in_demo_mode_or_listed_explicitly() -> None:
     targets = ["http://127.0.0.1:8080/internal-admin", "http://localhost/x", "http://[::1]/x", "http://0.0.0.0/x",
-               "http://169.254.169.254/latest", "http://127.1.2.3/x", "http://[::ffff:127.0.0.1]/x"]
+               "http://169.254.169.254/latest", "http://127.1.2.3/x", "http://[::ffff:127.0.0.1]/x",
+               "http://2130706433/x", "http://0x7f.0.0.1/x", "http://127.1/x", "http://0177.0.0.1/x",
+               "http://LOCALHOST./x"]
     production_any = AllowList.parse("*", allow_loopback=False)
     demo = AllowList.parse("", allow_loopback=True)
     for url in targets:
