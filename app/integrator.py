@@ -35,7 +35,11 @@ MAX_PAGES = 50
 
 
 class CommandError(Exception):
-    """A failure the command reports on stderr before exiting 1."""
+    """A failure the command reports on stderr; exit code 1, or 2 for usage and configuration errors."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -267,7 +271,7 @@ def load_samples(fhir_server: str, *, token: str | None = None, sample_ids: Sequ
     ids = list(sample_ids) if sample_ids else known
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise CommandError(f"unknown sample id(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise CommandError(f"unknown sample id(s) {', '.join(unknown)}; known: {', '.join(known)}", code=2)
     base = fhir_server.rstrip("/")
     headers = {**_fhir_headers(token), "Content-Type": FHIR_JSON}
     own = client is None
@@ -314,10 +318,11 @@ def cmd_load(args: argparse.Namespace) -> int:
         results = load_samples(args.fhir_server, token=args.token, sample_ids=args.sample)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"\nloaded {len(results)} patient(s) into {args.fhir_server.rstrip('/')}. Fire the hook for one:")
+        return exc.code
+    print(f"\nloaded {len(results)} patient(s) into {args.fhir_server.rstrip('/')}. Fire the hook for one "
+          "(BASE: where your mbc-cds listens, as `mbc-cds serve` or `mbc-cds demo` printed it):")
     if results:
-        print(f"  mbc-cds hook --service http://127.0.0.1:8080/cds-services/mbc-palliative-care "
+        print(f"  mbc-cds hook --service BASE/cds-services/mbc-palliative-care "
               f"--fhir-server {args.fhir_server.rstrip('/')} --patient {results[0].patient_id}")
     return 0
 
@@ -345,13 +350,14 @@ class JwtSigner:
             pem = Path(path).read_bytes()
             key = load_pem_private_key(pem, password=None)
         except (OSError, ValueError, TypeError) as exc:
-            raise CommandError(f"cannot read the JWT private key {path!r}: {exc}") from None
+            raise CommandError(f"cannot read the JWT private key {path!r}: {exc}", code=2) from None
         if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
             alg = "ES384"
         elif isinstance(key, rsa.RSAPrivateKey):
             alg = "RS384"
         else:
-            raise CommandError("the JWT key must be an EC P-384 (ES384) or RSA (RS384) private key in PEM")
+            raise CommandError("the JWT key must be an EC P-384 (ES384) or RSA (RS384) private key in PEM",
+                               code=2)
         return cls(pem, iss, kid, alg)
 
     def token(self, audience: str, now: float | None = None) -> str:
@@ -367,7 +373,7 @@ def _discovery_url(service_url: str) -> tuple[str, str]:
     head, _, service_id = parts.path.rpartition("/")
     if not service_id or not head.endswith("/cds-services"):
         raise CommandError(f"--service must be the service URL, e.g. http://host/cds-services/<id>, "
-                           f"not {service_url!r}")
+                           f"not {service_url!r}", code=2)
     return urlunsplit((parts.scheme, parts.netloc, head, "", "")), service_id
 
 
@@ -492,14 +498,14 @@ def cmd_hook(args: argparse.Namespace) -> int:
     try:
         if any(jwt_opts):
             if not all(jwt_opts):
-                raise CommandError("--jwt-key, --jwt-iss and --jwt-kid go together")
+                raise CommandError("--jwt-key, --jwt-iss and --jwt-kid go together", code=2)
             signer = JwtSigner.from_file(args.jwt_key, args.jwt_iss, args.jwt_kid)
         t0 = time.perf_counter()
         resp = fire_hook(args.service, args.fhir_server, args.patient, prefetch=args.prefetch, token=args.token,
                          signer=signer, user=args.user)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
     except httpx.HTTPError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,6 +25,7 @@ from cds_hooks.discovery import ServiceDefinition, discovery_document
 from cds_hooks.jwks_fetch import jwks_client
 from cds_hooks.outbound import outbound_client
 from terminology import get_terminology
+from terminology.local_codes import LocalCodesError, load_local_codes
 
 log = logging.getLogger("mbc_cds.runtime")
 
@@ -54,13 +56,23 @@ class Runtime:
         self.db.dispose()
 
 
+def terminology_for(settings: Settings) -> Any:
+    """The shared terminology plus the deployment's site-local codes (MBC_CDS_LOCAL_CODES), validated."""
+    try:
+        return load_local_codes(settings.local_codes, get_terminology())
+    except LocalCodesError as exc:
+        # One clear line in the log before start-up stops; the exception carries the same message.
+        log.error("start-up stopped: %s", exc)
+        raise
+
+
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     clients: list[TrustedClient] = []
     if settings.require_jwt and settings.clients_file:
         clients = load_clients(Path(settings.clients_file))
     # Before anything is opened: an unsafe configuration stops here with one message.
     check_configuration(settings, clients)
-    terminology = get_terminology()
+    terminology = terminology_for(settings)
     knowledge = compile_knowledge()
     db = Database(settings.database_url, DbTimeouts(
         connect_seconds=settings.db_connect_timeout_seconds, statement_seconds=settings.db_statement_timeout_seconds,
