@@ -17,6 +17,7 @@ from app.service_definition import prefetch_templates, resource_type_of
 from app.settings import Settings
 from cds_hooks.fallback import FetchProblem, PrefetchResolver
 from cds_hooks.models import HookRequest
+from cds_hooks.outbound import OriginLimiter
 
 
 class NoDataError(Exception):
@@ -58,9 +59,13 @@ class HookProcessor:
         self.engine = Engine(knowledge, EngineOptions(
             resource_level=settings.resource_level, info_card_cap=settings.info_card_cap,
             card_budget=settings.card_budget,
-            acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url))
-        self.resolver = PrefetchResolver(http, max_pages=settings.fhir_max_pages,
-                                         timeout_total=settings.fhir_timeout_seconds) if http else None
+            acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url,
+            uuid_key=settings.uuid_key()))
+        self.resolver = PrefetchResolver(
+            http, max_pages=settings.fhir_max_pages, timeout_total=settings.fhir_timeout_seconds,
+            limiter=OriginLimiter(settings.fhir_max_connections_per_origin),
+            per_hook=settings.fhir_max_concurrent_fetches_per_hook, max_resources=settings.fetched_resource_cap(),
+            url_allowed=settings.fhir_allow_list().allows) if http else None
         self.windows = dict(acute_window=timedelta(days=settings.acute_window_days),
                             assessment_window=timedelta(days=settings.assessment_window_days),
                             acp_revisit=timedelta(days=settings.acp_revisit_days),

@@ -30,7 +30,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"database_url": f"sqlite:///{tmp_path / 'test.db'}", "require_jwt": False}
+    values: dict[str, object] = {"database_url": f"sqlite:///{tmp_path / 'test.db'}", "require_jwt": False,
+                                 "audit_spool_file": str(tmp_path / "audit-spool.jsonl")}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -205,11 +206,16 @@ def test_health_and_ready(client: TestClient) -> None:
     assert client.get("/ready").json()["status"] == "ready"
 
 
-def test_cors_preflight(client: TestClient) -> None:
-    resp = client.options(SERVICE_URL, headers={"Origin": "https://sandbox.cds-hooks.org",
-                                                "Access-Control-Request-Method": "POST"})
+def test_cors_preflight_for_a_configured_origin(tmp_path: Path) -> None:
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, cors_origins="https://sandbox.cds-hooks.org"))
+    with TestClient(app) as c:
+        resp = c.options(SERVICE_URL, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                               "Access-Control-Request-Method": "POST"})
     assert resp.status_code == 200
-    assert resp.headers.get("access-control-allow-origin") in ("*", "https://sandbox.cds-hooks.org")
+    assert resp.headers.get("access-control-allow-origin") == "https://sandbox.cds-hooks.org"
 
 
 def test_response_has_no_empty_optional_fields(client: TestClient) -> None:

@@ -155,13 +155,20 @@ def test_unreadable_observations_give_no_missing_data_prompts_and_no_treatment()
         assert silent not in codes
 
 
-def test_stable_uuid_is_uuid5() -> None:
+def test_stable_uuid_is_keyed_stable_and_a_valid_uuid() -> None:
     import uuid
 
-    from app.engine.engine import _NAMESPACE, _stable_uuid
+    from app.engine.engine import _stable_uuid
 
     for parts in (("hook-1", "patient", "mbc-overview"), ("", "x"), ("ü", "é", "rule")):
-        assert _stable_uuid(*parts) == str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
+        value = _stable_uuid(b"secret-a", *parts)
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 8 and parsed.variant == uuid.RFC_4122
+        assert _stable_uuid(b"secret-a", *parts) == value  # stable: feedback finds its card
+        assert _stable_uuid(b"secret-b", *parts) != value  # keyed: another deployment, another uuid
+    # Parts are length-prefixed: no id can shift a boundary and collide with another split.
+    assert _stable_uuid(b"k", "a|b", "c") != _stable_uuid(b"k", "a", "b|c")
+    assert _stable_uuid(b"k", "a\x1fb", "c") != _stable_uuid(b"k", "a", "b\x1fc")
 
 
 def test_snoozes_silence_non_critical_cards_and_are_named_on_the_overview() -> None:

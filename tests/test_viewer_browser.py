@@ -293,7 +293,7 @@ def test_pasted_bundle_and_safe_markdown(browser: object, tmp_path: Path) -> Non
 
 
 def test_viewer_says_it_needs_demo_mode_when_jwt_is_on(browser: object, tmp_path: Path) -> None:
-    with serve_app(tmp_path, require_jwt=True) as (base, _db):
+    with serve_app(tmp_path, require_jwt=True, allowed_fhir_servers="*") as (base, _db):
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(base + "/")
         page.wait_for_selector("body[data-ready='demo-off']")

@@ -7,6 +7,7 @@ are left out. Suggestion resources are validated with fhir.resources before they
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
 from plandefinitions.loader import RULE_SYSTEM
 
-_NAMESPACE = uuid.UUID("6f1e1f3e-9a53-4c1b-8d0e-2f6b1c3a9e71")
 OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
 OVERRIDE_REASONS = [
     {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already addressed"},
@@ -43,6 +43,8 @@ class EngineOptions:
     card_budget: int = 8
     acp_app_url: str | None = None
     assessment_form_url: str | None = None
+    # The deployment secret that keys card and suggestion uuids (see _stable_uuid).
+    uuid_key: bytes = b"mbc-cds-uuid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +67,13 @@ def _level_ok(level: str, allowed: str) -> bool:
     return RESOURCE_LEVELS.index(level) <= RESOURCE_LEVELS.index(allowed)
 
 
-_NAMESPACE_BYTES = _NAMESPACE.bytes
-
-
-def _stable_uuid(*parts: str) -> str:
-    """uuid.uuid5(_NAMESPACE, "|".join(parts)) as a string, without building UUID objects (hot path)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
+def _stable_uuid(key: bytes, *parts: str) -> str:
+    """An RFC 9562 version-8 uuid from HMAC-SHA256(key, parts): the same hookInstance, patient and rule give
+    the same uuid (feedback and repeated hooks match), yet without the deployment secret a uuid stored next
+    to its hook instance and rule cannot be tested against guessed patient ids, as a uuid5 could."""
+    message = "".join(f"{len(p)}:{p}" for p in parts).encode()
+    digest = bytearray(hmac.new(key, message, hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -208,7 +210,7 @@ class Engine:
               hook_instance: str) -> FiredRule:
         priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
-        card_uuid = _stable_uuid(hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
+        card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
         suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
         detail = self._detail(rule, ev, evidence, values, withheld)
         first = rule.citations[0]
@@ -300,7 +302,7 @@ class Engine:
                     continue
             out.append({
                 "label": s.label[:200],
-                "uuid": _stable_uuid(card_uuid, s.id),
+                "uuid": _stable_uuid(self.options.uuid_key, card_uuid, s.id),
                 "isRecommended": len(rule.suggestions) == 1,
                 "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}],
             })
