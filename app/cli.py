@@ -10,9 +10,13 @@ import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
+    from app.hook import HookOutcome
+    from app.settings import Settings
 
 INDICATOR_MARK = {"critical": "!!", "warning": "! ", "info": "i "}
 DEMO_DATABASE_URL = "sqlite:///./mbc-cds-demo.db"
@@ -134,13 +138,13 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, now: datetime | None = None,
-                    settings: Any = None) -> list[dict[str, Any]]:
+                    settings: Settings | None = None) -> list[dict[str, Any]]:
     """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database."""
     return evaluate_bundle_outcome(bundle, patient_id=patient_id, now=now, settings=settings).cards
 
 
 def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = None,
-                            now: datetime | None = None, settings: Any = None) -> Any:
+                            now: datetime | None = None, settings: Settings | None = None) -> HookOutcome:
     """The whole HookOutcome (cards, and the evaluation with the facts the rules read) for a Bundle."""
     from app.engine.knowledge import compile_knowledge
     from app.hook import HookProcessor

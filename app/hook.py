@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from app.engine.engine import Engine, EngineOptions, FiredRule, Snooze
-from app.engine.evaluation import Evaluation, evaluate_patient
+from app.engine.evaluation import Evaluation, Windows, evaluate_patient
 from app.engine.knowledge import Knowledge
 from app.read_gaps import describe_gaps, gaps_from_problems, unreadable_types
 from app.service_definition import prefetch_templates, resource_type_of
@@ -18,6 +18,7 @@ from app.settings import Settings
 from cds_hooks.fallback import FetchProblem, PrefetchResolver
 from cds_hooks.models import HookRequest
 from cds_hooks.outbound import OriginLimiter
+from terminology import Terminology
 
 
 class NoDataError(Exception):
@@ -28,7 +29,7 @@ class NoDataError(Exception):
 class HookOutcome:
     cards: list[dict[str, Any]]
     fired: list[FiredRule]
-    evaluation: Evaluation | None
+    evaluation: Evaluation
     problems: list[FetchProblem] = field(default_factory=list)
     resolve_ms: float = 0.0
     evaluate_ms: float = 0.0
@@ -50,7 +51,7 @@ def _identity(resource: Any) -> tuple[str, str] | None:
 
 
 class HookProcessor:
-    def __init__(self, settings: Settings, terminology: Any, knowledge: Knowledge,
+    def __init__(self, settings: Settings, terminology: Terminology, knowledge: Knowledge,
                  http: httpx.AsyncClient | None) -> None:
         self.settings = settings
         self.terminology = terminology
@@ -66,10 +67,9 @@ class HookProcessor:
             limiter=OriginLimiter(settings.fhir_max_connections_per_origin),
             per_hook=settings.fhir_max_concurrent_fetches_per_hook, max_resources=settings.fetched_resource_cap(),
             url_allowed=settings.fhir_allow_list().allows) if http else None
-        self.windows = dict(acute_window=timedelta(days=settings.acute_window_days),
-                            assessment_window=timedelta(days=settings.assessment_window_days),
-                            acp_revisit=timedelta(days=settings.acp_revisit_days),
-                            max_depth=settings.max_json_depth)
+        self.windows = Windows(acute_window=timedelta(days=settings.acute_window_days),
+                               assessment_window=timedelta(days=settings.assessment_window_days),
+                               acp_revisit=timedelta(days=settings.acp_revisit_days))
 
     async def run(self, request: HookRequest, now: datetime | None = None,
                   extra: list[Any] | None = None, extra_skipped: int = 0,

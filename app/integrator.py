@@ -63,9 +63,13 @@ def bundle_resources(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
         rtype = res.get("resourceType")
         if not isinstance(rtype, str):
             continue
-        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else ""
+        full_url = entry.get("fullUrl")
+        if not isinstance(full_url, str):
+            full_url = ""
         if not res.get("id"):
-            request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+            request = entry.get("request")
+            if not isinstance(request, dict):
+                request = {}
             url = str(request.get("url") or "")
             if request.get("method") == "PUT" and url.startswith(f"{rtype}/") and "?" not in url:
                 res["id"] = url.split("/", 1)[1]

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -24,7 +23,7 @@ from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
 from cds_hooks.discovery import ServiceDefinition, discovery_document
 from cds_hooks.jwks_fetch import jwks_client
 from cds_hooks.outbound import outbound_client
-from terminology import get_terminology
+from terminology import Terminology, get_terminology
 from terminology.local_codes import LocalCodesError, load_local_codes
 
 log = logging.getLogger("mbc_cds.runtime")
@@ -36,7 +35,7 @@ class Runtime:
     db: Database
     audit: AuditWriter
     knowledge: Knowledge
-    terminology: object
+    terminology: Terminology
     services: dict[str, ServiceDefinition]
     discovery: dict[str, object]
     http: httpx.AsyncClient
@@ -56,7 +55,7 @@ class Runtime:
         self.db.dispose()
 
 
-def terminology_for(settings: Settings) -> Any:
+def terminology_for(settings: Settings) -> Terminology:
     """The shared terminology plus the deployment's site-local codes (MBC_CDS_LOCAL_CODES), validated."""
     try:
         return load_local_codes(settings.local_codes, get_terminology())

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from cds_hooks.discovery import ServiceDefinition
+
+
+class ConceptCodes(Protocol):
+    """The one terminology lookup the prefetch templates need (terminology.Terminology has it)."""
+
+    def codes(self, concept_id: str) -> frozenset[tuple[str, str]]: ...
+
 
 SERVICE_ID = "mbc-palliative-care"
 HOOK = "patient-view"
@@ -17,11 +26,11 @@ _OBSERVATION_CONCEPTS = (
 )
 
 
-def observation_code_filter(terminology: object) -> str:
+def observation_code_filter(terminology: ConceptCodes) -> str:
     codes: list[str] = []
     for concept in _OBSERVATION_CONCEPTS:
         try:
-            pairs = terminology.codes(concept)  # type: ignore[attr-defined]
+            pairs = terminology.codes(concept)
         except KeyError:
             continue
         for system, code in sorted(pairs):
@@ -31,7 +40,7 @@ def observation_code_filter(terminology: object) -> str:
     return ",".join(codes)
 
 
-def prefetch_templates(terminology: object) -> dict[str, str]:
+def prefetch_templates(terminology: ConceptCodes) -> dict[str, str]:
     obs_codes = observation_code_filter(terminology)
     observations = f"Observation?patient={_P}" + (f"&code={obs_codes}" if obs_codes else "")
     return {
@@ -55,7 +64,7 @@ def resource_type_of(template: str) -> str:
     return template.split("?", 1)[0].split("/", 1)[0]
 
 
-def service_definition(terminology: object) -> ServiceDefinition:
+def service_definition(terminology: ConceptCodes) -> ServiceDefinition:
     return ServiceDefinition(
         id=SERVICE_ID,
         hook=HOOK,

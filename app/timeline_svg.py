@@ -74,7 +74,7 @@ def _ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
         return [(first + timedelta(weeks=i), (first + timedelta(weeks=i)).strftime("%d %b"))
                 for i in range(days // 7 + 2) if first + timedelta(weeks=i) <= end]
     step = 1 if days <= 400 else 3 if days <= 1200 else 12
-    out = []
+    out: list[tuple[datetime, str]] = []
     year, month = start.year, start.month + 1
     while True:
         if month > 12:

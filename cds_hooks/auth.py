@@ -228,7 +228,7 @@ def load_clients(path: str | Path) -> list[TrustedClient]:
             raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: iss, jwks_url, jwks, jku")
         try:
             client = TrustedClient(
-                iss=entry.get("iss"), jwks_url=entry.get("jwks_url"), jwks=entry.get("jwks"),
+                iss=entry.get("iss", ""), jwks_url=entry.get("jwks_url"), jwks=entry.get("jwks"),
                 jku=_jku_list(entry.get("jku")),
             )
         except ValueError as exc:
@@ -303,7 +303,8 @@ class _JwksState:
 
 
 def _public_jwk(key: dict[str, Any]) -> dict[str, Any]:
-    members = _PUBLIC_JWK_MEMBERS.get(key.get("kty"), ())
+    kty = key.get("kty")
+    members = _PUBLIC_JWK_MEMBERS.get(kty, ()) if isinstance(kty, str) else ()
     return {m: key[m] for m in members if m in key}
 
 

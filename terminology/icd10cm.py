@@ -25,7 +25,7 @@ def _snapshot() -> dict[str, dict[str, Any]]:
 
 
 def _library() -> Any:
-    import simple_icd_10_cm
+    import simple_icd_10_cm  # type: ignore[import-untyped]  # no stubs and no py.typed upstream
 
     return simple_icd_10_cm
 

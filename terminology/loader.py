@@ -198,14 +198,15 @@ class Terminology:
                         code = normalise_code(system, member)
                         cset.add((system, code))
                         displays.setdefault((system, code), icd.get_description(member))
-            for key in cset:
-                index.setdefault(key, set()).add(cid)
+            for pair in cset:
+                index.setdefault(pair, set()).add(cid)
             codes[cid] = cset
             first[cid] = ordered
 
         if medication_map is not False:
-            self._load_medication_map(Path(medication_map) if medication_map else _PACKAGE_DIR / "conceptmaps"
-                                      / "medication-names.json", index, names, name_ingredient, code_ingredient)
+            map_path = Path(medication_map) if isinstance(medication_map, str | Path) and medication_map \
+                else _PACKAGE_DIR / "conceptmaps" / "medication-names.json"
+            self._load_medication_map(map_path, index, names, name_ingredient, code_ingredient)
         self._index: dict[tuple[str, str], frozenset[str]] = {k: frozenset(v) for k, v in index.items()}
         self._codes: dict[str, frozenset[tuple[str, str]]] = {k: frozenset(v) for k, v in codes.items()}
         self._ordered = first

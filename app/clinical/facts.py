@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from app.clinical.fhirtime import parse_fhir_datetime
 from app.clinical.medications import classify_medication
-from app.jsonlimits import DEFAULT_MAX_DEPTH
 
 SITES: tuple[str, ...] = (
     "bone", "spine", "long-bone", "brain", "liver", "lung", "pleura", "skin", "peritoneum-bowel", "other",
@@ -305,7 +304,7 @@ def _codes(cc: Any) -> list[str]:
     codings = cc.get("coding")
     if not isinstance(codings, list):
         return []
-    return [c.get("code") for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)]
+    return [code for c in codings if isinstance(c, dict) and isinstance(code := c.get("code"), str)]
 
 
 def _status_code(cc: Any) -> str | None:
@@ -330,8 +329,9 @@ def _display_of(cc: Any) -> str:
     if isinstance(text, str) and text:
         return text
     for coding in cc.get("coding") or []:
-        if isinstance(coding, dict) and isinstance(coding.get("display"), str):
-            return coding["display"]
+        display = coding.get("display") if isinstance(coding, dict) else None
+        if isinstance(display, str):
+            return display
     return ""
 
 
@@ -370,11 +370,10 @@ def _is_breast_primary_by_site(r: dict[str, Any], code: Any, body_concepts: set[
 
 class _FactBuilder:
     def __init__(self, patient_id: str, now: datetime, terminology: TerminologyLike,
-                 acute_window: timedelta, assessment_window: timedelta, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+                 acute_window: timedelta, assessment_window: timedelta) -> None:
         self.t = terminology
         # The builder reads fixed paths and never recurses into resource content, so deep nesting inside a
         # prefetch resource is harmless here; orjson refuses more than 1024 levels at parse time.
-        self.max_depth = max_depth
         self.facts = PatientFacts(patient_id=patient_id, now=now, acute_window=acute_window,
                                   assessment_window=assessment_window)
         self.medications: dict[str, dict[str, Any]] = {}
@@ -566,7 +565,9 @@ class _FactBuilder:
             if isinstance(item, dict):
                 for manifestation in item.get("manifestation") or ():
                     reaction = reaction or _display_of(manifestation)
-        criticality = r.get("criticality") if isinstance(r.get("criticality"), str) else ""
+        criticality = r.get("criticality")
+        if not isinstance(criticality, str):
+            criticality = ""
         label = _display_of(cc) or med.name
         if not label:
             return
@@ -730,9 +731,9 @@ class _FactBuilder:
             facts.breast_primary.extend(self.history)
             facts.recurrence = True
         obs: dict[str, list[Measurement]] = {}
-        for name, items in self.raw_obs.items():
-            items.sort(key=lambda pair: pair[0].when)
-            obs[name] = [m for m, _ in items]
+        for name, pairs in self.raw_obs.items():
+            pairs.sort(key=lambda pair: pair[0].when)
+            obs[name] = [m for m, _ in pairs]
         facts.observations = obs
         for items in facts.drugs.values():
             items.sort(key=lambda u: u.name)
@@ -755,8 +756,8 @@ def _short_drug_name(name: str) -> str:
 
 def build_facts(resources: Iterable[Any], *, patient_id: str, now: datetime, terminology: TerminologyLike,
                 acute_window: timedelta = timedelta(days=30),
-                assessment_window: timedelta = timedelta(days=90), max_depth: int = DEFAULT_MAX_DEPTH) -> PatientFacts:
-    builder = _FactBuilder(patient_id, now, terminology, acute_window, assessment_window, max_depth)
+                assessment_window: timedelta = timedelta(days=90)) -> PatientFacts:
+    builder = _FactBuilder(patient_id, now, terminology, acute_window, assessment_window)
     for resource in resources:
         builder.add(resource)
     return builder.finish()

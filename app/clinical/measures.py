@@ -137,8 +137,8 @@ class WeightLoss:
 
 def weight_loss(facts: PatientFacts) -> WeightLoss | None:
     """Loss from the highest weight in the 90 days before the latest weight, if the latest is recent."""
-    series = [(m, kilograms(m)) for m in facts.series("body-weight")]
-    series = [(m, kg) for m, kg in series if kg is not None and kg > 0]
+    weighed = [(m, kilograms(m)) for m in facts.series("body-weight")]
+    series = [(m, kg) for m, kg in weighed if kg is not None and kg > 0]
     if len(series) < 2:
         return None
     latest, latest_kg = series[-1]

@@ -40,8 +40,9 @@ def _display(cc: Any) -> str:
     if isinstance(text, str) and text.strip():
         return text.strip()
     for coding in cc.get("coding") or ():
-        if isinstance(coding, dict) and isinstance(coding.get("display"), str) and coding["display"].strip():
-            return coding["display"].strip()
+        display = coding.get("display") if isinstance(coding, dict) else None
+        if isinstance(display, str) and display.strip():
+            return display.strip()
     return ""
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
-from app.clinical.facts import PatientFacts, build_facts
+from app.clinical.facts import PatientFacts, TerminologyLike, build_facts
 from app.clinical.measures import CalciumFinding, WeightLoss, latest_calcium, weight_loss
 from app.clinical.pain import PainStatus, pain_status
 from app.clinical.phase import Phase, determine_phase
@@ -17,6 +17,14 @@ from app.read_gaps import ReadGap
 class Evidence:
     text: str
     refs: tuple[str, ...] = ()
+
+
+class Windows(TypedDict):
+    """The configured look-back windows, passed to `evaluate_patient` as keywords."""
+
+    acute_window: timedelta
+    assessment_window: timedelta
+    acp_revisit: timedelta
 
 
 @dataclass(slots=True)
@@ -30,7 +38,7 @@ class Evaluation:
     unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
     gaps: tuple[ReadGap, ...] = ()                       # the same, typed (resource type, kind, cause)
     acp_revisit: timedelta = timedelta(days=182)
-    terminology: Any = None                              # for checking draft medications (allergy, renal)
+    terminology: TerminologyLike | None = None           # for checking draft medications (allergy, renal)
 
     @property
     def patient_id(self) -> str:
@@ -41,13 +49,14 @@ class Evaluation:
         return self.facts.now
 
 
-def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, terminology: Any,
+def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime,
+                     terminology: TerminologyLike,
                      acute_window: timedelta, assessment_window: timedelta, acp_revisit: timedelta,
                      problems: list[str] | None = None,
-                     unreadable_types: frozenset[str] = frozenset(), max_depth: int = 64,
+                     unreadable_types: frozenset[str] = frozenset(),
                      gaps: tuple[ReadGap, ...] = ()) -> Evaluation:
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
-                        acute_window=acute_window, assessment_window=assessment_window, max_depth=max_depth)
+                        acute_window=acute_window, assessment_window=assessment_window)
     # The facts know only what they were given; the fetch layer knows which medication reads failed.
     facts.medications_readable = not (unreadable_types & {"MedicationRequest", "MedicationStatement", "Medication"})
     all_problems = list(problems or [])

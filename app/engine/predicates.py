@@ -628,7 +628,9 @@ def _pain_uncontrolled(ev: Evaluation, _: str | None) -> Result:
 def performance_fell(ev: Evaluation) -> Evidence | None:
     """ECOG up (or Karnofsky down) against the previous value in the assessment window."""
     f = ev.facts
-    for name, worse in (("ecog", lambda a, b: b > a), ("karnofsky", lambda a, b: b < a)):
+    checks: tuple[tuple[str, Callable[[float, float], bool]], ...] = (
+        ("ecog", lambda a, b: b > a), ("karnofsky", lambda a, b: b < a))
+    for name, worse in checks:
         latest, prev = f.latest(name, f.assessment_window), f.previous(name)
         if latest is not None and prev is not None and worse(prev.value, latest.value):
             label = "ECOG" if name == "ecog" else "Karnofsky"

@@ -113,7 +113,7 @@ def validation_message(exc: Exception) -> str:
     if not callable(errors):
         return str(exc)[:300]
     parts = []
-    for err in errors()[:5]:  # type: ignore[operator]
+    for err in errors()[:5]:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__") or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)

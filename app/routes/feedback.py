@@ -55,8 +55,8 @@ async def post_feedback(service_id: str, request: Request) -> Response:
         entries.append(FeedbackEntry(
             card_uuid=item.card[:64], outcome=item.outcome, outcome_timestamp=item.outcomeTimestamp[:40],
             accepted_suggestions=tuple(s.id[:64] for s in item.acceptedSuggestions or []),
-            override_code=(reason.code or None)[:64] if reason and reason.code else None,
-            override_display=(reason.display or None)[:200] if reason and reason.display else None,
+            override_code=reason.code[:64] if reason and reason.code else None,
+            override_display=reason.display[:200] if reason and reason.display else None,
             has_comment=bool(item.overrideReason and item.overrideReason.userComment)))
     # The overview and data-incomplete are never snoozed (their PlanDefinition card tier): nothing to record.
     unsnoozable = {r.id for r in runtime.knowledge.rules if r.uncapped}

@@ -17,7 +17,7 @@ FHIR_JSON = "application/fhir+json"
 def _resources(request: Request, rtype: str) -> list[dict[str, Any]]:
     runtime = runtime_of(request)
     if rtype == "ValueSet":
-        return runtime.terminology.all_valuesets()  # type: ignore[attr-defined,no-any-return]
+        return runtime.terminology.all_valuesets()
     return runtime.knowledge.artifacts.of(rtype)
 
 

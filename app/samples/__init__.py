@@ -69,14 +69,16 @@ _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\
 
 @cache
 def _manifest() -> dict[str, Any]:
-    return json.loads((BUNDLE_DIR / "index.json").read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = json.loads((BUNDLE_DIR / "index.json").read_text(encoding="utf-8"))
+    return manifest
 
 
 @cache
 def _raw_bundle(sample_id: str) -> dict[str, Any]:
     for item in _manifest()["samples"]:
         if item["id"] == sample_id:
-            return json.loads((BUNDLE_DIR / item["file"]).read_text(encoding="utf-8"))
+            bundle: dict[str, Any] = json.loads((BUNDLE_DIR / item["file"]).read_text(encoding="utf-8"))
+            return bundle
     raise KeyError(f"unknown sample {sample_id!r}; known: {', '.join(sample_ids())}")
 
 

@@ -15,14 +15,19 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.store.db import Database
 from app.store.models import Invocation, IssuedCard
 from app.store.spool import AuditSpool
+
+# Declarative classes expose __table__ as a FromClause; for these mapped classes it is the Table the inserts need.
+_INVOCATIONS = cast(Table, Invocation.__table__)
+_ISSUED_CARDS = cast(Table, IssuedCard.__table__)
 
 log = logging.getLogger("mbc_cds.audit")
 
@@ -224,10 +229,10 @@ class AuditWriter:
                         "created_at": r.created_at} for r in batch]
         cards = list({u: _card_row(r, u, rule) for r in batch for u, rule in r.card_uuids}.values())
         with self.db.engine.begin() as conn:
-            conn.execute(insert(Invocation.__table__), invocations)
+            conn.execute(insert(_INVOCATIONS), invocations)
             if cards:
                 # A repeated hookInstance gives the same card uuids: the first issue stands.
-                conn.execute(insert(IssuedCard.__table__).on_conflict_do_nothing(index_elements=["uuid"]), cards)
+                conn.execute(insert(_ISSUED_CARDS).on_conflict_do_nothing(index_elements=["uuid"]), cards)
 
     def _retry_spool(self) -> None:
         """Write what earlier failures spooled, now that (or if) the database answers."""

@@ -18,6 +18,7 @@ therefore about one bucket of raw bytes plus one patient's parsed resources, plu
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import re
@@ -26,6 +27,7 @@ import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -144,8 +146,10 @@ def detect_format(path: Path) -> str:
     raise ValueError(f"{path}: no .ndjson or Bundle .json files found")
 
 
-def open_lines(file: Path) -> IO[bytes]:
-    return gzip.open(file, "rb") if file.name.endswith(".gz") else open(file, "rb")
+def open_lines(file: Path) -> io.BufferedIOBase:
+    if file.name.endswith(".gz"):
+        return gzip.GzipFile(file, "rb")
+    return open(file, "rb")
 
 
 def _loads(line: bytes) -> dict[str, Any] | None:
@@ -403,7 +407,7 @@ class PopulationReader:
         total = 0
         for f in files:
             with open_lines(f) as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                for block in iter(partial(fh.read, 1 << 20), b""):
                     total += block.count(b"\n")
         return total
 
