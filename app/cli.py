@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
     from app.hook import HookOutcome
     from app.settings import Settings
 
-INDICATOR_MARK = {"critical": "!!", "warning": "! ", "info": "i "}
 DEMO_DATABASE_URL = "sqlite:///./mbc-cds-demo.db"
 SERVICE_PATH = "/cds-services/mbc-palliative-care"
 
@@ -49,7 +48,7 @@ def _database_url(args: argparse.Namespace) -> str:
     return str(_settings().database_url)
 
 
-def _settings() -> Any:
+def _settings() -> Settings:
     from pydantic import ValidationError
 
     from app.settings import get_settings

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_MAX_DEPTH = 64
-
 
 def json_depth_exceeds(data: Any, limit: int, skip: frozenset[str] = frozenset()) -> bool:
     """True when objects/arrays nest deeper than `limit` levels (the top-level value is level 1).

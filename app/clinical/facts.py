@@ -52,15 +52,10 @@ SERVICES: tuple[str, ...] = (
     "mental-health", "chaplaincy", "wound-care", "orthopaedics", "radiotherapy", "oncology", "key-worker",
     "lymphoedema",
 )
-ACP_KINDS: tuple[str, ...] = ("document", "proxy", "code-status", "place-of-death", "goals-of-care")
 ACP_LABELS: dict[str, str] = {
     "document": "advance directive", "proxy": "healthcare proxy", "code-status": "code status",
     "place-of-death": "preferred place of death", "goals-of-care": "goals of care",
 }
-OBSERVATIONS: tuple[str, ...] = (
-    "ecog", "karnofsky", "pain-score", "distress", "phq9", "phq2", "gad7", "calcium", "corrected-calcium",
-    "albumin", "spo2", "body-weight", "egfr", "creatinine-clearance", "fatigue-score",
-)
 TREATMENTS: tuple[str, ...] = (
     "radiotherapy-bone", "radiotherapy-brain", "radiotherapy-stereotactic", "neurosurgery", "orthopaedic-fixation",
     "thoracentesis", "pleurodesis", "biliary-stent",
@@ -240,9 +235,6 @@ class PatientFacts:
                 if use.name not in names:
                     names.append(use.name)
         return names
-
-    def has_service(self, service: str) -> bool:
-        return bool(self.services.get(service))
 
     def acp_items(self) -> list[Dated]:
         return [item for items in self.acp.values() for item in items]

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 DRUG_PREFIX = "drug-"
 # Stimulant laxatives (rules v2 order-stimulant-laxative-obstruction): by ingredient, on top of "laxative".
 STIMULANT_LAXATIVES = frozenset({"senna", "bisacodyl", "sodium picosulfate"})
-OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
 
 
 class MedicationTerminology(Protocol):

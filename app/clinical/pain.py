@@ -11,7 +11,6 @@ from app.clinical.thresholds import PAIN_MILD_MAX, PAIN_RISE, PAIN_SEVERE
 
 Severity = Literal["none", "mild", "moderate", "severe", "unknown"]
 STEP_NAMES = {0: "no analgesic", 1: "non-opioid", 2: "weak opioid", 3: "strong opioid"}
-STEP_KEYS = {1: "non-opioid", 2: "weak-opioid", 3: "strong-opioid"}
 _NEXT_LABEL = {
     1: "a non-opioid (paracetamol or an NSAID)",
     2: "a weak opioid or low-dose strong opioid",

@@ -338,7 +338,7 @@ _FORMATTER = string.Formatter()
 
 def check_template(template: str, where: str) -> None:
     try:
-        fields = [name for _, name, spec, conv in _FORMATTER.parse(template) if name is not None]
+        fields = [name for _, name, _spec, _conv in _FORMATTER.parse(template) if name is not None]
     except ValueError as exc:
         raise KnowledgeError(f"{where}: bad template {template!r}: {exc}") from exc
     for name in fields:

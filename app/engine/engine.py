@@ -115,15 +115,10 @@ class Engine:
         self.knowledge = knowledge
         self.options = options
         self.rules = [r for r in knowledge.rules if _level_ok(r.level, options.resource_level)]
-        self.withheld = [r for r in knowledge.rules if not _level_ok(r.level, options.resource_level)]
         self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}
         level = options.resource_level
         self._titles = {r.id: r.title_at(level) for r in knowledge.rules}
         self._descriptions = {r.id: r.description_at(level) for r in knowledge.rules}
-
-    def cards(self, ev: Evaluation, hook_instance: str = "",
-              snoozes: Iterable[Snooze] = ()) -> list[dict[str, Any]]:
-        return [f.card for f in self.fire(ev, hook_instance, snoozes)]
 
     def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
         if not ev.facts.in_scope:

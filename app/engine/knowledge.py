@@ -159,7 +159,6 @@ def _level_titles(action: dict[str, Any], where: str) -> tuple[tuple[str, str], 
 class Knowledge:
     rules: list[Rule]
     artifacts: Artifacts
-    library_description: str = ""
     rule_ids: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -252,6 +251,5 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
     ranks = [r.order for r in rules]
     if len(set(ranks)) != len(ranks):
         raise KnowledgeError("two rules share a display-rank: the display order must be total")
-    library = next(iter(artifacts.of("Library")), {})
     return Knowledge(rules=sorted(rules, key=lambda r: r.order), artifacts=artifacts,
-                     library_description=str(library.get("description", "")), rule_ids=frozenset(ids))
+                     rule_ids=frozenset(ids))

@@ -23,7 +23,6 @@ from app.clinical.facts import (
     Dated,
 )
 from app.clinical.fhirtime import fmt_date
-from app.clinical.phase import ASSESSMENTS
 from app.engine.evaluation import Evaluation, Evidence
 from app.read_gaps import nothing_readable
 
@@ -152,14 +151,6 @@ def _complication(ev: Evaluation, name: str) -> Evidence | None:
     if fact is None:
         return None
     return Evidence(f"{COMPLICATION_LABELS[name]} on record ({fmt_date(fact.first)})", tuple(fact.refs))
-
-
-def _measure(ev: Evaluation, name: str, label: str, days: int | None = None) -> Evidence | None:
-    window = ev.facts.acute_window if days is None else ev.facts.assessment_window
-    m = ev.facts.latest(name, window)
-    if m is None:
-        return None
-    return Evidence(f"{label} {m.value:g} on {fmt_date(m.when)}", (m.ref,))
 
 
 def _all(*parts: Evidence | None) -> Result:
@@ -776,5 +767,3 @@ def compile_dynamic_value(expression: str) -> DynamicValue:
         raise KnowledgeError(f"unknown dynamic value {expression!r}")
     return fn
 
-
-ASSESSMENT_NAMES = ASSESSMENTS

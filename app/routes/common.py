@@ -108,17 +108,6 @@ def parse_json_object(body: bytes, max_depth: int | None = None,
     return data
 
 
-def validation_message(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return str(exc)[:300]
-    parts = []
-    for err in errors()[:5]:
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__") or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
-
-
 def audience_for(request: Request, runtime: Runtime) -> str:
     """The `aud` a token must name. With JWT on, start-up requires MBC_CDS_PUBLIC_BASE_URL: the request's
     Host and X-Forwarded-* headers are the caller's to choose, so they never decide the audience."""

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -259,7 +259,3 @@ def _card_row(r: AuditRecord, card_uuid: str, rule: str) -> dict[str, object]:
     return {"uuid": card_uuid, "rule_id": rule, "service": r.service, "hook_instance": r.hook_instance[:128],
             "created_at": r.created_at, "client": r.client[:256] if r.client else None,
             "patient_hash": r.patient_hash, "indicator": indicator, "suggestions": list(suggestions)}
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

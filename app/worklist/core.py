@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this module)
+    from app.hook import HookProcessor
+    from app.settings import Settings
 
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
 HOOK_INSTANCE = "mbc-cds-worklist"
@@ -34,7 +38,7 @@ def parse_now(value: str | datetime | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def make_settings(resource_level: str | None = None, **overrides: Any) -> Any:
+def make_settings(resource_level: str | None = None, **overrides: Any) -> Settings:
     from app.settings import Settings
 
     values: dict[str, Any] = {"require_jwt": False}
@@ -44,7 +48,7 @@ def make_settings(resource_level: str | None = None, **overrides: Any) -> Any:
     return Settings(**values)
 
 
-def settings_payload(settings: Any) -> dict[str, Any]:
+def settings_payload(settings: Settings) -> dict[str, Any]:
     """The settings that change an evaluation, as plain values (shipped to Spark workers)."""
     keys = ("resource_level", "info_card_cap", "card_budget", "acute_window_days", "assessment_window_days",
             "acp_revisit_days", "acp_app_url", "assessment_form_url", "snooze_already_addressed_days",
@@ -52,7 +56,7 @@ def settings_payload(settings: Any) -> dict[str, Any]:
     return {k: getattr(settings, k) for k in keys}
 
 
-def make_processor(settings: Any) -> Any:
+def make_processor(settings: Settings) -> HookProcessor:
     """The same HookProcessor the service builds, without an HTTP client."""
     from app.engine.knowledge import compile_knowledge
     from app.hook import HookProcessor

@@ -6,13 +6,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from app.worklist.core import evaluate_group, make_processor, rank_rows
 from app.worklist.output import Progress
 from app.worklist.readers import DEFAULT_BUCKET_BYTES, PopulationReader
+
+if TYPE_CHECKING:
+    from app.hook import HookProcessor
+    from app.settings import Settings
 
 
 @dataclass
@@ -24,9 +28,9 @@ class WorklistResult:
     drafts: int = 0
 
 
-def run_local(path: str | Path, *, now: datetime, settings: Any, bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+def run_local(path: str | Path, *, now: datetime, settings: Settings, bucket_bytes: int = DEFAULT_BUCKET_BYTES,
               progress: bool = True, drafts_sink: IO[bytes] | None = None, tmpdir: str | None = None,
-              processor: Any = None) -> WorklistResult:
+              processor: HookProcessor | None = None) -> WorklistResult:
     t0 = time.perf_counter()
     reader = PopulationReader(path, bucket_bytes=bucket_bytes, tmpdir=tmpdir)
     processor = processor or make_processor(settings)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -46,6 +46,9 @@ from app.worklist.readers import (
     ndjson_record,
     prepare_group,
 )
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 DEFAULT_MASTER = "local[2]"
 PARTITION_BYTES = 32 * 1024 * 1024
@@ -155,7 +158,7 @@ def _group_ndjson(spark: Any, files: list[str], n_parts: int) -> Any:
 
 
 # -- driver ------------------------------------------------------------------------------------------------------
-def run_spark(path: str | Path, *, now: datetime, settings: Any, master: str = DEFAULT_MASTER,
+def run_spark(path: str | Path, *, now: datetime, settings: Settings, master: str = DEFAULT_MASTER,
               spark: Any = None, progress: bool = True, drafts_sink: IO[bytes] | None = None,
               partitions: int | None = None, tmpdir: str | None = None) -> WorklistResult:
     t0 = time.perf_counter()
