@@ -5,7 +5,7 @@
 # The image runs `mbc-cds serve` on port 8080 as a non-root user; any other subcommand works too
 # (`docker run mbc-cds migrate`, `docker run mbc-cds load --fhir-server ...`).
 
-# ---- build: the wheel, installed with the postgres extra into a virtualenv ------------------------------
+# ---- build: the wheel, installed with the postgres extra into a virtualenv, versions from constraints.txt --
 FROM python:3.11-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -14,13 +14,13 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --upgrade pip wheel
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY cds_hooks ./cds_hooks
 COPY plandefinitions ./plandefinitions
 COPY terminology ./terminology
 RUN pip wheel --no-deps --wheel-dir /wheels . \
- && pip install "$(ls /wheels/mbc_cds-*.whl)[postgres]" \
+ && pip install -c constraints.txt "$(ls /wheels/mbc_cds-*.whl)[postgres]" \
  && mbc-cds --help >/dev/null \
  && python -c "from importlib.resources import files; assert files('app').joinpath('static', 'viewer.js').is_file()"
 
