@@ -197,7 +197,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_timeline(outcome: Any, path: Path, *, link_base: str = "", days: int | None = 120) -> None:
+def write_timeline(outcome: HookOutcome, path: Path, *, link_base: str = "", days: int | None = 120) -> None:
     """The patient's timeline (the facts behind `outcome`'s cards) as SVG, or as its JSON for a .json path."""
     from app.clinical.timeline import build_timeline
     from app.timeline_svg import render_timeline_svg

@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -54,7 +54,7 @@ class RedactUrlFilter(logging.Filter):
         return True
 
 
-class StderrJsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrJsonHandler(logging.StreamHandler[TextIO]):
     """JSON lines on whatever sys.stderr is at the time of the record (test capture, a redirected stream)."""
 
     def __init__(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -27,9 +27,10 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     """Read from the settings (MBC_CDS_HEADER_TIMEOUT_SECONDS), not a class attribute: worker processes
     re-import this module and only the environment reaches them."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.timeout_header = get_settings().header_timeout_seconds
-        super().connection_made(transport)
+        # asyncio hands a stream protocol a Transport; uvicorn's H11Protocol declares exactly that.
+        super().connection_made(cast(asyncio.Transport, transport))
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm_header_timer()
 

@@ -146,7 +146,7 @@ def split_resources(value: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int
     """(resources, skipped): as `resources_of`, plus the number of entries that were skipped because the
     entry or its `resource` is not a JSON object (or `entry` itself is not a list)."""
     if value.get("resourceType") != "Bundle":
-        return [value], 0  # type: ignore[list-item]
+        return [value if isinstance(value, dict) else dict(value)], 0
     out: list[dict[str, Any]] = []
     entries = value.get("entry")
     if entries is None:

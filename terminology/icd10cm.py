@@ -19,7 +19,8 @@ SNAPSHOT = Path(__file__).parent / "icd10cm_snapshot.json"
 @functools.lru_cache(maxsize=1)
 def _snapshot() -> dict[str, dict[str, Any]]:
     try:
-        return json.loads(SNAPSHOT.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        snapshot: dict[str, dict[str, Any]] = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+        return snapshot
     except (OSError, ValueError):
         return {}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -159,7 +159,7 @@ class Engine:
         return [self._card(rule, ev, evidence, TemplateValues(ev), hook_instance)]
 
     def _rank_and_cap(self, fired: list[FiredRule], ev: Evaluation,
-                      silenced: list[tuple[Rule, Snooze]] = ()) -> list[FiredRule]:  # type: ignore[assignment]
+                      silenced: Sequence[tuple[Rule, Snooze]] = ()) -> list[FiredRule]:
         fired.sort(key=lambda f: (INDICATOR_RANK[f.indicator], f.rule.order))
         _one_draft_per_target(fired)
         # Emergency mode: while a critical card stands, info cards wait (listed on the overview, not lost).

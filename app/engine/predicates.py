@@ -7,7 +7,7 @@ the card can say why it fired. Names and arguments are checked when the knowledg
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +21,7 @@ from app.clinical.facts import (
     TREATMENT_LABELS,
     TREATMENTS,
     Dated,
+    SiteFact,
 )
 from app.clinical.fhirtime import fmt_date
 from app.engine.evaluation import Evaluation, Evidence
@@ -148,9 +149,17 @@ def _site(ev: Evaluation, site: str) -> Evidence | None:
 
 def _complication(ev: Evaluation, name: str) -> Evidence | None:
     fact = ev.facts.complications.get(name)
-    if fact is None:
-        return None
+    return None if fact is None else _complication_evidence(name, fact)
+
+
+def _complication_evidence(name: str, fact: SiteFact) -> Evidence:
     return Evidence(f"{COMPLICATION_LABELS[name]} on record ({fmt_date(fact.first)})", tuple(fact.refs))
+
+
+def _newest(items: Iterable[Dated]) -> Dated | None:
+    """The item with the latest date (the first of equals); undated items never win."""
+    dated = [(i.when, i) for i in items if i.when is not None]
+    return max(dated, key=lambda pair: pair[0])[1] if dated else None
 
 
 def _all(*parts: Evidence | None) -> Result:
@@ -209,7 +218,7 @@ def _progression_event(ev: Evaluation) -> Dated | None:
               for site, fact in f.sites.items() if fact.first is not None and f.recent(fact.first, window)]
     events += [Dated(ref=i.ref, when=i.when, label="disease status progressing")
                for i in f.progressing if i.when is not None and f.recent(i.when, window)]
-    return max(events, key=lambda d: d.when) if events else None  # type: ignore[arg-type,return-value]
+    return _newest(events)
 
 
 def missing_assessment_evidence(ev: Evaluation) -> dict[str, Evidence]:
@@ -315,7 +324,7 @@ def _hypercalcaemia(ev: Evaluation, _: str | None) -> Result:
     if ca is None:
         fact = ev.facts.complications.get("hypercalcaemia")
         if fact is not None and (fact.first is None or ev.facts.recent(fact.first, ev.facts.acute_window)):
-            return [_complication(ev, "hypercalcaemia")]  # type: ignore[list-item]
+            return [_complication_evidence("hypercalcaemia", fact)]
     return None
 
 
@@ -478,7 +487,7 @@ def _long_bone(ev: Evaluation, _: str | None) -> Result:
     generic = f.complications.get("pathological-fracture")
     vertebral = f.complications.get("vertebral-fracture")
     if generic is not None and not (vertebral is not None and set(generic.refs) <= set(vertebral.refs)):
-        found = (found or []) + [_complication(ev, "pathological-fracture")]  # type: ignore[list-item]
+        found = (found or []) + [_complication_evidence("pathological-fracture", generic)]
     return found
 
 
@@ -729,8 +738,7 @@ def _acp_complete(ev: Evaluation, _: str | None) -> Result:
 
 
 def newest_acp(ev: Evaluation) -> Dated | None:
-    dated = [i for i in ev.facts.acp_items() if i.when is not None]
-    return max(dated, key=lambda i: i.when) if dated else None  # type: ignore[arg-type,return-value]
+    return _newest(ev.facts.acp_items())
 
 
 @predicate("AcpStale")

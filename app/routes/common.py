@@ -57,7 +57,8 @@ def json_body_doc(model_name: str) -> dict[str, Any]:
 
 
 def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 def require_json_content_type(request: Request) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
@@ -23,6 +22,7 @@ from app.routes.common import (
     read_body,
     runtime_of,
 )
+from app.runtime import Runtime
 from app.store.feedback import (
     FeedbackEntry,
     FeedbackRefused,
@@ -86,7 +86,7 @@ async def post_feedback(service_id: str, request: Request) -> Response:
 _UNKNOWN_CARD_RETRIES = (0.0, 0.15, 0.3, 0.6)
 
 
-async def _retry_unknown_card(runtime: Any, store: Callable[[], FeedbackResult]) -> FeedbackResult:
+async def _retry_unknown_card(runtime: Runtime, store: Callable[[], FeedbackResult]) -> FeedbackResult:
     await anyio.to_thread.run_sync(runtime.audit.flush)
     for i, delay in enumerate(_UNKNOWN_CARD_RETRIES):
         await anyio.sleep(delay)

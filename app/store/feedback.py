@@ -4,12 +4,13 @@ in one transaction or not at all; an identical repeat is idempotent."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.store.db import Database
 from app.store.models import Feedback, IssuedCard, Snooze
@@ -44,7 +45,7 @@ class FeedbackResult:
     snoozed: list[SnoozeMade] = field(default_factory=list)
     not_snoozed: list[dict[str, str]] = field(default_factory=list)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[int]:
         # (stored, already_stored), as callers unpacked it before snoozes existed
         return iter((self.stored, self.already_stored))
 
@@ -137,7 +138,7 @@ def _new_outcome(e: FeedbackEntry, earlier: list[FeedbackEntry]) -> FeedbackEntr
                          e.has_comment)
 
 
-def _snooze(s: object, card: IssuedCard, e: FeedbackEntry, now: datetime,
+def _snooze(s: Session, card: IssuedCard, e: FeedbackEntry, now: datetime,
             snooze_days: Callable[[str], int] | None, result: FeedbackResult) -> None:
     reason = e.override_code or ""
     if reason not in OVERRIDE_CODES:
@@ -150,7 +151,7 @@ def _snooze(s: object, card: IssuedCard, e: FeedbackEntry, now: datetime,
     if days <= 0 or not card.patient_hash:
         return
     until = now + timedelta(days=days)
-    s.add(Snooze(patient_hash=card.patient_hash, rule_id=card.rule_id, reason=reason, until=until))  # type: ignore[attr-defined]
+    s.add(Snooze(patient_hash=card.patient_hash, rule_id=card.rule_id, reason=reason, until=until))
     result.snoozed.append(SnoozeMade(card.rule_id, reason, until))
 
 

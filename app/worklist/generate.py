@@ -27,12 +27,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from app.worklist.core import parse_now
 from app.worklist.readers import _rewrite_refs as _rewrite
+
+if TYPE_CHECKING:
+    from terminology import Terminology
 
 _NS = uuid.UUID("3d0a4c1e-7b7e-4b9e-a1c2-5f1b9e0d7c11")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +93,7 @@ def load_templates(now: datetime, which: str = "all") -> list[Template]:
     return templates
 
 
-def _concepts(term: Any, cc: Any) -> set[str]:
+def _concepts(term: Terminology | None, cc: Any) -> set[str]:
     return term.concepts_of_codeable(cc) if term is not None else set()
 
 
