@@ -12,7 +12,7 @@ import httpx
 
 from app.engine.knowledge import Knowledge, compile_knowledge
 from app.hook import HookProcessor
-from app.service_definition import SERVICE_ID, service_definition
+from app.service_definition import SERVICE_ID, order_service_definitions, service_definition
 from app.settings import Settings
 from app.store.audit import AuditWriter
 from app.store.db import Database
@@ -60,6 +60,7 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
                              limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
     definition = service_definition(terminology)
     services = {SERVICE_ID: definition}
+    services.update({s.id: s for s in order_service_definitions(terminology)})
     verifier: JwtVerifier | None = None
     clients: list[TrustedClient] = []
     if settings.require_jwt:

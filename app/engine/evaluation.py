@@ -28,6 +28,8 @@ class Evaluation:
     problems: list[str] = field(default_factory=list)   # what could not be read (no patient data)
     unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
     acp_revisit: timedelta = timedelta(days=182)
+    # The draft orders of an order-select / order-sign call (app.orders.drafts.OrderContext); None at patient-view.
+    orders: Any = None
 
     @property
     def patient_id(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Order-time predicates (section 5b) register themselves with the same predicate language.
+import app.orders.predicates  # noqa: E402, F401, I001
 from app.engine.context import check_template
 from app.engine.predicates import (
     LANGUAGE,
@@ -15,7 +17,7 @@ from app.engine.predicates import (
     compile_dynamic_value,
 )
 from app.settings import RESOURCE_LEVELS
-from plandefinitions.loader import RESOURCE_LEVEL_URL, RULE_SYSTEM, Artifacts, load_artifacts
+from plandefinitions.loader import RESOURCE_LEVEL_URL, RULE_SYSTEM, Artifacts, load_artifacts, plan_hooks
 
 PRIORITY_TO_INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
 INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -52,6 +54,7 @@ class SuggestionRule:
     conditions: tuple[Condition, ...]
     level: str
     activity: dict[str, Any]
+    action_type: str = "create"   # PlanDefinition action type: create | update | remove
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Rule:
     selection_behavior: str
     order: int
     note: str = ""
+    hooks: tuple[str, ...] = ("patient-view",)   # the CDS hooks whose trigger events fire this rule
 
 
 @dataclass
@@ -110,6 +114,13 @@ def _rule_code(action: dict[str, Any], where: str) -> tuple[str, str]:
     raise KnowledgeError(f"{where}: action has no rule code in {RULE_SYSTEM}")
 
 
+def _action_type(action: dict[str, Any]) -> str:
+    for coding in (action.get("type") or {}).get("coding") or []:
+        if coding.get("code") in ("create", "update", "remove"):
+            return str(coding["code"])
+    return "create"
+
+
 def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
     artifacts = artifacts or load_artifacts()
     activities = {a.get("url"): a for a in artifacts.of("ActivityDefinition")}
@@ -133,16 +144,18 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
             for child in action.get("action") or []:
                 cwhere = f"{where} suggestion {child.get('id')}"
                 canonical = child.get("definitionCanonical")
-                activity = activities.get(canonical)
+                action_type = _action_type(child)
+                activity = activities.get(canonical) if canonical else ({} if action_type == "remove" else None)
                 if activity is None:
                     raise KnowledgeError(f"{cwhere}: ActivityDefinition {canonical!r} not found")
                 suggestions.append(SuggestionRule(
                     id=str(child.get("id") or activity["id"]),
-                    label=str(child.get("title") or activity.get("title") or activity["id"]),
+                    label=str(child.get("title") or activity.get("title") or activity.get("id") or child.get("id")),
                     description=str(child.get("description") or activity.get("description") or ""),
                     conditions=_conditions(child, cwhere),
                     level=_level(child, _level(activity, level, cwhere), cwhere),
                     activity=activity,
+                    action_type=action_type,
                 ))
             citations = tuple(
                 Citation(str(d.get("label") or d.get("display") or "source"), str(d.get("display") or ""),
@@ -156,6 +169,7 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                 citations=citations, conditions=_conditions(action, where), suggestions=tuple(suggestions),
                 selection_behavior=str(action.get("selectionBehavior") or "any"),
                 order=order.get(rule_id, len(order)), note=str(action.get("textEquivalent") or ""),
+                hooks=plan_hooks(plan, action),
             ))
     ids = [r.id for r in rules]
     duplicates = {i for i in ids if ids.count(i) > 1}
