@@ -122,6 +122,9 @@ class Terminology:
         first: dict[str, list[dict[str, str]]] = {}
         displays: dict[tuple[str, str], str] = {}
         names: dict[str, set[str]] = {}
+        # Normalised name / (system, code) -> canonical lower-case ingredient name (the code's display).
+        name_ingredient: dict[str, str] = {}
+        code_ingredient: dict[tuple[str, str], str] = {}
         exclusions: dict[str, re.Pattern[str]] = {}
 
         files = sorted(vs_dir.glob("*.json"))
@@ -152,9 +155,14 @@ class Terminology:
                     displays.setdefault((system, code), display)
                     ordered.append({"system": system, "code": raw, "display": display})
                     if name_match:
+                        canonical = display.strip().lower()
+                        if canonical:
+                            code_ingredient.setdefault((system, code), canonical)
                         for name in [display, *(d.get("value") for d in concept.get("designation") or ())]:
                             if isinstance(name, str) and name.strip():
                                 names.setdefault(name.strip().lower(), set()).add(cid)
+                                if canonical:
+                                    name_ingredient.setdefault(name.strip().lower(), canonical)
                 for flt in include.get("filter") or ():
                     value = flt.get("value", "")
                     if system != ICD10CM or flt.get("property") != "concept" or flt.get("op") != "is-a":
@@ -181,6 +189,8 @@ class Terminology:
         self._displays = displays
         self._systems = frozenset(system for system, _ in self._index)
         self._names: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in names.items()}
+        self._name_ingredient = name_ingredient
+        self._code_ingredient = code_ingredient
         self._exclusions = exclusions
         self._name_re: re.Pattern[str] | None = None
         if self._names:
@@ -285,6 +295,24 @@ class Terminology:
                 if self._exclusions[cid].search(text):
                     out.discard(cid)
         return out
+
+    def ingredients_of_text(self, text: Any) -> set[str]:
+        """Canonical ingredient names (lower case) whose names occur as whole words in ``text``."""
+        out: set[str] = set()
+        if not isinstance(text, str) or not text or self._name_re is None:
+            return out
+        for match in self._name_re.finditer(text):
+            ingredient = self._name_ingredient.get(match.group(0).lower())
+            if ingredient:
+                out.add(ingredient)
+        return out
+
+    def ingredient_of_code(self, system: Any, code: Any) -> str | None:
+        """The canonical ingredient name of an ingredient code of a drug-class ValueSet, or None."""
+        if not isinstance(system, str) or not isinstance(code, str):
+            return None
+        system = _SYSTEM_ALIASES.get(system, system)
+        return self._code_ingredient.get((system, normalise_code(system, code)))
 
     def concepts_of_medication(self, cc: Any) -> set[str]:
         """Codes of a medication CodeableConcept plus ingredient-name matches in its ``text`` and coding displays."""

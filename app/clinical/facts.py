@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.clinical.fhirtime import parse_fhir_datetime
+from app.clinical.medications import classify_medication
 from app.jsonlimits import DEFAULT_MAX_DEPTH
 
 SITES: tuple[str, ...] = (
@@ -28,7 +29,8 @@ _SITE_IMPLIES: dict[str, tuple[str, ...]] = {"spine": ("bone",), "long-bone": ("
 COMPLICATIONS: tuple[str, ...] = (
     "cord-compression", "hypercalcaemia", "pathological-fracture", "bowel-obstruction", "seizure",
     "cerebral-oedema", "pleural-effusion", "jaundice", "pruritus", "nausea", "lymphoedema", "fungating-wound",
-    "dyspnoea", "back-pain", "financial-concern", "spiritual-concern",
+    "dyspnoea", "back-pain", "financial-concern", "spiritual-concern", "fatigue", "neuro-deficit",
+    "uncontrolled-local-disease", "long-bone-fracture", "vertebral-fracture",
 )
 COMPLICATION_LABELS: dict[str, str] = {
     "cord-compression": "spinal cord compression", "hypercalcaemia": "hypercalcaemia",
@@ -37,6 +39,9 @@ COMPLICATION_LABELS: dict[str, str] = {
     "jaundice": "jaundice", "pruritus": "pruritus", "nausea": "nausea", "lymphoedema": "lymphoedema",
     "fungating-wound": "fungating wound", "dyspnoea": "dyspnoea", "back-pain": "back pain",
     "financial-concern": "financial / practical concern", "spiritual-concern": "spiritual concern",
+    "fatigue": "fatigue", "neuro-deficit": "neurological deficit",
+    "uncontrolled-local-disease": "uncontrolled local disease", "long-bone-fracture": "long-bone fracture",
+    "vertebral-fracture": "vertebral fracture",
 }
 DRUG_CLASSES: tuple[str, ...] = (
     "non-opioid-analgesic", "weak-opioid", "strong-opioid", "laxative", "corticosteroid", "anticonvulsant",
@@ -53,9 +58,23 @@ ACP_LABELS: dict[str, str] = {
 }
 OBSERVATIONS: tuple[str, ...] = (
     "ecog", "karnofsky", "pain-score", "distress", "phq9", "phq2", "gad7", "calcium", "corrected-calcium",
-    "albumin", "spo2", "body-weight",
+    "albumin", "spo2", "body-weight", "egfr", "creatinine-clearance", "fatigue-score",
 )
+TREATMENTS: tuple[str, ...] = (
+    "radiotherapy-bone", "radiotherapy-brain", "radiotherapy-stereotactic", "neurosurgery", "orthopaedic-fixation",
+    "thoracentesis", "pleurodesis", "biliary-stent",
+)
+TREATMENT_LABELS: dict[str, str] = {
+    "radiotherapy-bone": "palliative radiotherapy to bone", "radiotherapy-brain": "brain radiotherapy",
+    "radiotherapy-stereotactic": "stereotactic radiotherapy", "neurosurgery": "neurosurgery",
+    "orthopaedic-fixation": "orthopaedic fixation", "thoracentesis": "thoracentesis", "pleurodesis": "pleurodesis",
+    "biliary-stent": "biliary stent",
+}
+# Renal thresholds (rules section 2): eGFR / creatinine clearance below 30 within 90 days blocks some drafts.
+RENAL_SEVERE_BELOW = 30.0
+RENAL_WINDOW = timedelta(days=90)
 
+_OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
 _INACTIVE_CLINICAL = {"inactive", "resolved", "remission"}
 _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 _OBS_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
@@ -67,6 +86,9 @@ class TerminologyLike(Protocol):
     def concepts_of_codeable(self, cc: Any) -> set[str]: ...
     def concepts_of_text(self, text: str) -> set[str]: ...
     def concepts(self, system: str, code: str) -> frozenset[str]: ...
+    def concepts_of_medication(self, cc: Any) -> set[str]: ...
+    def ingredients_of_text(self, text: Any) -> set[str]: ...
+    def ingredient_of_code(self, system: Any, code: Any) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +113,19 @@ class SiteFact:
     site: str
     first: datetime | None = None
     refs: list[str] = field(default_factory=list)
+    last: datetime | None = None
+    # Membership set beside the ordered list: a patient with thousands of Conditions must stay linear.
+    _seen: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, ref: str, when: datetime | None) -> None:
-        if ref not in self.refs:
+        if ref not in self._seen:
+            self._seen.add(ref)
             self.refs.append(ref)
-        if when is not None and (self.first is None or when < self.first):
-            self.first = when
+        if when is not None:
+            if self.first is None or when < self.first:
+                self.first = when
+            if self.last is None or when > self.last:
+                self.last = when
 
 
 @dataclass(slots=True)
@@ -105,6 +134,30 @@ class DrugUse:
     name: str
     ref: str
     when: datetime | None
+    ingredients: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Allergy:
+    """An active, not refuted AllergyIntolerance, reduced to what a draft check needs."""
+
+    ref: str
+    when: datetime | None
+    label: str
+    ingredients: frozenset[str]
+    classes: frozenset[str]
+    reaction: str = ""
+    criticality: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """A typed gap found while building facts; never carries patient values."""
+
+    resource_type: str
+    kind: str  # "unreadable" | "incomplete" | "unclassified"
+    count: int
+    cause: str
 
 
 @dataclass(slots=True)
@@ -125,6 +178,12 @@ class PatientFacts:
     acp: dict[str, list[Dated]] = field(default_factory=dict)
     unplanned_encounters: list[Dated] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    allergies: list[Allergy] = field(default_factory=list)
+    unclassified_medications: list[Dated] = field(default_factory=list)
+    treatments: dict[str, list[Dated]] = field(default_factory=dict)
+    recurrence: bool = False
+    gaps: list[DataGap] = field(default_factory=list)
+    medications_readable: bool = True
 
     # -- queries used by phase, pain and predicates ------------------------------------------------------
     @property
@@ -178,6 +237,38 @@ class PatientFacts:
 
     def acp_items(self) -> list[Dated]:
         return [item for items in self.acp.values() for item in items]
+
+    @property
+    def medications_complete(self) -> bool:
+        """True when every active medication was placed in a class and the medication resources were readable."""
+        return self.medications_readable and not self.unclassified_medications
+
+    def allergy_to(self, ingredient: str | None, drug_class: str | None) -> Allergy | None:
+        """The first recorded allergy / intolerance to this ingredient or drug class (opioid classes share one)."""
+        wanted_ingredient = ingredient.strip().lower() if ingredient else None
+        for allergy in self.allergies:
+            if wanted_ingredient and wanted_ingredient in allergy.ingredients:
+                return allergy
+            if drug_class and (drug_class in allergy.classes
+                               or (drug_class in _OPIOID_CLASSES and "opioid" in allergy.classes)):
+                return allergy
+        return None
+
+    def renal_impairment_severe(self) -> Measurement | None:
+        """The latest eGFR or creatinine clearance within 90 days, when it is below 30 mL/min(/1.73 m2)."""
+        candidates = [m for m in (self.latest("egfr", RENAL_WINDOW), self.latest("creatinine-clearance", RENAL_WINDOW))
+                      if m is not None]
+        if not candidates:
+            return None
+        latest = max(candidates, key=lambda m: m.when)
+        return latest if latest.value < RENAL_SEVERE_BELOW else None
+
+    def treatment(self, name: str, since: datetime | None = None) -> list[Dated]:
+        """Procedures / service requests of one treatment kind, optionally only those dated on or after ``since``."""
+        items = self.treatments.get(name, [])
+        if since is None:
+            return list(items)
+        return [d for d in items if d.when is not None and d.when >= since]
 
 
 def _ref(resource: dict[str, Any]) -> str:
@@ -244,7 +335,7 @@ class _FactBuilder:
         self.facts = PatientFacts(patient_id=patient_id, now=now, acute_window=acute_window,
                                   assessment_window=assessment_window)
         self.medications: dict[str, dict[str, Any]] = {}
-        self.pending_meds: list[tuple[dict[str, Any], str]] = []
+        self.pending_meds: list[tuple[dict[str, Any], datetime | None]] = []
         self.raw_obs: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {}
 
     # -- dispatch --------------------------------------------------------------------------------------
@@ -367,31 +458,43 @@ class _FactBuilder:
         self._medication_use(r, "effectiveDateTime", "effectivePeriod", "dateAsserted")
 
     def _medication_use(self, r: dict[str, Any], *time_fields: str) -> None:
-        ref = _ref(r)
-        when = _first_time(r, *time_fields)
-        cc = r.get("medicationCodeableConcept")
-        if isinstance(cc, dict):
-            self._classify_drug(cc, ref, when)
-            return
-        med_ref = r.get("medicationReference")
-        if isinstance(med_ref, dict) and isinstance(med_ref.get("reference"), str):
-            for contained in r.get("contained") or []:
-                if isinstance(contained, dict) and contained.get("resourceType") == "Medication":
-                    self._medication(contained)
-            self.pending_meds.append((r, med_ref["reference"]))
+        # Classified in finish(): a medicationReference may point to a Medication later in the bundle.
+        self.pending_meds.append((r, _first_time(r, *time_fields)))
 
-    def _classify_drug(self, cc: dict[str, Any], ref: str, when: datetime | None) -> None:
-        concepts = self.t.concepts_of_codeable(cc)
-        drug_concepts = {c for c in concepts if c.startswith("drug-")}
-        name = _display_of(cc)
-        if not drug_concepts and name:
-            drug_concepts = {c for c in self.t.concepts_of_text(name) if c.startswith("drug-")}
-        short = _short_drug_name(name)
-        for concept in drug_concepts:
-            cls = concept.removeprefix("drug-")
+    def _classify_use(self, r: dict[str, Any], when: datetime | None) -> None:
+        ref = _ref(r)
+        med = classify_medication(r, self.t, bundle_medications=self.medications)
+        if not med.classified:
+            self.facts.unclassified_medications.append(Dated(ref, when, med.name or "a medication without a name"))
+            return
+        short = _short_drug_name(med.name)
+        for cls in med.classes:
             uses = self.facts.drugs.setdefault(cls, [])
             if not any(u.ref == ref for u in uses):
-                uses.append(DrugUse(cls, short or cls, ref, when))
+                uses.append(DrugUse(cls, short or cls, ref, when, med.ingredients))
+
+    # -- allergies -------------------------------------------------------------------------------------
+    def _allergy(self, r: dict[str, Any]) -> None:
+        if _status_code(r.get("verificationStatus")) in _EXCLUDED_VERIFICATION:
+            return
+        if _status_code(r.get("clinicalStatus")) in _INACTIVE_CLINICAL:
+            return
+        cc = r.get("code")
+        med = classify_medication({"resourceType": "Medication", "code": cc}, self.t)
+        classes = set(med.classes)
+        if classes & _OPIOID_CLASSES or "opioid" in self.t.concepts_of_codeable(cc):
+            classes.add("opioid")
+        reaction = ""
+        for item in r.get("reaction") or ():
+            if isinstance(item, dict):
+                for manifestation in item.get("manifestation") or ():
+                    reaction = reaction or _display_of(manifestation)
+        criticality = r.get("criticality") if isinstance(r.get("criticality"), str) else ""
+        label = _display_of(cc) or med.name
+        if not label:
+            return
+        self.facts.allergies.append(Allergy(_ref(r), _first_time(r, "onsetDateTime", "recordedDate"), label,
+                                            med.ingredients, frozenset(classes), reaction, criticality))
 
     # -- services, encounters, care teams --------------------------------------------------------------
     def _service_request(self, r: dict[str, Any]) -> None:
@@ -493,15 +596,17 @@ class _FactBuilder:
         "Consent": _consent,
         "Goal": _goal,
         "Procedure": _procedure,
+        "AllergyIntolerance": _allergy,
     }
 
     # -- finishing -------------------------------------------------------------------------------------
     def finish(self) -> PatientFacts:
-        for request, target in self.pending_meds:
-            med = self.medications.get(target)
-            if med is not None and isinstance(med.get("code"), dict):
-                self._classify_drug(med["code"], _ref(request),
-                                    _first_time(request, "authoredOn", "effectiveDateTime", "dateAsserted"))
+        for request, when in self.pending_meds:
+            self._classify_use(request, when)
+        if self.facts.unclassified_medications:
+            self.facts.gaps.append(DataGap("MedicationRequest/MedicationStatement", "unclassified",
+                                           len(self.facts.unclassified_medications),
+                                           "active medication not recognised in any drug class"))
         obs: dict[str, list[Measurement]] = {}
         for name, items in self.raw_obs.items():
             items.sort(key=lambda pair: pair[0].when)

@@ -1,0 +1,114 @@
+"""Classifies one medication (MedicationRequest / MedicationStatement / Medication as raw JSON) into drug classes.
+
+Used by the facts pass and by the order hooks for draft orders, so both see the same classes, ingredients and
+"could not classify" answers. A medication is classified from, in order: the codings (RxNorm ingredient and product
+codes, via the terminology), the ingredients of a referenced Medication, and whole-word names (ingredient, brand and
+free-text names) in the text and coding displays. Nothing here raises on malformed input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+DRUG_PREFIX = "drug-"
+
+
+class MedicationTerminology(Protocol):
+    def concepts_of_medication(self, cc: Any) -> set[str]: ...
+    def ingredients_of_text(self, text: Any) -> set[str]: ...
+    def ingredient_of_code(self, system: Any, code: Any) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationClass:
+    name: str
+    classes: frozenset[str]
+    ingredients: frozenset[str]
+    classified: bool
+
+
+def _display(cc: Any) -> str:
+    if not isinstance(cc, dict):
+        return ""
+    text = cc.get("text")
+    if isinstance(text, str) and text.strip():
+        return text.strip()
+    for coding in cc.get("coding") or ():
+        if isinstance(coding, dict) and isinstance(coding.get("display"), str) and coding["display"].strip():
+            return coding["display"].strip()
+    return ""
+
+
+def resolve_medication(resource: Mapping[str, Any], contained: Mapping[str, dict[str, Any]] | None = None,
+                       bundle_medications: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The Medication a request / statement points to (contained ``#id`` or ``Medication/id``), or None."""
+    ref = resource.get("medicationReference")
+    if not isinstance(ref, dict):
+        return None
+    target = ref.get("reference")
+    if not isinstance(target, str) or not target:
+        return None
+    if target.startswith("#"):
+        if contained and target in contained:
+            return contained[target]
+        for item in resource.get("contained") or ():
+            if isinstance(item, dict) and item.get("resourceType") == "Medication" and f"#{item.get('id')}" == target:
+                return item
+        return None
+    if bundle_medications:
+        key = target if target.startswith("Medication/") else f"Medication/{target.rsplit('/', 1)[-1]}"
+        hit = bundle_medications.get(target) or bundle_medications.get(key)
+        if hit is not None:
+            return hit
+        # Absolute URLs end in Medication/<id>.
+        tail = target.rsplit("/", 2)
+        if len(tail) == 3 and tail[1] == "Medication":
+            return bundle_medications.get(f"Medication/{tail[2]}")
+    return None
+
+
+def _codeables(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> list[Any]:
+    out: list[Any] = []
+    if resource.get("resourceType") == "Medication":
+        medication = resource
+    else:
+        out.append(resource.get("medicationCodeableConcept"))
+    if medication is not None:
+        out.append(medication.get("code"))
+        for ing in medication.get("ingredient") or ():
+            if isinstance(ing, dict):
+                out.append(ing.get("itemCodeableConcept"))
+    return [cc for cc in out if isinstance(cc, dict)]
+
+
+def classify_medication(resource: dict[str, Any], terminology: MedicationTerminology,
+                        contained: Mapping[str, dict[str, Any]] | None = None,
+                        bundle_medications: Mapping[str, dict[str, Any]] | None = None) -> MedicationClass:
+    """Drug classes and ingredients of one medication resource; ``classified`` False when no class was found."""
+    if not isinstance(resource, dict):
+        return MedicationClass("", frozenset(), frozenset(), False)
+    medication = None if resource.get("resourceType") == "Medication" else resolve_medication(
+        resource, contained, bundle_medications)
+    codeables = _codeables(resource, medication)
+    concepts: set[str] = set()
+    ingredients: set[str] = set()
+    name = ""
+    for cc in codeables:
+        concepts |= terminology.concepts_of_medication(cc)
+        if not name:
+            name = _display(cc)
+        for coding in cc.get("coding") or ():
+            if isinstance(coding, dict):
+                ingredient = terminology.ingredient_of_code(coding.get("system"), coding.get("code"))
+                if ingredient:
+                    ingredients.add(ingredient)
+                ingredients |= terminology.ingredients_of_text(coding.get("display"))
+        ingredients |= terminology.ingredients_of_text(cc.get("text"))
+    classes = frozenset(c.removeprefix(DRUG_PREFIX) for c in concepts if c.startswith(DRUG_PREFIX))
+    if not name:
+        ref = resource.get("medicationReference")
+        if isinstance(ref, dict) and isinstance(ref.get("display"), str):
+            name = ref["display"].strip()
+    return MedicationClass(name, classes, frozenset(ingredients), bool(classes))
