@@ -178,7 +178,7 @@ def _document_request_bodies(app: FastAPI) -> None:
                                                 "userId": {"type": "string"},
                                                 "encounterId": {"type": "string"},
                                                 "selections": {"type": "array", "items": {
-                                                    "type": "string", "pattern": r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"}},
+                                                    "type": "string", "pattern": _SELECTION_PATTERN}},
                                                 "draftOrders": {"type": "object", "required": ["resourceType"],
                                                                 "properties": {"resourceType": {"const": "Bundle"}}}}}
         # Errors are {"error", "status", "reason"?, "detail"?} with 400 for anything malformed: never a 422.
@@ -201,6 +201,9 @@ def _document_request_bodies(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_SELECTION_PATTERN = r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"
 
 
 def _lazy_app() -> FastAPI:

@@ -38,7 +38,7 @@ _FRACTION_DOSE_KEYS = ("fractionDose", "fractionDosePrescribed")
 _TOTAL_DOSE_KEYS = ("totalDose", "totalDosePrescribed")
 _FRACTIONS_KEYS = ("fractions", "fractionsPrescribed")
 
-_NUM = r"(\d{1,3}(?:[.,]\d{1,2})?)"
+_NUM = r"(\d{1,4}(?:[.,]\d{1,2})?)"
 _GY = r"\s*(c?gy)\b"
 _FRACTION_WORD = r"(?:fractions?|fx|#)"
 # "20 Gy in 5 fractions", "20Gy/5#", "30 Gy / 10 fx"
