@@ -44,8 +44,10 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, now: datetime | None = None,
-                    settings: Any = None) -> list[dict[str, Any]]:
-    """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database."""
+                    settings: Any = None, hook: str = "patient-view",
+                    draft_orders: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database; with
+    `draft_orders` (a Bundle) the cards of order-select / order-sign for those drafts (all of them judged)."""
     from app.engine.knowledge import compile_knowledge
     from app.hook import HookProcessor
     from app.settings import Settings
@@ -61,7 +63,14 @@ def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, no
         patient_id = str(patient["id"])
     processor = HookProcessor(settings or Settings(require_jwt=False), get_terminology(), compile_knowledge(),
                               None)
-    outcome = processor.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli")
+    if hook != "patient-view":
+        from cds_hooks.draft_orders import parse_draft_orders
+
+        drafts = parse_draft_orders(draft_orders or {"resourceType": "Bundle", "entry": []})
+        outcome = processor.evaluate_orders(hook, drafts, resources, patient_id, now or datetime.now(UTC),
+                                            hook_instance="cli")
+    else:
+        outcome = processor.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli")
     return outcome.cards
 
 
@@ -75,9 +84,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
+        from app.integrator import CommandError, read_draft_orders
+
         bundle = orjson.loads(Path(args.file).read_bytes())
-        cards = evaluate_bundle(bundle, patient_id=args.patient, now=_parse_now(args.now))
-    except (OSError, orjson.JSONDecodeError, ValueError) as exc:
+        hook = args.hook or ("order-sign" if args.draft else "patient-view")
+        drafts = read_draft_orders(args.draft) if args.draft else None
+        cards = evaluate_bundle(bundle, patient_id=args.patient, now=_parse_now(args.now), hook=hook,
+                                draft_orders=drafts)
+    except (OSError, orjson.JSONDecodeError, ValueError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.pretty:
@@ -160,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patient", help="patient id (default: the Patient in the Bundle)")
     p.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
     p.add_argument("--pretty", action="store_true", help="a readable table instead of JSON")
+    p.add_argument("--hook", choices=("patient-view", "order-select", "order-sign"),
+                   help="default patient-view, or order-sign with --draft")
+    p.add_argument("--draft", metavar="FILE", help="draft orders (a Bundle or one resource) for the order hooks")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")

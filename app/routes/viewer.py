@@ -1,8 +1,9 @@
 """The card viewer (`GET /`, `/viewer`, its static files) and the demo helpers behind it.
 
 `/demo/samples` and `/demo/request/{id}` hand out synthetic sample patients and ready-made patient-view
-requests. They answer only when JWT verification is off (`MBC_CDS_REQUIRE_JWT=false`, the demo and the
-tests); on a deployment that verifies EHR tokens they are 404, and the viewer page says it needs demo mode.
+requests; `/demo/drafts` and `/demo/order-request/{id}?draft=...` sample draft orders and order-sign requests.
+They answer only when JWT verification is off (`MBC_CDS_REQUIRE_JWT=false`, the demo and the tests); on a
+deployment that verifies EHR tokens they are 404, and the viewer page says it needs demo mode.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.routes.common import ApiError, json_response, runtime_of
-from app.service_definition import SERVICE_ID
+from app.service_definition import ORDER_SIGN_ID, SERVICE_ID
 
 router = APIRouter()
 
@@ -82,4 +83,32 @@ async def demo_request(sample_id: str, request: Request) -> Response:
     bundle = samples.sample_bundle(sample_id, now=runtime.clock())
     body = demo_request_for_bundle(bundle, runtime.services[SERVICE_ID].prefetch)
     # Not json_response: that drops nulls and empty lists, and a null prefetch key means "no data".
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/demo/drafts", summary="Sample draft orders for order-select / order-sign (demo mode only)",
+            tags=["viewer"])
+async def demo_drafts(request: Request) -> Response:
+    _require_demo_mode(request)
+    return json_response({"drafts": _samples().list_drafts(), "service": ORDER_SIGN_ID})
+
+
+@router.get("/demo/order-request/{sample_id}", summary="An order-sign request: a sample patient with a sample "
+            "draft order (demo mode only)", tags=["viewer"])
+async def demo_order_request(sample_id: str, draft: str, request: Request) -> Response:
+    from app.integrator import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
+
+    _require_demo_mode(request)
+    samples = _samples()
+    if sample_id not in {s["id"] for s in samples.list_samples()}:
+        raise ApiError(404, "unknown-sample", f"no sample patient {sample_id[:64]!r}; see GET /demo/samples")
+    runtime = runtime_of(request)
+    resources = bundle_resources(samples.sample_bundle(sample_id, now=runtime.clock()))
+    pid = patient_id_of(resources)
+    try:
+        drafts = samples.draft_orders(draft, pid, now=runtime.clock())
+    except KeyError:
+        raise ApiError(404, "unknown-draft", f"no sample draft {draft[:64]!r}; see GET /demo/drafts") from None
+    body = patient_view_request(pid, hook="order-sign", draft_orders=drafts, prefetch=prefetch_from_resources(
+        resources, runtime.services[ORDER_SIGN_ID].prefetch, pid))
     return Response(orjson.dumps(body), media_type="application/json")
