@@ -15,8 +15,10 @@ on), and `uvicorn floor_app:app --app-dir bench --workers N` for the floor, both
 - peak RSS: VmHWM of the server process and its children (/proc), summed;
 - cold start: process start to the first answered hook (200), median of 3.
 
-Cases: a typical patient (40 resources), a heavy one (typical + 3,000 vital signs) and a sweep of prefetch sizes
-(100, 1,000, 5,000, 20,000 resources). The table gives project, floor and project/floor per row; `--json` prints
+Cases: a typical patient (40 resources), the same patient at order-select (a different draft order on every
+request: nothing reused) and at order-sign (the drafts order-select saw: its evaluation reused), a heavy one
+(typical + 3,000 vital signs) and a sweep of prefetch sizes (100, 1,000, 5,000, 20,000 resources). The table
+gives project, floor and project/floor per row; `--json` prints
 the same as JSON (progress goes to stderr). The load generator shares the machine's cores with the servers: its
 CPU use and the servers' are reported with the throughput numbers, and the load average with the table.
 """
@@ -144,6 +146,9 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{SERVICE_PATH}"
 
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
     def command(self) -> list[str]:
         host = ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
         if self.kind == "floor":
@@ -251,21 +256,24 @@ def summarize(ms: list[float]) -> dict[str, float]:
 
 
 def sequential(client: httpx.Client, server: Server, body: bytes, warmup: int, n: int,
-               max_seconds: float) -> tuple[dict[str, float], bytes]:
+               max_seconds: float, path: str = SERVICE_PATH,
+               variants: list[bytes] | None = None) -> tuple[dict[str, float], bytes]:
     """Warm-up, then up to n requests one after the other; latency percentiles and the server's CPU per hook
-    (all its processes and threads, the audit writer included)."""
-    url = server.url
+    (all its processes and threads, the audit writer included). With `variants`, request i sends variant i
+    (a different draft order on each order-select click)."""
+    url = server.url_for(path)
     last = b""
-    for _ in range(warmup):
-        r = client.post(url, content=body)
+    for i in range(warmup):
+        r = client.post(url, content=variants[-1 - i % len(variants)] if variants else body)
         r.raise_for_status()
     time.sleep(0.3)  # let background work of the warm-up (audit rows) finish
     times: list[float] = []
     cpu0 = server.cpu_seconds()
     deadline = time.perf_counter() + max_seconds
-    for _ in range(n):
+    for i in range(n):
+        payload = variants[i % len(variants)] if variants else body
         t0 = time.perf_counter()
-        r = client.post(url, content=body)
+        r = client.post(url, content=payload)
         times.append((time.perf_counter() - t0) * 1000)
         if r.status_code != 200:
             raise RuntimeError(f"{url} answered {r.status_code}: {r.text[:300]}")
@@ -483,6 +491,7 @@ def run(plan: Plan) -> dict[str, Any]:
     log(f"workdir {workdir}")
     cases = build_cases(quick=plan.quick)
     bodies = {c["name"]: orjson.dumps(c["request"]) for c in cases}
+    variants = {c["name"]: [orjson.dumps(v) for v in c["variants"]] for c in cases if c.get("variants")}
     typical = bodies["typical"]
     template = migrated_template(workdir)
     result: dict[str, Any] = {
@@ -510,7 +519,8 @@ def run(plan: Plan) -> dict[str, Any]:
                 warm, n, cap = plan.requests_for(c["resources"])
                 for s in (floor, proj):
                     offset = s.log_path.stat().st_size if s.log_path else 0
-                    stats, content = sequential(client, s, bodies[name], warm, n, cap)
+                    stats, content = sequential(client, s, bodies[name], warm, n, cap,
+                                                path=c.get("path", SERVICE_PATH), variants=variants.get(name))
                     result["latency"][s.kind][name] = stats
                     if s.kind == "project":
                         result["handler_ms"][name] = summarize(handler_durations(s.log_path, offset)[warm:])
@@ -618,6 +628,10 @@ def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[di
     def ratio(name: str) -> float:
         return lat["project"][name]["p50"] / lat["floor"][name]["p50"]
 
+    order_targets = [
+        {"target": f"{hook} p50 <= 2.0x floor p50 (as patient-view typical)", "value": round(ratio(hook), 2),
+         "met": ratio(hook) <= 2.0} for hook in ("order-select", "order-sign") if hook in lat["project"]]
+
     biggest = sweep[-1]["name"] if sweep else None
     big_ms = lat["project"][biggest]["p50"] if biggest else float("nan")
     tp2 = tp["project"].get("typical/w2", {}).get("hooks_per_s", float("nan"))
@@ -630,6 +644,7 @@ def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[di
          "met": fit_p["r2"] >= 0.98 and big_ms < 1000 and (biggest == "n=20000" or result["quick"])},
         {"target": "cold start < 2 s", "value": round(cold_p, 2), "met": cold_p < 2.0},
         {"target": ">= 500 hooks/s, typical, 2 workers", "value": round(tp2, 1), "met": tp2 >= 500},
+        *order_targets,
     ]
     return rows, targets, scaling
 
