@@ -163,9 +163,6 @@ class HookRequest(_In):
             if not isinstance(selections, list) or not all(
                     isinstance(s, str) and _REFERENCE_RE.match(s) for s in selections):
                 raise ValueError("context.selections must be a list of references like 'MedicationRequest/123'")
-        encounter = self.context.get("encounterId")
-        if encounter is not None and not isinstance(encounter, str):
-            raise ValueError("context.encounterId must be a string")
         return self
 
     # -- helpers ---------------------------------------------------------------------------------------
