@@ -323,9 +323,14 @@ def test_order_select_judges_only_the_selected_drafts(client: TestClient) -> Non
     resources = patient(allergy("alg-1", "Morphine"))
     drafts = [med_draft("old", *MORPHINE), med_draft("new", "levetiracetam 500 MG Oral Tablet")]
     cards = call(client, "order-select", resources, drafts, selections=["MedicationRequest/new"])
-    assert "order-allergy" not in by_rule(cards) and "order-opioid-laxative" not in by_rule(cards)
+    assert "order-allergy" not in by_rule(cards)
     sign = by_rule(call(client, "order-sign", resources, drafts))
-    assert "order-allergy" in sign and "order-opioid-laxative" in sign
+    assert "MedicationRequest/old" in sign["order-allergy"]["detail"]
+    plain = patient()
+    assert "order-opioid-laxative" not in by_rule(
+        call(client, "order-select", plain, drafts, selections=["MedicationRequest/new"]))
+    assert "order-opioid-laxative" in by_rule(
+        call(client, "order-select", plain, drafts, selections=["MedicationRequest/old"]))
 
 
 def test_order_sign_reuses_what_order_select_computed_and_never_another_patients(client: TestClient) -> None:
@@ -368,3 +373,25 @@ def test_phase_prescription_extensions_are_read() -> None:
             {"url": "totalDose", "valueQuantity": {"value": 3000, "unit": "cGy"}}]}]
     fx = read_fractionation(draft)
     assert fx is not None and (fx.fractions, fx.total_gy, fx.dose_per_fraction_gy) == (10, 30, 3)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_never_suggests_a_laxative_the_patient_is_allergic_to(client: TestClient, hook: str) -> None:
+    resources = patient(allergy("alg-senna", "Senna", reaction="Abdominal cramps"))
+    card = by_rule(call(client, hook, resources, [med_draft("request-123", *MORPHINE)]))["order-opioid-laxative"]
+    assert "suggestions" not in card and "selectionBehavior" not in card
+    assert "AllergyIntolerance/alg-senna" in card["detail"]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_an_allergen_opioid_gets_the_allergy_card_not_a_laxative(client: TestClient, hook: str) -> None:
+    resources = patient(allergy("alg-1", "Morphine"))
+    cards = by_rule(call(client, hook, resources, [med_draft("request-123", *MORPHINE)]))
+    assert "order-allergy" in cards and "order-opioid-laxative" not in cards
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_allergy_by_name_when_the_drug_is_in_no_class(client: TestClient, hook: str) -> None:
+    resources = patient(allergy("alg-amox", "Amoxicillin", reaction="Urticaria"))
+    card = by_rule(call(client, hook, resources, [med_draft("abx", "amoxicillin 500 MG Oral Capsule")]))
+    assert card["order-allergy"]["suggestions"][0]["actions"][0]["resourceId"] == "MedicationRequest/abx"

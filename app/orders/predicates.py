@@ -8,10 +8,12 @@ the draft, so the card can say which order it is about and its suggestions can a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from app.clinical.facts import Allergy, Dated
 from app.clinical.fhirtime import fmt_date
+from app.clinical.medications import MedicationClass
 from app.engine.context import VALUES
 from app.engine.evaluation import Evaluation, Evidence
 from app.engine.predicates import DYNAMIC_VALUES, MEDICATION_TYPES, Result, predicate
@@ -73,6 +75,14 @@ def _draft_drug(ev: Evaluation, arg: str | None) -> Result:
     return found or None
 
 
+@predicate("DraftDrugTolerated", _DRUG_ARGS)
+def _draft_drug_tolerated(ev: Evaluation, arg: str | None) -> Result:
+    """A judged draft of this class the patient has no recorded allergy to (the allergy card covers the rest)."""
+    found = [e for e in _draft_drug(ev, arg) or [] if isinstance(e, DraftEvidence) and e.draft is not None
+             and draft_allergy(ev, e.draft) is None]
+    return found or None
+
+
 @predicate("NoLaxative")
 def _no_laxative(ev: Evaluation, _: str | None) -> Result:
     """No active laxative on record and none among the draft orders; never claimed on an incomplete list."""
@@ -96,8 +106,9 @@ def _allergy_text(a: Allergy) -> str:
     return parts[0] + (f" ({'; '.join(parts[1:])})" if len(parts) > 1 else "")
 
 
-def draft_allergy(ev: Evaluation, d: ClinicalDraft) -> Allergy | None:
-    med = d.medication
+def medication_allergy(ev: Evaluation, med: MedicationClass | None, name: str) -> Allergy | None:
+    """The recorded allergy a medication would meet: by ingredient, by class, or (for a drug neither side could
+    classify) by the allergy's own name written as a whole word in the medication's name."""
     if med is None:
         return None
     for ingredient in sorted(med.ingredients):
@@ -108,7 +119,16 @@ def draft_allergy(ev: Evaluation, d: ClinicalDraft) -> Allergy | None:
         hit = ev.facts.allergy_to(None, cls)
         if hit is not None:
             return hit
+    lowered = f" {' '.join(re.findall(r'[a-z0-9]+', name.lower()))} "
+    for allergy in ev.facts.allergies:
+        words = " ".join(re.findall(r"[a-z0-9]+", allergy.label.lower()))
+        if len(words) >= 4 and f" {words} " in lowered:
+            return allergy
     return None
+
+
+def draft_allergy(ev: Evaluation, d: ClinicalDraft) -> Allergy | None:
+    return medication_allergy(ev, d.medication, d.name)
 
 
 @predicate("DraftAllergen")
