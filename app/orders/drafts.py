@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.clinical.medications import MedicationClass, classify_medication
-
-from app.orders.radiotherapy import Fractionation, is_radiotherapy_request, read_fractionation
+from app.orders.radiotherapy import Fractionation, is_radiotherapy_request, is_stereotactic, read_fractionation
 from cds_hooks.draft_orders import DraftOrder, DraftOrders
 
 OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
@@ -20,6 +19,7 @@ class Radiotherapy:
     reason_refs: tuple[str, ...]          # "Condition/abc" from reasonReference
     reason_concepts: frozenset[str]       # terminology concepts of reasonCode / bodySite codings
     reason_text: str                      # reasonCode / bodySite text, lower case
+    stereotactic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,11 @@ def _radiotherapy(resource: dict[str, Any], terminology: Any) -> Radiotherapy | 
                  if isinstance(r, dict) and isinstance(r.get("reference"), str))
     reasons = list(resource.get("reasonCode") or []) + list(resource.get("bodySite") or [])
     text = " ".join(_codeable_text(cc) for cc in reasons).lower()
-    return Radiotherapy(read_fractionation(resource), refs, frozenset(_concepts(terminology, reasons)), text)
+    # A site-specific order code (radiotherapy to bone / brain) names the target too.
+    targets = _concepts(terminology, reasons) | (concepts & {"treatment-radiotherapy-bone",
+                                                             "treatment-radiotherapy-brain"})
+    return Radiotherapy(read_fractionation(resource), refs, frozenset(targets), text,
+                        stereotactic=is_stereotactic(resource, concepts))
 
 
 def _clinical(order: DraftOrder, terminology: Any) -> ClinicalDraft:

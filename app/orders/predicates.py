@@ -21,13 +21,13 @@ from app.orders.drafts import ClinicalDraft, OrderContext
 
 # Site and reason concepts that put a radiotherapy draft on bone (terminology value set ids).
 _BONE_CONCEPTS = frozenset({"metastasis-bone", "metastasis-spine", "bodysite-bone", "bodysite-spine",
-                            "bodysite-long-bone", "pathological-fracture"})
+                            "bodysite-long-bone", "pathological-fracture", "treatment-radiotherapy-bone"})
 _BONE_WORDS = ("bone", "spine", "spinal", "vertebra", "rib", "pelvi", "femur", "humerus", "sacrum", "skelet",
                "acetabul", "sternum", "scapula", "clavicle", "iliac", "hip")
 _OTHER_SITE_CONCEPTS = frozenset({"metastasis-brain", "bodysite-brain", "metastasis-liver", "bodysite-liver",
                                   "metastasis-lung", "bodysite-lung", "metastasis-skin", "bodysite-skin",
                                   "metastasis-pleura", "bodysite-pleura", "metastasis-peritoneum-bowel",
-                                  "bodysite-peritoneum-bowel", "breast-primary"})
+                                  "bodysite-peritoneum-bowel", "breast-primary", "treatment-radiotherapy-brain"})
 _SURGERY = ("neurosurgery", "orthopaedic-fixation")
 ZOLEDRONIC_ACID = "zoledronic acid"
 SINGLE_FRACTION_CGY = 800.0
@@ -173,7 +173,7 @@ def bone_radiotherapy_drafts(ev: Evaluation) -> list[ClinicalDraft]:
         return []
     out = []
     for d in orders.judged:
-        if d.radiotherapy is None or not _bone_target(ev, d):
+        if d.radiotherapy is None or d.radiotherapy.stereotactic or not _bone_target(ev, d):
             continue
         fx = d.radiotherapy.fractionation
         if fx is None or fx.fractions > 1:

@@ -33,6 +33,16 @@ _PROFILES = (PROFILE_COURSE, PROFILE_PHASE, CODEX + "codexrt-radiotheraphy-phase
 _REQUEST_CODES = frozenset({"radiotherapy-course-prescription", "radiotherapy-phase-prescription",
                             "teleradiotherapy-phase-prescription"})
 UCUM = "http://unitsofmeasure.org"
+# Terminology concepts (value set ids) whose codes name a radiotherapy order.
+RADIOTHERAPY_CONCEPTS = frozenset({"service-radiotherapy", "treatment-radiotherapy", "treatment-radiotherapy-bone",
+                                   "treatment-radiotherapy-brain", "treatment-radiotherapy-stereotactic"})
+_STEREOTACTIC = re.compile(r"\b(stereotactic|SBRT|SABR|SRS|radiosurgery)\b", re.I)
+
+
+def is_stereotactic(resource: dict[str, Any], concepts: set[str]) -> bool:
+    """Stereotactic radiotherapy is prescribed in its own fractionations, not the single 8 Gy of palliation."""
+    return "treatment-radiotherapy-stereotactic" in concepts or any(
+        _STEREOTACTIC.search(t) for t in _texts(resource) if t)
 
 _FRACTION_DOSE_KEYS = ("fractionDose", "fractionDosePrescribed")
 _TOTAL_DOSE_KEYS = ("totalDose", "totalDosePrescribed")
@@ -220,7 +230,7 @@ def is_radiotherapy_request(resource: dict[str, Any], concepts: set[str]) -> boo
         for c in code.get("coding") or ():
             if isinstance(c, dict) and c.get("code") in _REQUEST_CODES:
                 return True
-    if concepts & {"service-radiotherapy"}:
+    if concepts & RADIOTHERAPY_CONCEPTS:
         return True
     text = " ".join(t for t in _texts(resource) if t)
     return bool(re.search(r"\b(radiotherapy|radiation therapy|palliative radiation|teletherapy|SBRT|SABR)\b",
