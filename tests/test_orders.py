@@ -228,10 +228,11 @@ def test_radiotherapy_multi_fraction_for_bone_pain_suggests_8gy_single_fraction(
     fx = read_fractionation(updated)
     assert fx is not None and fx.fractions == 1 and fx.total_gy == 8
     ext = {e["url"]: e for e in updated["extension"]}
-    assert ext[EXT_FRACTIONS]["valuePositiveInt"] == 1
+    assert EXT_FRACTIONS not in ext  # a CodeX course prescription carries its fractions per volume
     parts = {p["url"]: p for p in ext[EXT_DOSE_TO_VOLUME]["extension"]}
     assert parts["volume"]["valueReference"]["reference"] == "BodyStructure/vol-l3"
-    assert parts["totalDose"]["valueQuantity"]["value"] == 800
+    assert parts["totalDose"]["valueQuantity"]["value"] == 800 and parts["fractions"]["valuePositiveInt"] == 1
+    assert "orderDetail" not in updated
     for key in ("id", "status", "intent", "subject", "requester", "reasonReference", "meta", "note", "code"):
         assert updated[key] == drafts[0][key], key
     fire_until_quiet(client, hook, resources, drafts, "order-radiotherapy-single-fraction")
@@ -395,3 +396,25 @@ def test_allergy_by_name_when_the_drug_is_in_no_class(client: TestClient, hook: 
     resources = patient(allergy("alg-amox", "Amoxicillin", reaction="Urticaria"))
     card = by_rule(call(client, hook, resources, [med_draft("abx", "amoxicillin 500 MG Oral Capsule")]))
     assert card["order-allergy"]["suggestions"][0]["actions"][0]["resourceId"] == "MedicationRequest/abx"
+
+
+def test_update_of_a_phase_prescription_writes_the_phase_extensions() -> None:
+    from app.orders.radiotherapy import PROFILE_PHASE, with_fractionation
+
+    draft = rt_draft(per_cgy=None, fractions=None)
+    draft["meta"] = {"profile": [PROFILE_PHASE]}
+    draft["extension"] = [
+        {"url": EXT_FRACTIONS, "valuePositiveInt": 10},
+        {"url": EXT_DOSE_TO_VOLUME, "extension": [
+            {"url": "volume", "valueReference": {"reference": "BodyStructure/v1"}},
+            {"url": "fractionDose", "valueQuantity": {"value": 300, "unit": "cGy"}},
+            {"url": "totalDose", "valueQuantity": {"value": 3000, "unit": "cGy"}}]}]
+    updated = with_fractionation(draft, 800, 1)
+    ext = {e["url"]: e for e in updated["extension"]}
+    assert ext[EXT_FRACTIONS]["valuePositiveInt"] == 1
+    parts = {p["url"]: p["valueQuantity"]["value"] for p in ext[EXT_DOSE_TO_VOLUME]["extension"]
+             if "valueQuantity" in p}
+    assert parts == {"fractionDose": 800, "totalDose": 800}
+    get_fhir_model_class("ServiceRequest").model_validate(updated)
+    fx = read_fractionation(updated)
+    assert fx is not None and (fx.fractions, fx.total_gy) == (1, 8)

@@ -237,35 +237,54 @@ def is_radiotherapy_request(resource: dict[str, Any], concepts: set[str]) -> boo
                           text, re.I))
 
 
+def _is_course(resource: dict[str, Any]) -> bool:
+    meta = resource.get("meta")
+    profiles = meta.get("profile") if isinstance(meta, dict) else None
+    return isinstance(profiles, list) and any(isinstance(p, str) and p.split("|")[0] == PROFILE_COURSE
+                                              for p in profiles)
+
+
 def with_fractionation(resource: dict[str, Any], per_fraction_cgy: float, fractions: int) -> dict[str, Any]:
-    """A copy of the draft prescribing `per_fraction_cgy` x `fractions`, written as CodeX extensions; every
-    other field is kept. Each prescribed volume keeps its volume reference; free-text or structured
-    fractionation that would now contradict the extensions is replaced by the same prescription."""
+    """A copy of the draft prescribing `per_fraction_cgy` x `fractions`, written as CodeX extensions the way its
+    profile wants them (Course: `totalDose` and `fractions` per volume; Phase or any other order: the
+    `codexrt-radiotherapy-fractions-prescribed` extension plus `fractionDose` and `totalDose` per volume). Every
+    other field is kept; each volume keeps its reference; free-text or structured fractionation that would now
+    contradict the extensions is rewritten to the same prescription."""
     out = copy.deepcopy(resource)
     total = per_fraction_cgy * fractions
+    course = _is_course(out)
     exts = [e for e in out.get("extension") or () if isinstance(e, dict)]
-    kept = [e for e in exts if e.get("url") not in (EXT_FRACTIONS, EXT_DOSE_TO_VOLUME)]
     volumes = [e for e in exts if e.get("url") == EXT_DOSE_TO_VOLUME]
-    new_exts = list(kept)
-    new_exts.append({"url": EXT_FRACTIONS, "valuePositiveInt": fractions})
+    new_exts = [e for e in exts if e.get("url") not in (EXT_FRACTIONS, EXT_DOSE_TO_VOLUME)]
+    if not course:
+        new_exts.append({"url": EXT_FRACTIONS, "valuePositiveInt": fractions})
     for vol in volumes:
         parts = [p for p in vol.get("extension") or () if isinstance(p, dict)
                  and p.get("url") not in _FRACTION_DOSE_KEYS + _TOTAL_DOSE_KEYS + _FRACTIONS_KEYS]
-        parts.append({"url": "fractionDose", "valueQuantity": _cgy(per_fraction_cgy)})
-        parts.append({"url": "totalDose", "valueQuantity": _cgy(total)})
+        if course:
+            parts += [{"url": "totalDose", "valueQuantity": _cgy(total)},
+                      {"url": "fractions", "valuePositiveInt": fractions}]
+        else:
+            parts += [{"url": "fractionDose", "valueQuantity": _cgy(per_fraction_cgy)},
+                      {"url": "totalDose", "valueQuantity": _cgy(total)}]
         new_exts.append({**vol, "extension": parts})
-    if not volumes:
-        # No volume reference to attach a dose to (the profile requires one): the plain extension carries the
-        # fractions and the text below carries the dose.
-        pass
+    if course and not volumes:
+        # A course prescription carries its fractions per volume; with no volume to attach them to, the plain
+        # fractions extension still says how many (and the text below the dose).
+        new_exts.append({"url": EXT_FRACTIONS, "valuePositiveInt": fractions})
     out["extension"] = new_exts
     text = f"{per_fraction_cgy / 100:g} Gy in {fractions} fraction{'s' if fractions != 1 else ''}"
     if "quantityRatio" in out:
         out["quantityRatio"] = {"numerator": _cgy(total), "denominator": {"value": fractions}}
-    details = [d for d in out.get("orderDetail") or () if isinstance(d, dict)
-               and parse_fractionation_text(str(d.get("text") or "")) is None]
-    details.append({"text": text})
-    out["orderDetail"] = details
+    details = out.get("orderDetail")
+    if isinstance(details, list):
+        for detail in details:
+            if isinstance(detail, dict) and isinstance(detail.get("text"), str) \
+                    and parse_fractionation_text(detail["text"]):
+                detail["text"] = _replace_fractionation(detail["text"], text)
+    if not volumes:
+        # No volume carries the dose: say it in words where a reader of the order will look.
+        out["orderDetail"] = [*(details if isinstance(details, list) else []), {"text": text}]
     if isinstance(out.get("patientInstruction"), str) and parse_fractionation_text(out["patientInstruction"]):
         out["patientInstruction"] = text
     code = out.get("code")
