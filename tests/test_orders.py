@@ -130,17 +130,37 @@ def test_order_feedback_endpoint_stores_feedback(client: TestClient, hook: str) 
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.parametrize("hook", HOOKS)
+def test_order_services_verify_the_jwt_like_patient_view(tmp_path: Any, hook: str) -> None:
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, require_jwt=True))
+    with TestClient(app) as c:
+        r = c.post(URL[hook], json=order_request(hook, patient(), [med_draft("d1", *MORPHINE)]))
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        assert c.post(f"{URL[hook]}/feedback", json={"feedback": []}).status_code == 401
+
+
 # -- Sandbox Rx View / Rx Sign --------------------------------------------------------------------------
+def sandbox_body(hook: str, draft: dict[str, Any]) -> dict[str, Any]:
+    """The Sandbox's context: draftOrders is a Bundle with only `entry` (no `type`); Rx View adds `selections`."""
+    body = order_request(hook, patient(), [draft])
+    body["context"]["draftOrders"] = {"resourceType": "Bundle", "entry": [{"resource": draft}]}
+    return body
+
+
 def test_sandbox_rx_view_opening_draft_without_medication_or_intent_gets_no_cards(client: TestClient) -> None:
-    r = client.post(URL["order-select"], json=order_request("order-select", patient(), [sandbox_empty_draft()],
-                                                            selections=["MedicationRequest/request-123"]))
+    r = client.post(URL["order-select"], json=sandbox_body("order-select", sandbox_empty_draft()))
     assert r.status_code == 200 and r.json() == {"cards": []}
 
 
 def test_sandbox_rx_view_and_rx_sign_with_a_morphine_product(client: TestClient) -> None:
     draft = med_draft("request-123", *MORPHINE)
-    select = call(client, "order-select", patient(), [draft], selections=["MedicationRequest/request-123"])
-    body = order_request("order-sign", patient(), [draft])
+    body = sandbox_body("order-select", draft)
+    assert body["context"]["selections"] == ["MedicationRequest/request-123"]
+    select = client.post(URL["order-select"], json=body).json()["cards"]
+    body = sandbox_body("order-sign", draft)
     assert "selections" not in body["context"]
     sign = client.post(URL["order-sign"], json=body).json()["cards"]
     for cards in (select, sign):
