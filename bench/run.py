@@ -422,6 +422,7 @@ class Plan:
     duration: float
     launcher: str
     load_client: str = "raw"
+    only: tuple[str, ...] = ()   # latency of these cases only (no throughput, memory or cold start)
 
     def requests_for(self, resources: int) -> tuple[int, int, float]:
         """(warm-up, measured requests, time cap in seconds) for a case of this size."""
@@ -490,9 +491,14 @@ def run(plan: Plan) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mbc-cds-bench-"))
     log(f"workdir {workdir}")
     cases = build_cases(quick=plan.quick)
+    if plan.only:
+        unknown = set(plan.only) - {c["name"] for c in cases}
+        if unknown:
+            raise SystemExit(f"unknown case(s) {sorted(unknown)}; known: {[c['name'] for c in cases]}")
+        cases = [c for c in cases if c["name"] in plan.only]
     bodies = {c["name"]: orjson.dumps(c["request"]) for c in cases}
     variants = {c["name"]: [orjson.dumps(v) for v in c["variants"]] for c in cases if c.get("variants")}
-    typical = bodies["typical"]
+    typical = bodies["typical"] if "typical" in bodies else orjson.dumps(build_cases(quick=True)[0]["request"])
     template = migrated_template(workdir)
     result: dict[str, Any] = {
         "machine": machine_info(), "quick": plan.quick, "launcher": plan.launcher,
@@ -532,6 +538,13 @@ def run(plan: Plan) -> dict[str, Any]:
                 if name == "typical":
                     for s in servers:
                         result["rss"][s.kind]["w1_after_typical"] = s.rss_kb()
+        if plan.only:
+            for s in servers:
+                s.stop()
+            result["workdir"] = str(workdir)
+            result["machine"]["loadavg_at_end"] = loadavg()
+            result["rows"], result["targets"] = derive_latency(result, cases)
+            return result
         for s in servers:
             result["rss"][s.kind]["w1_peak_after_sweep"] = s.rss_kb()
         for name in ("typical", "heavy"):
@@ -649,6 +662,21 @@ def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[di
     return rows, targets, scaling
 
 
+def derive_latency(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                                                  list[dict[str, Any]]]:
+    """Rows and targets of a latency-only run (`--only`)."""
+    lat = result["latency"]
+    rows = []
+    for c in cases:
+        for q in ("p50", "p95", "p99"):
+            p, f = lat["project"][c["name"]][q], lat["floor"][c["name"]][q]
+            rows.append({"metric": f"{c['name']} ({c['resources']} res) {q}", "unit": "ms", "project": p,
+                         "floor": f, "ratio": p / f if f else float("nan")})
+    targets = [{"target": f"{c['name']} p50 <= 2.0x floor p50", "met": ratio <= 2.0, "value": round(ratio, 2)}
+               for c in cases if (ratio := lat["project"][c["name"]]["p50"] / lat["floor"][c["name"]]["p50"])]
+    return rows, targets
+
+
 def fmt(v: float) -> str:
     if v != v:  # NaN
         return "-"
@@ -677,7 +705,7 @@ def table(result: dict[str, Any]) -> str:
     hm = result["handler_ms"]
     lines += ["", "Time inside the service's handler (its 'hook answered' log, duration_ms) p50: "
               + ", ".join(f"{k} {fmt(v['p50'])} ms" for k, v in hm.items())]
-    for kind in ("project", "floor"):
+    for kind in ("project", "floor") if result["throughput"]["project"] else ():
         cl = [f"{k} server {v['server_cpu_cores']:.2f} / client {v['client_cpu_cores']:.2f}"
               for k, v in result["throughput"][kind].items()]
         lines.append(f"CPU cores used during {kind} throughput runs: " + "; ".join(cl))
@@ -694,9 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-client", choices=("raw", "httpx"), default="raw",
                    help="concurrent load generator: asyncio streams (default) or httpx.AsyncClient")
     p.add_argument("--duration", type=float, help="seconds per throughput measurement (default 10, quick 2)")
+    p.add_argument("--only", help="comma-separated case names (e.g. typical,order-select,order-sign): their "
+                                  "latency only, no throughput, memory or cold start")
     args = p.parse_args(argv)
     plan = Plan(quick=args.quick, duration=args.duration or (2.0 if args.quick else 10.0), launcher=args.launcher,
-                load_client=args.load_client)
+                load_client=args.load_client,
+                only=tuple(x.strip() for x in args.only.split(",") if x.strip()) if args.only else ())
     result = run(plan)
     if args.out:
         Path(args.out).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
