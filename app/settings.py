@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     fhir_max_pages: int = 50
 
     # order-select fires on every click: its evaluation of the record is kept (per worker) for order-sign.
-    order_cache_size: int = Field(default=256, ge=0)
+    order_cache_size: int = Field(default=64, ge=0)
     order_cache_seconds: float = Field(default=600.0, gt=0)
 
     max_body_bytes: int = 20 * 1024 * 1024

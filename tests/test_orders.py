@@ -438,3 +438,22 @@ def test_update_of_a_phase_prescription_writes_the_phase_extensions() -> None:
     get_fhir_model_class("ServiceRequest").model_validate(updated)
     fx = read_fractionation(updated)
     assert fx is not None and (fx.fractions, fx.total_gy) == (1, 8)
+
+
+def test_lru_cache_is_bounded_expires_and_keys_on_every_part() -> None:
+    from app.orders.cache import LruCache, cache_key
+
+    now = [0.0]
+    cache: LruCache[str] = LruCache(2, ttl=10, clock=lambda: now[0])
+    cache.put("a", "A")
+    cache.put("b", "B")
+    assert cache.get("a") == "A"          # a is now the most recent
+    cache.put("c", "C")                    # evicts b, the least recently used
+    assert cache.get("b") is None and cache.get("a") == "A" and len(cache) == 2
+    now[0] = 11
+    assert cache.get("a") is None          # expired
+    assert LruCache(0, ttl=10).get("x") is None
+    base = ("p1", [{"resourceType": "Condition", "id": "c1"}], [{"id": "d1"}], "settings")
+    keys = {cache_key(*base), cache_key("p2", *base[1:]), cache_key(base[0], [], *base[2:]),
+            cache_key(*base[:2], [{"id": "d2"}], base[3]), cache_key(*base[:3], "other settings")}
+    assert len(keys) == 5
