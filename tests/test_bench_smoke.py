@@ -110,3 +110,11 @@ def test_raw_load_client_and_sequential_client_against_a_local_floor(tmp_path: P
     finally:
         server.stop()
     assert server.proc is None
+
+
+def test_order_hooks_inprocess_bench_runs_and_reuses_the_evaluation(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.order_hooks_inprocess import main
+
+    assert main(["-n", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "order-select" in out and "order-sign" in out and "hits" in out
