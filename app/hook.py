@@ -17,21 +17,12 @@ from app.engine.knowledge import Knowledge
 from app.orders.cache import LruCache, cache_key
 from app.orders.drafts import order_context
 from app.orders.engine import ORDER_HOOKS, OrderEngine
+from app.read_gaps import describe_gaps, gaps_from_problems, unreadable_types
 from app.service_definition import prefetch_templates, resource_type_of
 from app.settings import Settings
 from cds_hooks.draft_orders import DraftOrders, parse_draft_orders
 from cds_hooks.fallback import FetchProblem, PrefetchResolver
 from cds_hooks.models import HookRequest
-
-_KIND_TEXT = {
-    "http": "the FHIR server answered with an error",
-    "timeout": "the FHIR server did not answer in time",
-    "malformed": "the data was not valid FHIR JSON",
-    "operation-outcome": "the EHR or FHIR server reported an error",
-    "paging-loop": "the FHIR server's paging looped; only the first pages were read",
-    "too-many-pages": "too many pages; only the first pages were read",
-    "missing": "not sent and no FHIR server to read it from",
-}
 
 
 class NoDataError(Exception):
@@ -52,23 +43,6 @@ class HookOutcome:
         return [f.rule.id for f in self.fired]
 
 
-_HTTP_TEXT = {
-    401: "the FHIR server refused the access token",
-    403: "the FHIR server refused access",
-    404: "the FHIR server did not find it",
-    429: "the FHIR server was busy",
-}
-
-
-def describe_problem(problem: FetchProblem, resource_type: str) -> str:
-    """One line for the data-incomplete card: the resource type and the kind of fault, never server text."""
-    text = _KIND_TEXT.get(problem.kind, problem.kind)
-    if problem.kind == "http" and problem.status is not None:
-        text = _HTTP_TEXT.get(problem.status, text)
-    status = f" (HTTP {problem.status})" if problem.status else ""
-    return f"{resource_type}: {text}{status}"
-
-
 def _identity(resource: Any) -> tuple[str, str] | None:
     """(resourceType, id) when both are non-empty strings; None for anything else (never hashed raw: an id
     from the wire may be any JSON value)."""
@@ -78,11 +52,6 @@ def _identity(resource: Any) -> tuple[str, str] | None:
     if isinstance(rtype, str) and isinstance(rid, str) and rid:
         return rtype, rid
     return None
-
-
-def describe_skipped(count: int, resource_type: str) -> str:
-    what = "entry" if count == 1 else "entries"
-    return f"{resource_type}: {count} Bundle {what} without a FHIR resource, skipped"
 
 
 class HookProcessor:
@@ -175,13 +144,9 @@ class HookProcessor:
                     skipped: dict[str, int] | None) -> tuple[Evaluation, list[FetchProblem]]:
         # A key the EHR chose not to send, with no server to ask, is what the EHR has: not a read failure.
         real = [p for p in problems or [] if p.kind != "missing" or server]
-        texts = list(dict.fromkeys(describe_problem(p, self.types.get(p.key, p.key)) for p in real))
-        types = {self.types.get(p.key, p.key) for p in real}
         # Bundle entries that are not resources: what they were is unknown, so that type is incomplete.
-        for key, count in (skipped or {}).items():
-            if count > 0:
-                texts.append(describe_skipped(count, self.types.get(key, key)))
-                types.add(self.types.get(key, key))
+        gaps = gaps_from_problems(real, self.types, skipped)
         ev = evaluate_patient(resources, patient_id=patient_id, now=now, terminology=self.terminology,
-                              problems=texts, unreadable_types=frozenset(types), **self.windows)
+                              problems=describe_gaps(gaps), unreadable_types=unreadable_types(gaps),
+                              gaps=tuple(gaps), **self.windows)
         return ev, real

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -26,13 +26,22 @@ FHIR_JSON = "application/fhir+json"
 DEFAULT_USER = "Practitioner/example"
 LOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  # public sandboxes take their time over transactions
 READ_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# The public CDS Hooks Sandbox and the URL query parameters it reads at start-up (cds-hooks/sandbox README,
+# "Pre-configuration via URL parameters"; src/retrieve-data-helpers/fhir-metadata-retrieval.js, patient-retrieval.js)
+SANDBOX_URL = "https://sandbox.cds-hooks.org/"
+LOCAL_FHIR_SERVER = "http://127.0.0.1:8090"
+DEMO_PATIENT = "mbc-demo-01"
 MAX_PAGES = 50
 
 ORDER_HOOKS = ("order-select", "order-sign")
 
 
 class CommandError(Exception):
-    """A failure the command reports on stderr before exiting 1."""
+    """A failure the command reports on stderr; exit code 1, or 2 for usage and configuration errors."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -274,7 +283,7 @@ def load_samples(fhir_server: str, *, token: str | None = None, sample_ids: Sequ
     ids = list(sample_ids) if sample_ids else known
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise CommandError(f"unknown sample id(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise CommandError(f"unknown sample id(s) {', '.join(unknown)}; known: {', '.join(known)}", code=2)
     base = fhir_server.rstrip("/")
     headers = {**_fhir_headers(token), "Content-Type": FHIR_JSON}
     own = client is None
@@ -321,10 +330,11 @@ def cmd_load(args: argparse.Namespace) -> int:
         results = load_samples(args.fhir_server, token=args.token, sample_ids=args.sample)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"\nloaded {len(results)} patient(s) into {args.fhir_server.rstrip('/')}. Fire the hook for one:")
+        return exc.code
+    print(f"\nloaded {len(results)} patient(s) into {args.fhir_server.rstrip('/')}. Fire the hook for one "
+          "(BASE: where your mbc-cds listens, as `mbc-cds serve` or `mbc-cds demo` printed it):")
     if results:
-        print(f"  mbc-cds hook --service http://127.0.0.1:8080/cds-services/mbc-palliative-care "
+        print(f"  mbc-cds hook --service BASE/cds-services/mbc-palliative-care "
               f"--fhir-server {args.fhir_server.rstrip('/')} --patient {results[0].patient_id}")
     return 0
 
@@ -352,13 +362,14 @@ class JwtSigner:
             pem = Path(path).read_bytes()
             key = load_pem_private_key(pem, password=None)
         except (OSError, ValueError, TypeError) as exc:
-            raise CommandError(f"cannot read the JWT private key {path!r}: {exc}") from None
+            raise CommandError(f"cannot read the JWT private key {path!r}: {exc}", code=2) from None
         if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
             alg = "ES384"
         elif isinstance(key, rsa.RSAPrivateKey):
             alg = "RS384"
         else:
-            raise CommandError("the JWT key must be an EC P-384 (ES384) or RSA (RS384) private key in PEM")
+            raise CommandError("the JWT key must be an EC P-384 (ES384) or RSA (RS384) private key in PEM",
+                               code=2)
         return cls(pem, iss, kid, alg)
 
     def token(self, audience: str, now: float | None = None) -> str:
@@ -374,7 +385,7 @@ def _discovery_url(service_url: str) -> tuple[str, str]:
     head, _, service_id = parts.path.rpartition("/")
     if not service_id or not head.endswith("/cds-services"):
         raise CommandError(f"--service must be the service URL, e.g. http://host/cds-services/<id>, "
-                           f"not {service_url!r}")
+                           f"not {service_url!r}", code=2)
     return urlunsplit((parts.scheme, parts.netloc, head, "", "")), service_id
 
 
@@ -516,7 +527,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
     try:
         if any(jwt_opts):
             if not all(jwt_opts):
-                raise CommandError("--jwt-key, --jwt-iss and --jwt-kid go together")
+                raise CommandError("--jwt-key, --jwt-iss and --jwt-kid go together", code=2)
             signer = JwtSigner.from_file(args.jwt_key, args.jwt_iss, args.jwt_kid)
         t0 = time.perf_counter()
         drafts = read_draft_orders(args.draft) if args.draft else None
@@ -527,7 +538,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
                          selections=args.select)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.code
     except httpx.HTTPError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -549,6 +560,24 @@ def cmd_hook(args: argparse.Namespace) -> int:
     else:
         print(render_cards_table(data["cards"]))
     return 0
+
+
+def sandbox_launch_url(discovery_url: str, fhir_server: str, patient_id: str = DEMO_PATIENT,
+                       sandbox: str = SANDBOX_URL) -> str:
+    """A CDS Hooks Sandbox URL that opens with this service, FHIR server and patient already configured."""
+    params = {"serviceDiscoveryURL": discovery_url, "fhirServiceUrl": fhir_server.rstrip("/"),
+              "patientId": patient_id}
+    return sandbox + "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+
+
+def sandbox_hint_lines(service_base: str, fhir_server: str = LOCAL_FHIR_SERVER) -> list[str]:
+    """What `mbc-cds demo` prints for trying the service in the CDS Hooks Sandbox (a browser client)."""
+    return [
+        f"  sandbox:      {sandbox_launch_url(f'{service_base}/cds-services', fhir_server)}",
+        "                (FHIR side: `npm ci --prefix tests/fhirserver && node tests/fhirserver/server.mjs "
+        f"{urlsplit(fhir_server).port or 8090}`,",
+        f"                 then `mbc-cds load --fhir-server {fhir_server} --wait 30`; see docs/integrators.md)",
+    ]
 
 
 def register(subparsers: Any) -> None:

@@ -11,7 +11,10 @@ Security choices (see the tests for each):
   is looked up, so ``none`` and ``HS*`` (including HMAC "signed" with a public key) never reach a key;
 - the key is built with :class:`jwt.PyJWK` bound to the header's algorithm after checking that the JWK's
   type and curve fit that algorithm; private members of a JWK are dropped;
-- ``jku`` is never fetched: it must equal the issuer's configured ``jwks_url`` or the token is refused;
+- ``jku`` is never fetched: the key is always looked up by ``kid`` among the issuer's registered keys (inline
+  or ``jwks_url``), so a ``jku`` naming another URL cannot bring in a key. A differing ``jku`` is therefore not
+  by itself a refusal (the CDS Hooks Sandbox names its public URL even when a site pins a copy of its keys),
+  unless the client entry lists allowed ``jku`` values; then any other ``jku`` is refused;
 - ``x5u``, ``x5c`` and ``jwk`` headers are ignored; ``crit`` is refused;
 - time claims are checked with the injected clock (the same clock as the caches), ``leeway`` either way;
 - ``jti`` is recorded only after everything else has passed, so unsigned tokens cannot fill the cache.
@@ -120,11 +123,16 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class TrustedClient:
-    """A CDS Client allowed in: its ``iss`` and its JWK Set (inline ``jwks`` or fetched from ``jwks_url``)."""
+    """A CDS Client allowed in: its ``iss`` and its JWK Set (inline ``jwks`` or fetched from ``jwks_url``).
+
+    ``jku``: optional allow-list of JWK Set URLs a token of this client may name in its ``jku`` header (never
+    fetched; only compared). Empty = any ``jku`` (or none) is fine, the key still comes from the registration.
+    """
 
     iss: str
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = field(default=None, hash=False)
+    jku: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.iss, str) or not self.iss.strip():
@@ -136,6 +144,20 @@ class TrustedClient:
                 raise ValueError(f"trusted client {self.iss!r}: 'jwks_url' must be an http(s) URL")
         if self.jwks is not None:
             _check_inline_jwks(self.iss, self.jwks)
+        _check_jku_allow_list(self.iss, self.jku)
+
+    def jku_allowed(self, jku: Any) -> bool:
+        """Whether a token's ``jku`` header (None when absent) passes this client's allow-list."""
+        if jku is None or not self.jku:
+            return True
+        return isinstance(jku, str) and jku in self.jku
+
+
+def _check_jku_allow_list(iss: str, jku: Any) -> None:
+    if not isinstance(jku, tuple) or not all(
+        isinstance(u, str) and u.startswith(("https://", "http://")) for u in jku
+    ):
+        raise ValueError(f"trusted client {iss!r}: 'jku' must be a list of http(s) URLs")
 
 
 def _check_inline_jwks(iss: str, jwks: Any) -> None:
@@ -160,11 +182,23 @@ def _check_inline_jwks(iss: str, jwks: Any) -> None:
             raise ValueError(f"{where}: jwks.keys[{i}] is not a usable {kty} public key") from None
 
 
-_CLIENT_FIELDS = {"iss", "jwks_url", "jwks"}
+_CLIENT_FIELDS = {"iss", "jwks_url", "jwks", "jku"}
+
+
+def _jku_list(value: Any) -> tuple[str, ...]:
+    """The file's ``jku`` field: one URL or a list of URLs (validated by TrustedClient)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(value)
+    return value  # type: ignore[no-any-return]  # rejected with a clear message by TrustedClient
 
 
 def load_clients(path: str | Path) -> list[TrustedClient]:
-    """Read the trusted-clients file: a JSON list of ``{"iss", "jwks_url"}`` or ``{"iss", "jwks"}`` objects.
+    """Read the trusted-clients file: a JSON list of ``{"iss", "jwks_url"}`` or ``{"iss", "jwks"}`` objects,
+    each with an optional ``jku`` allow-list (a URL or a list of URLs).
 
     Raises ``ValueError`` with a message naming the file and the entry for any problem.
     """
@@ -189,10 +223,11 @@ def load_clients(path: str | Path) -> list[TrustedClient]:
             raise ValueError(f"{where}: must be an object")
         unknown = sorted(set(entry) - _CLIENT_FIELDS)
         if unknown:
-            raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: iss, jwks_url, jwks")
+            raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: iss, jwks_url, jwks, jku")
         try:
             client = TrustedClient(
-                iss=entry.get("iss"), jwks_url=entry.get("jwks_url"), jwks=entry.get("jwks")
+                iss=entry.get("iss"), jwks_url=entry.get("jwks_url"), jwks=entry.get("jwks"),
+                jku=_jku_list(entry.get("jku")),
             )
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
@@ -356,10 +391,9 @@ class JwtVerifier:
 
         client = self._client_for(token)
 
-        jku = header.get("jku")
-        if jku is not None and (client.jwks_url is None or jku != client.jwks_url):
-            # Never fetched: a key URL chosen by the token's author proves nothing.
-            raise AuthError("unknown-key", "JWT 'jku' is not the JWK Set URL registered for this issuer")
+        if not client.jku_allowed(header.get("jku")):
+            # Never fetched either way: a key URL chosen by the token's author proves nothing.
+            raise AuthError("unknown-key", "JWT 'jku' is not one of the JWK Set URLs allowed for this issuer")
 
         key = await self._key_for(client, kid, alg)
 

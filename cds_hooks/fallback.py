@@ -2,6 +2,9 @@
 
 Per prefetch key (CDS Hooks 2.0 "Providing FHIR Resources to a CDS Service"):
 - value present: use it (a Bundle gives its entries' resources, any other resource gives [resource]);
+  a Bundle with a `next` link is a first page (the CDS Hooks Sandbox sends exactly that): the rest is read
+  from the FHIR server under the same rules as our own searches (same origin, page cap counting the sent
+  page, loop detection, the one deadline); without a FHIR server the key is an `incomplete` problem;
   an OperationOutcome (an error at the client) or a non-resource value is unreadable: problem, and read the
   key from the FHIR server when there is one;
 - value null: the client has no data; nothing is fetched;
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,12 +36,14 @@ from cds_hooks.prefetch import TemplateError, render_template
 
 __all__ = [
     "FetchProblem", "PrefetchResolver", "PrefetchResult", "ProblemKind", "resources_of", "split_resources",
+    "transport_cause",
 ]
 
 log = logging.getLogger(__name__)
 
 ProblemKind = Literal[
-    "http", "timeout", "malformed", "operation-outcome", "paging-loop", "too-many-pages", "missing"
+    "http", "timeout", "malformed", "operation-outcome", "paging-loop", "too-many-pages", "missing",
+    "incomplete",
 ]
 KeySource = Literal["prefetch", "null", "server", "unavailable"]
 
@@ -55,6 +62,8 @@ class FetchProblem:
     kind: ProblemKind
     status: int | None = None
     detail: str = ""
+    # kind 'http' without a status (no HTTP answer at all): 'dns' | 'refused' | 'tls' | 'network'
+    cause: str = ""
 
 
 @dataclass(slots=True)
@@ -113,7 +122,8 @@ class PrefetchResult:
             **self.counts(),
             "elapsed_ms": round(self.elapsed_ms, 1),
             "had_any_data": self.had_any_data,
-            "problem_list": [{"key": p.key, "kind": p.kind, "status": p.status} for p in self.problems],
+            "problem_list": [{"key": p.key, "kind": p.kind, "status": p.status, "cause": p.cause}
+                             for p in self.problems],
             "recovered": [{"key": p.key, "kind": p.kind} for p in self.recovered],
         }
 
@@ -174,11 +184,15 @@ def _diagnostics(outcome: Mapping[str, Any]) -> str:
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    return _link(bundle, "next")
+
+
+def _link(bundle: Mapping[str, Any], relation: str) -> str | None:
     links = bundle.get("link")
     if not isinstance(links, list):
         return None
     for link in links:
-        if isinstance(link, dict) and link.get("relation") == "next":
+        if isinstance(link, dict) and link.get("relation") == relation:
             url = link.get("url")
             if isinstance(url, str) and url.strip():
                 return url.strip()
@@ -201,6 +215,29 @@ class _KeyState:
     skipped: int = 0
     problem: FetchProblem | None = None
     finished: bool = False
+    # URLs already read for this key (a sent first page's `self` link), for loop detection
+    seen: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _FirstPage:
+    """A prefetch Bundle that carries a `next` link: what it held, and where the rest is."""
+
+    resources: list[dict[str, Any]]
+    skipped: int
+    next_link: str
+    self_link: str | None
+
+
+def _first_page(value: Mapping[str, Any]) -> _FirstPage | None:
+    """The sent Bundle as a first page, or None when it is the whole answer (no `next` link)."""
+    if value.get("resourceType") != "Bundle":
+        return None
+    link = _next_link(value)
+    if link is None:
+        return None
+    found, skipped = split_resources(value)
+    return _FirstPage(found, skipped, link, _link(value, "self"))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -239,6 +276,7 @@ class PrefetchResolver:
         sources: dict[str, KeySource] = {}
         problems: list[FetchProblem] = []
         to_fetch: dict[str, str] = {}
+        first_pages: dict[str, _FirstPage] = {}
         skipped: dict[str, int] = {}
         had_value = False
 
@@ -264,6 +302,12 @@ class PrefetchResolver:
                         skipped[key] = n_skipped
                     sources[key] = "prefetch"
                     had_value = True
+                    page = _first_page(value)
+                    if page is not None and server:
+                        first_pages[key] = page
+                    elif page is not None:
+                        problems.append(FetchProblem(
+                            key, "incomplete", None, "prefetch Bundle is a first page; no fhirServer for the rest"))
                 else:
                     problems.append(
                         FetchProblem(key, "malformed", None, "prefetch value is not a FHIR resource")
@@ -283,9 +327,18 @@ class PrefetchResolver:
         pages = 0
         fetched_ok = False
         recovered: list[FetchProblem] = []
-        if to_fetch and server:
-            states = await self._fetch_all(server, request.access_token(), to_fetch)
+        if (to_fetch or first_pages) and server:
+            states = await self._fetch_all(server, request.access_token(), to_fetch, first_pages)
             for key, st in states.items():
+                if key in first_pages:
+                    # the sent page stays; the server's pages complete it (or the key is incomplete)
+                    pages += max(st.pages - 1, 0)
+                    resources[key] = st.resources
+                    if st.skipped:
+                        skipped[key] = st.skipped
+                    if st.problem is not None:
+                        problems.append(st.problem)
+                    continue
                 pages += st.pages
                 if st.pages:
                     fetched_ok = True
@@ -319,14 +372,17 @@ class PrefetchResolver:
 
     # -- fetching -----------------------------------------------------------------------------------------
 
-    async def _fetch_all(self, base: str, token: str | None, urls: dict[str, str]) -> dict[str, _KeyState]:
+    async def _fetch_all(self, base: str, token: str | None, urls: dict[str, str],
+                         first_pages: Mapping[str, _FirstPage] | None = None) -> dict[str, _KeyState]:
         headers = {"Accept": FHIR_JSON}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         states = {key: _KeyState(key) for key in urls}
+        starts = {key: self._first_url(base, rel) for key, rel in urls.items()}
+        for key, page in (first_pages or {}).items():
+            states[key], starts[key] = self._continuation(key, base, page)
         tasks = {
-            asyncio.create_task(self._run_key(states[key], base, self._first_url(base, rel), headers)): key
-            for key, rel in urls.items()
+            asyncio.create_task(self._run_key(states[key], base, url, headers)): key for key, url in starts.items()
         }
         _done, pending = await asyncio.wait(tasks, timeout=self.timeout_total)
         if pending:
@@ -342,6 +398,14 @@ class PrefetchResolver:
                     f"overall deadline of {self.timeout_total:g} s reached after {st.pages} page(s)",
                 )
         return states
+
+    def _continuation(self, key: str, base: str, page: _FirstPage) -> tuple[_KeyState, str]:
+        """State and first URL for reading the rest of a sent first page: the sent page counts as page 1
+        (against the page cap) and its `self` link as already seen (loop detection)."""
+        st = _KeyState(key, resources=list(page.resources), pages=1, skipped=page.skipped)
+        if page.self_link:
+            st.seen.add(self._next_url(base, page.self_link))
+        return st, self._next_url(base, page.next_link)
 
     def _first_url(self, base: str, rendered: str) -> str:
         rel = rendered.lstrip("/")
@@ -373,7 +437,8 @@ class PrefetchResolver:
         except httpx.TimeoutException as exc:
             st.problem = FetchProblem(st.key, "timeout", None, type(exc).__name__)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            st.problem = FetchProblem(st.key, "http", None, f"request failed: {type(exc).__name__}")
+            st.problem = FetchProblem(st.key, "http", None, f"request failed: {type(exc).__name__}",
+                                      cause=transport_cause(exc))
         except Exception as exc:  # never let a server fault (or a surprise in its data) escape
             log.warning("prefetch key %s: unexpected %s", st.key, type(exc).__name__)
             st.problem = FetchProblem(st.key, "malformed", None, f"unexpected error: {type(exc).__name__}")
@@ -381,7 +446,12 @@ class PrefetchResolver:
             st.finished = True
 
     async def _fetch_pages(self, st: _KeyState, base: str, url: str, headers: dict[str, str]) -> None:
-        seen = {url}
+        if url in st.seen:
+            raise _Problem("paging-loop", None, f"next link repeats after {st.pages} page(s)")
+        if st.pages >= self.max_pages:
+            raise _Problem("too-many-pages", None, f"stopped after {st.pages} page(s)")
+        seen = st.seen
+        seen.add(url)
         while True:
             page = await self._get_json(url, headers)
             rtype = page.get("resourceType")
@@ -434,6 +504,34 @@ class PrefetchResolver:
         if not isinstance(doc, dict):
             raise _Problem("malformed", status, "response is not a JSON object")
         return doc
+
+
+_DNS_WORDS = ("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+              "getaddrinfo", "no address associated", "name resolution")
+
+
+def transport_cause(exc: BaseException) -> str:
+    """Why a request got no HTTP answer: 'dns', 'refused', 'tls' or 'network' (one card line per cause)."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for e in chain:
+        if isinstance(e, socket.gaierror):
+            return "dns"
+        if isinstance(e, ConnectionRefusedError):
+            return "refused"
+        if isinstance(e, ssl.SSLError):
+            return "tls"
+    text = " ".join(str(e) for e in chain).lower()
+    if any(w in text for w in _DNS_WORDS):
+        return "dns"
+    if "refused" in text:
+        return "refused"
+    if "ssl" in text or "certificate" in text:
+        return "tls"
+    return "network"
 
 
 async def _read_bounded(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:

@@ -347,20 +347,62 @@ async def test_no_kid_with_several_keys_rejected(http, ec_key, ec_key_other):
     await expect(v, bearer(sign(claims(), ec_key, "ES384", None)), "unknown-key")
 
 
-async def test_jku_elsewhere_rejected_without_fetch(verifier, rsa_key, jwks_mock):
+async def test_jku_elsewhere_is_never_fetched_and_the_key_still_comes_from_the_registration(
+        verifier, rsa_key, jwks_mock):
     mock, route = jwks_mock
     evil = mock.get("https://evil.example.org/jwks.json").mock(
         return_value=httpx.Response(200, json={"keys": [public_jwk(rsa_key, "rsa-1", "RS384")]})
     )
+    # Signed with the registered key: a jku naming another URL is not by itself a refusal (contract v2) ...
     token = sign(claims(ISS_URL), rsa_key, "RS384", "rsa-1", jku="https://evil.example.org/jwks.json")
+    await verifier.verify(bearer(token), AUD)
+    assert not evil.called and route.call_count == 1
+
+
+async def test_attacker_key_behind_jku_is_refused_without_fetch(verifier, rsa_key_rotated, jwks_mock):
+    mock, route = jwks_mock
+    evil = mock.get("https://evil.example.org/jwks.json").mock(
+        return_value=httpx.Response(200, json={"keys": [public_jwk(rsa_key_rotated, "evil-1", "RS384")]})
+    )
+    # ... but the key is looked up by kid among the registered keys only: the attacker's key never counts.
+    token = sign(claims(ISS_URL), rsa_key_rotated, "RS384", "evil-1", jku="https://evil.example.org/jwks.json")
     await expect(verifier, bearer(token), "unknown-key")
+    token = sign(claims(ISS_URL), rsa_key_rotated, "RS384", "rsa-1", jku="https://evil.example.org/jwks.json")
+    await expect(verifier, bearer(token), "bad-signature")
     assert not evil.called
-    assert not route.called
 
 
-async def test_jku_on_inline_issuer_rejected(verifier, ec_key):
+async def test_jku_on_inline_issuer_is_never_fetched(verifier, ec_key, ec_key_other):
+    with respx.mock(assert_all_called=False) as mock:
+        evil = mock.get("https://evil.example.org/jwks.json").mock(return_value=httpx.Response(200, json={}))
+        token = sign(claims(), ec_key, "ES384", "ec-1", jku="https://evil.example.org/jwks.json")
+        await verifier.verify(bearer(token), AUD)
+        token = sign(claims(), ec_key_other, "ES384", "ec-1", jku="https://evil.example.org/jwks.json")
+        await expect(verifier, bearer(token), "bad-signature")
+        assert not evil.called
+
+
+async def test_jku_allow_list_refuses_other_urls(http, ec_key):
+    allowed = "https://ehr.example.com/.well-known/jwks.json"
+    client = TrustedClient(iss=ISS_INLINE, jwks={"keys": [public_jwk(ec_key, "ec-1", "ES384")]}, jku=(allowed,))
+    v = JwtVerifier([client], http)
+    await v.verify(bearer(sign(claims(), ec_key, "ES384", "ec-1", jku=allowed)), AUD)
+    await v.verify(bearer(sign(claims(), ec_key, "ES384", "ec-1")), AUD)  # no jku: nothing to compare
     token = sign(claims(), ec_key, "ES384", "ec-1", jku="https://evil.example.org/jwks.json")
-    await expect(verifier, bearer(token), "unknown-key")
+    await expect(v, bearer(token), "unknown-key")
+
+
+def test_jku_allow_list_in_the_clients_file(tmp_path: Path, ec_key):
+    path = tmp_path / "clients.json"
+    jwks = {"keys": [public_jwk(ec_key, "ec-1", "ES384")]}
+    path.write_text(json.dumps([{"iss": ISS_INLINE, "jwks": jwks, "jku": "https://ehr.example.com/jwks"},
+                                {"iss": ISS_URL, "jwks": jwks, "jku": [JWKS_URL, "https://b.example/j"]}]))
+    one, two = load_clients(path)
+    assert one.jku == ("https://ehr.example.com/jwks",) and two.jku == (JWKS_URL, "https://b.example/j")
+    for bad in (["ftp://x"], [1], {"u": 1}):
+        path.write_text(json.dumps([{"iss": ISS_INLINE, "jwks": jwks, "jku": bad}]))
+        with pytest.raises(ValueError, match="jku"):
+            load_clients(path)
 
 
 # ------------------------------------------------------------------------------------- JWKS fetching

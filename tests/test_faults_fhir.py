@@ -220,7 +220,7 @@ RESPX_CASES: dict[str, tuple[Any, str]] = {
     "paging-loop": (_loop, "paging looped"),
     "read-timeout": (httpx.ReadTimeout("slow"), "did not answer in time"),
     "connect-timeout": (httpx.ConnectTimeout("slow"), "did not answer in time"),
-    "connect-error": (httpx.ConnectError("refused"), "answered with an error"),
+    "connect-error": (httpx.ConnectError("refused"), "refused the connection"),
     "hang": (_hang, "did not answer in time"),
 }
 

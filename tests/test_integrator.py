@@ -164,7 +164,7 @@ def test_load_only_the_samples_asked_for(respx_mock: respx.MockRouter) -> None:
     route = respx_mock.post(FHIR).mock(side_effect=_transaction_response)
     assert main(["load", "--fhir-server", FHIR, "--sample", "mbc-demo-02", "mbc-demo-05"]) == 0
     assert route.call_count == 2
-    assert main(["load", "--fhir-server", FHIR, "--sample", "nope"]) == 1
+    assert main(["load", "--fhir-server", FHIR, "--sample", "nope"]) == 2  # usage
     assert route.call_count == 2
 
 
@@ -317,7 +317,7 @@ def test_hook_signs_a_cds_hooks_jwt_per_call(respx_mock: respx.MockRouter, tmp_p
 
 
 def test_hook_jwt_options_go_together(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["hook", "--service", SERVICE, "--fhir-server", FHIR, "--patient", "p1", "--jwt-iss", "x"]) == 1
+    assert main(["hook", "--service", SERVICE, "--fhir-server", FHIR, "--patient", "p1", "--jwt-iss", "x"]) == 2
     assert "go together" in capsys.readouterr().err
 
 
@@ -334,7 +334,7 @@ def test_hook_error_response_prints_the_json_error_and_exits_1(respx_mock: respx
 
 def test_hook_needs_a_service_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hook", "--service", "http://cds.example.org/", "--fhir-server", FHIR, "--patient", "p1",
-                 "--prefetch"]) == 1
+                 "--prefetch"]) == 2  # usage
     assert "--service must be the service URL" in capsys.readouterr().err
 
 

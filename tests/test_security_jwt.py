@@ -265,11 +265,17 @@ def test_garbage_tokens(client: TestClient) -> None:
         assert resp.json()["reason"] in ("malformed-token", "unsupported-algorithm", "missing-token", "missing-claim")
 
 
-def test_jku_other_than_the_registered_url_is_refused_and_never_fetched(client: TestClient, url_key: Any,
-                                                                         jwks_server: FaultyFhirServer) -> None:
+def test_jku_is_never_fetched_and_cannot_bring_in_a_key(client: TestClient, url_key: Any, other_key: Any,
+                                                        jwks_server: FaultyFhirServer) -> None:
     evil = f"{jwks_server.url}/evil-jwks.json"
+    # The registered key with a jku naming another URL: fine (contract v2), the key comes from the registration.
     tok = token(url_key, f"{BASE}/cds-services", iss=ISS_URL, kid="url-1", headers={"jku": evil})
+    assert client.get("/cds-services", headers=auth(tok)).status_code == 200
+    # The attacker's own key, announced by jku: refused, whatever kid it claims.
+    tok = token(other_key, f"{BASE}/cds-services", iss=ISS_URL, kid="evil-1", headers={"jku": evil})
     assert_refused(client.get("/cds-services", headers=auth(tok)), "unknown-key", tok)
+    tok = token(other_key, f"{BASE}/cds-services", iss=ISS_URL, kid="url-1", headers={"jku": evil})
+    assert_refused(client.get("/cds-services", headers=auth(tok)), "bad-signature", tok)
     assert not any(r[1] == "/evil-jwks.json" for r in jwks_server.requests)
 
 

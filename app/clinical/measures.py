@@ -71,19 +71,40 @@ def latest_calcium(facts: PatientFacts) -> CalciumFinding | None:
         return None
     # A reported corrected value wins over a total value taken at the same time.
     chosen = max(candidates, key=lambda m: (m.when, m is direct))
-    unit = _calcium_unit(chosen.unit)
-    assert unit is not None
-    if chosen is direct:
-        return CalciumFinding(chosen.value, unit, True, chosen.when, (chosen.ref,))
-    albumin = _nearest(facts.series("albumin"), chosen.when, timedelta(days=7))
+    return _calcium_finding(facts, chosen, reported_corrected=chosen is direct)
+
+
+def _calcium_finding(facts: PatientFacts, m: Measurement, *, reported_corrected: bool) -> CalciumFinding | None:
+    """One calcium value, albumin-corrected when it is a total calcium with an albumin within 7 days."""
+    unit = _calcium_unit(m.unit)
+    if unit is None:
+        return None
+    if reported_corrected:
+        return CalciumFinding(m.value, unit, True, m.when, (m.ref,))
+    albumin = _nearest(facts.series("albumin"), m.when, timedelta(days=7))
     alb = _albumin_g_per_l(albumin) if albumin else None
     if albumin is None or alb is None:
-        return CalciumFinding(chosen.value, unit, False, chosen.when, (chosen.ref,))
+        return CalciumFinding(m.value, unit, False, m.when, (m.ref,))
     if unit == "mmol/L":
-        value = chosen.value + 0.02 * (40.0 - alb)
+        value = m.value + 0.02 * (40.0 - alb)
     else:
-        value = chosen.value + 0.8 * (4.0 - alb / 10.0)
-    return CalciumFinding(round(value, 3), unit, True, chosen.when, (chosen.ref, albumin.ref))
+        value = m.value + 0.8 * (4.0 - alb / 10.0)
+    return CalciumFinding(round(value, 3), unit, True, m.when, (m.ref, albumin.ref))
+
+
+def calcium_series(facts: PatientFacts) -> list[CalciumFinding]:
+    """Every calcium on record, oldest first, corrected as `latest_calcium` corrects the latest one.
+
+    Where a reported corrected calcium and a total calcium share an instant, only the reported one is kept.
+    """
+    found: dict[datetime, CalciumFinding] = {}
+    for m in facts.series("calcium"):
+        if (f := _calcium_finding(facts, m, reported_corrected=False)) is not None:
+            found[m.when] = f
+    for m in facts.series("corrected-calcium"):
+        if (f := _calcium_finding(facts, m, reported_corrected=True)) is not None:
+            found[m.when] = f
+    return [found[when] for when in sorted(found)]
 
 
 def _nearest(series: list[Measurement], when: datetime, within: timedelta) -> Measurement | None:
@@ -95,7 +116,7 @@ def _nearest(series: list[Measurement], when: datetime, within: timedelta) -> Me
     return best
 
 
-def _kg(m: Measurement) -> float | None:
+def kilograms(m: Measurement) -> float | None:
     u = m.unit.strip().lower()
     if u in {"kg", "kilogram", "kilograms"}:
         return m.value
@@ -118,7 +139,7 @@ class WeightLoss:
 
 def weight_loss(facts: PatientFacts) -> WeightLoss | None:
     """Loss from the highest weight in the 90 days before the latest weight, if the latest is recent."""
-    series = [(m, _kg(m)) for m in facts.series("body-weight")]
+    series = [(m, kilograms(m)) for m in facts.series("body-weight")]
     series = [(m, kg) for m, kg in series if kg is not None and kg > 0]
     if len(series) < 2:
         return None

@@ -13,6 +13,7 @@ from app.clinical.fhirtime import fmt_date
 from app.clinical.pain import STEP_NAMES
 from app.engine.evaluation import Evaluation
 from app.engine.predicates import KnowledgeError, elevated_distress, missing_assessments, newest_acp
+from app.read_gaps import gaps_summary
 
 
 def _sites(ev: Evaluation) -> str:
@@ -117,6 +118,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "acp_missing": _acp_missing,
     "missing_assessments": lambda ev: ", ".join(missing_assessments(ev)) or "none",
     "unreadable": lambda ev: "; ".join(ev.problems) or "nothing",
+    "unreadable_summary": lambda ev: gaps_summary(list(ev.gaps), ev.patient_id, ev.problems),
     "brain_symptoms": lambda ev: _complications(ev, ("seizure", "cerebral-oedema")),
     "liver_symptoms": _liver,
     "lung_symptoms": _lung,

@@ -255,10 +255,21 @@ def _assessment_evidence(ev: Evaluation) -> list[Evidence]:
         m = ev.facts.latest(name, window)
         if m is not None:
             found.append(Evidence(f"latest {label} {m.value:g} on {fmt_date(m.when)}", (m.ref,)))
+    unread = sorted(ev.unreadable_types & _PHASE_TYPES)
+    if unread:
+        # "no acute-phase signal", "no assessment" are absences: not claimed from a record read in part
+        return [Evidence(f"phase judged on part of the record: {', '.join(unread)} could not be read in full, "
+                         "an acute-phase signal or assessment may be missing"), *found]
     if not found:
         return [Evidence(f"no symptom or performance assessment in the last {window.days} days")]
     return [Evidence(f"no acute-phase signal in the last {ev.facts.acute_window.days} days"), *found]
 
 
+# the resource types that hold the acute-phase signals (A1-A6) and the assessments
+_PHASE_TYPES = frozenset({"Condition", "Observation", "Encounter"})
+
+
 def _conditions_unread(ev: Evaluation) -> bool:
-    return any(p.startswith("Condition") or "conditions" in p for p in ev.problems)
+    """Scope cannot be ruled out when the Patient or the Conditions could not be read (in full)."""
+    return bool({"Condition", "Patient"} & ev.unreadable_types) or any(
+        p.startswith("Condition") or "conditions" in p for p in ev.problems)

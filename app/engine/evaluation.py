@@ -10,6 +10,7 @@ from app.clinical.facts import PatientFacts, build_facts
 from app.clinical.measures import CalciumFinding, WeightLoss, latest_calcium, weight_loss
 from app.clinical.pain import PainStatus, pain_status
 from app.clinical.phase import Phase, determine_phase
+from app.read_gaps import ReadGap
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class Evaluation:
     weight: WeightLoss | None
     problems: list[str] = field(default_factory=list)   # what could not be read (no patient data)
     unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
+    gaps: tuple[ReadGap, ...] = ()                       # the same, typed (resource type, kind, cause)
     acp_revisit: timedelta = timedelta(days=182)
     # The draft orders of an order-select / order-sign call (app.orders.drafts.OrderContext); None at patient-view.
     orders: Any = None
@@ -43,7 +45,8 @@ class Evaluation:
 def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, terminology: Any,
                      acute_window: timedelta, assessment_window: timedelta, acp_revisit: timedelta,
                      problems: list[str] | None = None,
-                     unreadable_types: frozenset[str] = frozenset(), max_depth: int = 64) -> Evaluation:
+                     unreadable_types: frozenset[str] = frozenset(), max_depth: int = 64,
+                     gaps: tuple[ReadGap, ...] = ()) -> Evaluation:
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
                         acute_window=acute_window, assessment_window=assessment_window, max_depth=max_depth)
     all_problems = list(problems or [])
@@ -54,4 +57,4 @@ def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, te
         all_problems.extend(f"{n} x {note}" if n > 1 else note for note, n in counts.items())
     return Evaluation(facts=facts, phase=determine_phase(facts), pain=pain_status(facts),
                       calcium=latest_calcium(facts), weight=weight_loss(facts), problems=all_problems,
-                      acp_revisit=acp_revisit, unreadable_types=unreadable_types)
+                      acp_revisit=acp_revisit, unreadable_types=unreadable_types, gaps=gaps)

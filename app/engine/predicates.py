@@ -14,6 +14,7 @@ from app.clinical.facts import COMPLICATION_LABELS, COMPLICATIONS, DRUG_CLASSES,
 from app.clinical.fhirtime import fmt_date
 from app.clinical.phase import ASSESSMENTS
 from app.engine.evaluation import Evaluation, Evidence
+from app.read_gaps import nothing_readable
 
 Result = list[Evidence] | None
 Predicate = Callable[[Evaluation, str | None], Result]
@@ -42,7 +43,19 @@ _ABSENCE_TEXT = {
     "HasComplication": "no {arg} on record",
 }
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "Medication"})
-_NEEDS_MEDICATIONS = frozenset({"OnDrugClass"})
+_ACP_TYPES = frozenset({"Observation", "DocumentReference", "Consent", "Goal", "Procedure", "ServiceRequest",
+                        "Condition"})
+# The resource types a predicate reads: "not X" cannot be claimed while any of them is unreadable or only partly
+# read (a first page without the rest), because the missing part may hold X.
+_NEGATION_READS: dict[str, frozenset[str]] = {
+    "OnDrugClass": MEDICATION_TYPES,
+    "HasService": frozenset({"ServiceRequest", "Encounter", "CareTeam"}),
+    "AcpOnRecord": _ACP_TYPES,
+    "AcpCodeStatusAndPlaceOfDeath": _ACP_TYPES,
+    "HasComplication": frozenset({"Condition"}),
+    "BowelObstruction": frozenset({"Condition"}),
+    "PoorPerformance": frozenset({"Observation"}),
+}
 
 
 def predicate(name: str, args: frozenset[str] | None = None) -> Callable[[Predicate], Predicate]:
@@ -60,8 +73,8 @@ class Condition:
     source: str
 
     def __call__(self, ev: Evaluation) -> Result:
-        if self.negate and self.name in _NEEDS_MEDICATIONS and ev.unreadable_types & MEDICATION_TYPES:
-            # "Not on drug X" cannot be claimed when the medication list could not be read.
+        if self.negate and ev.unreadable_types & _NEGATION_READS.get(self.name, frozenset()):
+            # "Not on drug X", "no palliative care on record"...: not claimed from a record read in part.
             return None
         result = REGISTRY[self.name].fn(ev, self.arg)
         if self.negate:
@@ -513,6 +526,8 @@ DYNAMIC_VALUES: dict[str, DynamicValue] = {
     "PhasePriority": lambda ev: "urgent" if ev.phase.name == "acute" else "routine",
     "HypercalcaemiaPriority": lambda ev: "stat" if ev.calcium is None or ev.calcium.severe else "urgent",
     "LiverPriority": lambda ev: "urgent" if ev.facts.has_complication("jaundice") else "routine",
+    # Nothing checked at all (no Patient or no Conditions) must not look like a quiet record: a warning.
+    "ReadGapPriority": lambda ev: "urgent" if nothing_readable(ev.gaps) else "routine",
 }
 
 

@@ -1,9 +1,11 @@
 """The card viewer (`GET /`, `/viewer`, its static files) and the demo helpers behind it.
 
 `/demo/samples` and `/demo/request/{id}` hand out synthetic sample patients and ready-made patient-view
-requests; `/demo/drafts` and `/demo/order-request/{id}?draft=...` sample draft orders and order-sign requests.
-They answer only when JWT verification is off (`MBC_CDS_REQUIRE_JWT=false`, the demo and the tests); on a
-deployment that verifies EHR tokens they are 404, and the viewer page says it needs demo mode.
+requests; `/demo/drafts` and `/demo/order-request/{id}?draft=...` sample draft orders and order-sign requests;
+`/demo/timeline` and `/demo/timeline.svg` turn a patient-view request into the patient's timeline, built from the
+facts the rules read for that request. They answer only when JWT verification is off (`MBC_CDS_REQUIRE_JWT=false`,
+the demo and the tests); on a deployment that verifies EHR tokens they are 404, and the viewer page says it needs
+demo mode.
 """
 
 from __future__ import annotations
@@ -14,13 +16,20 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
-from app.routes.common import ApiError, json_response, runtime_of
+from app.clinical.timeline import build_timeline
+from app.hook import NoDataError
+from app.routes.common import ApiError, json_response, parse_json_object, read_body, runtime_of
 from app.service_definition import ORDER_SIGN_ID, SERVICE_ID
+from app.timeline_svg import render_timeline_svg
+from cds_hooks.draft_orders import DraftOrderError
+from cds_hooks.models import HookRequest
 
 router = APIRouter()
 
-_STATIC = {"viewer.js": "text/javascript; charset=utf-8", "viewer.css": "text/css; charset=utf-8"}
+_STATIC = {"viewer.js": "text/javascript; charset=utf-8", "viewer.css": "text/css; charset=utf-8",
+           "favicon.svg": "image/svg+xml"}
 # Everything the page loads is same-origin; no inline script or style, no frames.
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -45,6 +54,12 @@ async def static_file(name: str) -> Response:
     if media_type is None:
         raise ApiError(404, "not-found", "no such file")
     return Response(_static_bytes(name), media_type=media_type, headers=_SECURITY_HEADERS)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    # Browsers ask for /favicon.ico whatever the page links; an SVG answers both.
+    return Response(_static_bytes("favicon.svg"), media_type="image/svg+xml", headers=_SECURITY_HEADERS)
 
 
 def _require_demo_mode(request: Request) -> None:
@@ -84,6 +99,43 @@ async def demo_request(sample_id: str, request: Request) -> Response:
     body = demo_request_for_bundle(bundle, runtime.services[SERVICE_ID].prefetch)
     # Not json_response: that drops nulls and empty lists, and a null prefetch key means "no data".
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def _timeline_of(request: Request) -> dict[str, Any]:
+    _require_demo_mode(request)
+    runtime = runtime_of(request)
+    data = parse_json_object(await read_body(request, runtime.settings.max_body_bytes),
+                             runtime.settings.max_json_depth, skip=frozenset({"prefetch"}))
+    try:
+        hook = HookRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())) or 'body'}: {e.get('msg', 'invalid')}"
+                           for e in exc.errors()[:5])
+        raise ApiError(400, "invalid-request", errors) from None
+    if not hook.prefetch:
+        raise ApiError(412, "no-data", "the timeline is drawn from the request's prefetch; it has none")
+    # Only what the request carries: the timeline endpoint never reads a FHIR server.
+    hook = hook.model_copy(update={"fhirServer": None, "fhirAuthorization": None})
+    try:
+        outcome = await runtime.processor.run(hook, runtime.clock())
+    except NoDataError as exc:
+        raise ApiError(412, "no-data", str(exc)) from None
+    except DraftOrderError as exc:
+        raise ApiError(400, "invalid-draft-orders", str(exc)) from None
+    return build_timeline(outcome.evaluation.facts)
+
+
+@router.post("/demo/timeline", summary="The patient's timeline as JSON, from a patient-view request (demo mode only)",
+             tags=["viewer"])
+async def demo_timeline(request: Request) -> Response:
+    return json_response(await _timeline_of(request), prune=False)
+
+
+@router.post("/demo/timeline.svg", summary="The patient's timeline as SVG, from a patient-view request "
+             "(demo mode only)", tags=["viewer"])
+async def demo_timeline_svg(request: Request) -> Response:
+    svg = render_timeline_svg(await _timeline_of(request), link_base="#")
+    return Response(svg, media_type="image/svg+xml", headers=_SECURITY_HEADERS)
 
 
 @router.get("/demo/drafts", summary="Sample draft orders for order-select / order-sign (demo mode only)",

@@ -216,25 +216,39 @@
   }
 
   // ---------------------------------------------------------------------------------------------------
-  // cards
+  // cards: collapsed to indicator, summary and source; critical cards open. In the order the service sent.
   // ---------------------------------------------------------------------------------------------------
   function ruleOf(card) {
     return (card.source && card.source.topic && card.source.topic.code) || "";
   }
 
-  function sourceNode(card) {
+  // The detail ends with a "**Source:** ..." paragraph that repeats card.source at length; the viewer shows
+  // one citation per card (the source line) and keeps the long form as that line's tooltip.
+  function splitDetail(detail) {
+    const paras = String(detail || "").split(/\n\s*\n/);
+    const i = paras.findIndex((p) => /^\*\*Source:\*\*/.test(p.trim()));
+    if (i < 0) return { body: String(detail || ""), citation: "" };
+    const citation = paras[i].trim().replace(/^\*\*Source:\*\*\s*/, "").replace(/\s*Suggestions are drafts[^.]*\.\s*$/, "");
+    paras.splice(i, 1);
+    return { body: paras.join("\n\n"), citation };
+  }
+
+  function sourceNode(card, citation) {
     const src = card.source || {};
-    const p = el("p", { class: "source" }, "Source: ");
+    const label = String(src.label || "unknown").replace(/^mbc-cds:\s*/, "");
+    const p = el("p", { class: "source", title: citation || null }, "Source: ");
     const url = src.url && safeHttpUrl(src.url);
-    if (url) p.append(el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: src.label || url }));
-    else p.append(document.createTextNode(src.label || "unknown"));
+    if (url) p.append(el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: label }));
+    else p.append(document.createTextNode(label));
     const rule = ruleOf(card);
     if (rule) p.append(el("span", { class: "rule", text: " · rule " + rule }));
     return p;
   }
 
   function linksNode(card) {
-    const links = (card.links || []).filter((l) => safeHttpUrl(l.url));
+    const sourceUrl = card.source && card.source.url && safeHttpUrl(card.source.url);
+    // A link to the page the source line already links is the same citation twice.
+    const links = (card.links || []).filter((l) => safeHttpUrl(l.url) && safeHttpUrl(l.url) !== sourceUrl);
     if (!links.length) return null;
     const ul = el("ul", { class: "links" });
     for (const l of links) {
@@ -244,54 +258,64 @@
     return ul;
   }
 
-  async function sendFeedback(card, item, resultNode, controls) {
-    controls.forEach((c) => (c.disabled = true));
-    resultNode.textContent = "Sending feedback…";
+  // CDS Hooks 2.0 feedback: accepted with acceptedSuggestions, or overridden with an overrideReason.
+  async function postFeedback(card, item) {
     const body = { feedback: [Object.assign({ card: card.uuid, outcomeTimestamp: new Date().toISOString() }, item)] };
     try {
       const r = await postJson(currentService + "/feedback", body);
-      if (r.ok) {
-        const what = item.outcome === "accepted" ? "Accepted" : "Dismissed";
-        const stored = r.data && r.data.stored ? "feedback stored" : "feedback was already stored";
-        resultNode.textContent = what + ": " + stored + ".";
-        resultNode.className = "result ok";
-      } else {
-        resultNode.textContent = "Feedback failed (HTTP " + r.status + "): " +
-          ((r.data && (r.data.detail || r.data.error)) || "no details");
-        resultNode.className = "result error";
-        controls.forEach((c) => (c.disabled = false));
-      }
+      if (r.ok) return { ok: true, text: r.data && r.data.stored ? "feedback stored" : "feedback was already stored" };
+      return { ok: false, text: "feedback failed (HTTP " + r.status + "): " + ((r.data && (r.data.detail || r.data.error)) || "no details") };
     } catch (e) {
-      resultNode.textContent = "Feedback failed: " + e.message;
-      resultNode.className = "result error";
-      controls.forEach((c) => (c.disabled = false));
+      return { ok: false, text: "feedback failed: " + e.message };
     }
+  }
+
+  function showResult(node, result, prefix) {
+    node.textContent = prefix + ": " + result.text + ".";
+    node.className = "result " + (result.ok ? "ok" : "error");
   }
 
   function feedbackNode(card) {
     if (!card.uuid) return null;
     const box = el("div", { class: "actions" });
     const result = el("p", { class: "result", role: "status", "aria-live": "polite" });
-    const controls = [];
-
     const suggestions = card.suggestions || [];
+    // "any": each suggestion on its own; "at-most-one": accepting one closes the others.
+    const single = card.selectionBehavior === "at-most-one";
+    const accepts = [];
+    let dismissed = false;
+
     if (suggestions.length) {
-      const ul = el("ul", { class: "suggestions", "aria-label": "Suggestions" });
+      const ul = el("ul", { class: "suggestions", "aria-label": single ? "Suggestions (accept at most one)" : "Suggestions (accept any)" });
+      ul.dataset.selection = card.selectionBehavior || "";
       for (const s of suggestions) {
-        const li = el("li");
+        const li = el("li", { class: "suggestion" });
         const action = (s.actions || [])[0] || {};
         const res = action.resource || {};
-        li.append(el("span", { class: "suggestion-label", text: s.label }));
+        const head = el("div", { class: "suggestion-head" });
+        head.append(el("span", { class: "suggestion-label", text: s.label }));
+        if (s.isRecommended) head.append(el("span", { class: "recommended", text: " recommended" }));
         if (res.resourceType) {
-          li.append(el("span", { class: "muted", text: " (draft " + res.resourceType + (res.priority ? ", " + res.priority : "") + ")" }));
+          head.append(el("span", { class: "muted", text: " (draft " + res.resourceType + (res.priority ? ", " + res.priority : "") + ")" }));
         }
         if (s.uuid) {
           const btn = el("button", { type: "button", class: "accept", "aria-label": "Accept: " + s.label, text: "Accept" });
-          btn.addEventListener("click", () =>
-            sendFeedback(card, { outcome: "accepted", acceptedSuggestions: [{ id: s.uuid }] }, result, controls));
-          controls.push(btn);
-          li.append(" ", btn);
+          btn.addEventListener("click", async () => {
+            btn.disabled = true;
+            const r = await postFeedback(card, { outcome: "accepted", acceptedSuggestions: [{ id: s.uuid }] });
+            showResult(result, r, "Accepted " + JSON.stringify(s.label));
+            if (!r.ok) {
+              btn.disabled = dismissed;
+              return;
+            }
+            li.classList.add("accepted");
+            btn.textContent = "Accepted";
+            if (single) accepts.forEach((b) => (b.disabled = true));
+          });
+          accepts.push(btn);
+          head.append(" ", btn);
         }
+        li.append(head);
         if (res.resourceType) {
           const d = el("details", { class: "resource" }, el("summary", { text: "Draft resource" }));
           d.append(el("pre", { text: JSON.stringify(res, null, 2) }));
@@ -311,71 +335,172 @@
       select.append(el("option", { value: "", text: "No reason given" }));
       reasons.forEach((r, i) => select.append(el("option", { value: String(i), text: r.display || r.code })));
       row.append(el("label", { for: selectId, text: "Reason " }), select, " ");
-      controls.push(select);
     }
-    const dismiss = el("button", { type: "button", class: "dismiss-btn", "aria-label": "Dismiss: " + card.summary, text: "Dismiss" });
-    dismiss.addEventListener("click", () => {
+    const dismiss = el("button", { type: "button", class: "dismiss-btn", "aria-label": "Dismiss: " + card.summary, text: "Dismiss card" });
+    dismiss.addEventListener("click", async () => {
       const item = { outcome: "overridden" };
       if (select && select.value !== "") item.overrideReason = { reason: reasons[Number(select.value)] };
-      sendFeedback(card, item, result, controls);
+      dismiss.disabled = true;
+      if (select) select.disabled = true;
+      const r = await postFeedback(card, item);
+      showResult(result, r, "Dismissed");
+      if (!r.ok) {
+        dismiss.disabled = false;
+        if (select) select.disabled = false;
+        return;
+      }
+      dismissed = true;
+      accepts.forEach((b) => (b.disabled = true));
+      const holder = box.closest("article, .overview");
+      if (holder) holder.classList.add("dismissed");
     });
-    controls.push(dismiss);
     row.append(dismiss);
     box.append(row, result);
     return box;
   }
 
+  let cardCount = 0;
+
   function cardNode(card) {
     const indicator = INDICATOR_TEXT[card.indicator] ? card.indicator : "info";
-    const art = el("article", { class: "card " + indicator, "data-rule": ruleOf(card), "aria-label": INDICATOR_TEXT[indicator] + ": " + card.summary });
-    art.append(el("p", { class: "indicator", text: INDICATOR_TEXT[indicator] }));
-    art.append(el("h3", { class: "summary", text: card.summary }));
-    if (card.detail) art.append(markdownNode(card.detail));
-    art.append(sourceNode(card));
+    const open = indicator === "critical";
+    const bodyId = "card-body-" + ++cardCount;
+    const art = el("article", { class: "card " + indicator + (open ? " open" : ""), "data-rule": ruleOf(card),
+      "data-uuid": card.uuid || null, "aria-label": INDICATOR_TEXT[indicator] + ": " + card.summary });
+    const toggle = el("button", { type: "button", class: "toggle", "aria-expanded": open ? "true" : "false", "aria-controls": bodyId });
+    toggle.append(el("span", { class: "indicator", text: INDICATOR_TEXT[indicator] }), " ",
+      el("span", { class: "summary-text", text: card.summary }));
+    const n = (card.suggestions || []).length;
+    if (n) toggle.append(el("span", { class: "count", text: n + " suggestion" + (n === 1 ? "" : "s") }));
+    const { body, citation } = splitDetail(card.detail);
+    art.append(el("h3", { class: "summary" }, toggle), sourceNode(card, citation));
+    const content = el("div", { class: "card-body", id: bodyId, hidden: !open });
+    if (body) content.append(markdownNode(body));
     const links = linksNode(card);
-    if (links) art.append(links);
+    if (links) content.append(links);
     const fb = feedbackNode(card);
-    if (fb) art.append(fb);
+    if (fb) content.append(fb);
+    art.append(content);
+    toggle.addEventListener("click", () => {
+      const nowOpen = content.hidden;
+      content.hidden = !nowOpen;
+      toggle.setAttribute("aria-expanded", nowOpen ? "true" : "false");
+      art.classList.toggle("open", nowOpen);
+    });
     return art;
   }
 
+  // The overview card becomes the compact patient header line (phase, sites), not a card above the others.
   function overviewNode(card) {
     const detail = card.detail || "";
-    const wrap = el("div", { class: "card overview " + (INDICATOR_TEXT[card.indicator] ? card.indicator : "info"), "data-rule": OVERVIEW_RULE });
+    const wrap = el("div", { class: "overview", "data-rule": OVERVIEW_RULE, "data-uuid": card.uuid || null });
     const phase = /\*\*Phase:\s*([^*]+)\*\*/.exec(detail);
     const sites = /\*\*Metastatic sites:\*\*\s*(.+)/.exec(detail);
-    const facts = el("dl", { class: "facts" });
-    facts.append(el("dt", { text: "Phase" }), el("dd", { class: "phase phase-" + (phase ? phase[1].trim().split(/\s/)[0] : "unknown"), text: phase ? phase[1].trim() : "not stated" }));
-    facts.append(el("dt", { text: "Metastatic sites" }), el("dd", { text: sites ? sites[1].trim() : "none recorded" }));
-    wrap.append(el("h3", { class: "summary", text: card.summary }), facts);
-    // evidence: the bullet lines right after the phase heading
+    const phaseName = phase ? phase[1].trim() : "not stated";
+    const line = el("p", { class: "overview-line" });
+    line.append(el("span", { class: "phase phase-" + phaseName.split(/\s/)[0], text: "Phase: " + phaseName }), " · ",
+      el("span", { class: "sites", text: "Metastatic sites: " + (sites ? sites[1].trim() : "none recorded") }));
+    wrap.append(line);
     const evidence = [];
     if (phase) {
       const lines = detail.split("\n");
       let i = lines.findIndex((l) => l.includes(phase[0])) + 1;
       while (i > 0 && i < lines.length && /^\s*-\s+/.test(lines[i])) evidence.push(lines[i++].replace(/^\s*-\s+/, ""));
     }
-    if (evidence.length) {
-      wrap.append(el("h4", { text: "Evidence for the phase" }));
-      wrap.append(markdownNode(evidence.map((e) => "- " + e).join("\n"), "evidence"));
-    }
-    const more = el("details", {}, el("summary", { text: "Full overview" }));
-    more.append(markdownNode(detail));
-    wrap.append(more, sourceNode(card));
+    const more = el("details", { class: "overview-more" }, el("summary", { text: evidence.length ? "Why this phase (" + evidence.length + ")" : "Overview" }));
+    if (evidence.length) more.append(markdownNode(evidence.map((e) => "- " + e).join("\n"), "evidence"));
+    const { body, citation } = splitDetail(detail.replace(/\n\s*\n\*\*Other cards for this patient\*\*[\s\S]*$/, ""));
+    const full = el("details", {}, el("summary", { text: "Full overview" }));
+    full.append(markdownNode(body));
+    more.append(full, sourceNode(card, citation));
     const fb = feedbackNode(card);
-    if (fb) wrap.append(fb);
+    if (fb) more.append(fb);
+    wrap.append(more);
     return wrap;
+  }
+
+  function age(birthDate, now) {
+    const b = /^(\d{4})-(\d{2})-(\d{2})/.exec(birthDate || "");
+    if (!b) return null;
+    let years = now.getUTCFullYear() - Number(b[1]);
+    if (now.getUTCMonth() + 1 < Number(b[2]) || (now.getUTCMonth() + 1 === Number(b[2]) && now.getUTCDate() < Number(b[3]))) years--;
+    return years >= 0 && years < 150 ? years : null;
+  }
+
+  function patientName(patient) {
+    const name = (patient.name || [])[0];
+    if (!name) return "";
+    if (name.text) return name.text;
+    return [...(name.given || []), name.family || ""].join(" ").trim();
+  }
+
+  // The header is set from the request just sent (sample or pasted Bundle), never from the sample list.
+  function showPatient(request) {
+    const patientId = (request.context && request.context.patientId) || "";
+    const prefetch = request.prefetch || {};
+    let patient = prefetch.patient && prefetch.patient.resourceType === "Patient" ? prefetch.patient : null;
+    if (!patient) patient = Object.values(prefetch).find((v) => v && v.resourceType === "Patient") || { id: patientId };
+    const parts = [];
+    const a = age(patient.birthDate, new Date());
+    if (patient.gender) parts.push(patient.gender);
+    if (a !== null) parts.push(a + " years");
+    if (patient.birthDate) parts.push("born " + patient.birthDate);
+    parts.push("Patient/" + (patient.id || patientId));
+    $("patient-name").textContent = patientName(patient) || "Patient " + (patient.id || patientId);
+    $("patient-facts").textContent = parts.join(" · ");
+    $("patient").hidden = false;
   }
 
   function showCards(cards) {
     const overview = cards.find((c) => ruleOf(c) === OVERVIEW_RULE);
     const others = cards.filter((c) => c !== overview);
     $("overview-body").replaceChildren(overview ? overviewNode(overview) : el("p", { class: "muted", text: "No overview card: the service found no metastatic breast cancer in this record." }));
-    $("overview").hidden = false;
     const list = $("cards");
     list.replaceChildren(...others.map(cardNode));
-    if (!others.length) list.append(el("p", { class: "muted", text: "No other cards." }));
+    if (!others.length) list.append(el("p", { class: "muted", text: "No cards." }));
     $("cards-section").hidden = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // timeline: drawn by the server (/demo/timeline.svg) from the facts the rules read for this request
+  // ---------------------------------------------------------------------------------------------------
+  function resourcesOf(request) {
+    const out = {};
+    for (const value of Object.values(request.prefetch || {})) {
+      if (!value || typeof value !== "object") continue;
+      const items = value.resourceType === "Bundle" ? (value.entry || []).map((e) => e && e.resource) : [value];
+      for (const r of items) if (r && r.resourceType && r.id) out[r.resourceType + "/" + r.id] = r;
+    }
+    return out;
+  }
+
+  let currentResources = {};
+
+  function showResource(ref) {
+    const res = currentResources[ref];
+    $("resource-title").textContent = ref;
+    $("resource-json").textContent = res ? JSON.stringify(res, null, 2) : "This resource is not in the request.";
+    $("resource-view").hidden = false;
+  }
+
+  async function showTimeline(request) {
+    const box = $("timeline-body");
+    box.replaceChildren(el("p", { class: "muted", text: "Drawing the timeline…" }));
+    $("timeline").hidden = false;
+    try {
+      const resp = await fetch("/demo/timeline.svg", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request) });
+      if (!resp.ok) throw new Error("HTTP " + resp.status);
+      const doc = new DOMParser().parseFromString(await resp.text(), "image/svg+xml");
+      const svg = doc.documentElement;
+      if (svg.nodeName !== "svg") throw new Error("the timeline is not SVG");
+      currentResources = resourcesOf(request);
+      box.replaceChildren(document.importNode(svg, true));
+      $("resource-view").hidden = true;
+      document.body.dataset.timeline = "ready";
+    } catch (e) {
+      box.replaceChildren(el("p", { class: "muted", text: "No timeline: " + e.message }));
+      document.body.dataset.timeline = "failed";
+    }
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -398,11 +523,14 @@
       $("request-json").textContent = JSON.stringify(request, null, 2);
       $("response-json").textContent = JSON.stringify(r.data, null, 2);
       $("exchange").hidden = false;
+      delete document.body.dataset.timeline;
       if (!r.ok || !r.data || !Array.isArray(r.data.cards)) {
         setStatus("The service answered HTTP " + r.status + ": " + ((r.data && (r.data.detail || r.data.error)) || "no details"), "error");
         return;
       }
+      showPatient(request);
       showCards(r.data.cards);
+      showTimeline(request);
       const n = r.data.cards.length;
       setStatus(n + " card" + (n === 1 ? "" : "s") + " in " + Math.round(performance.now() - t0) + " ms.", "ok");
     } catch (e) {
@@ -415,6 +543,13 @@
   }
 
   async function init() {
+    // Every point of the timeline links its resource: show it from the request, not by navigating away.
+    $("timeline-body").addEventListener("click", (ev) => {
+      const link = ev.target.closest && ev.target.closest("a[data-ref]");
+      if (!link) return;
+      ev.preventDefault();
+      showResource(link.getAttribute("data-ref"));
+    });
     const select = $("sample-select");
     select.addEventListener("change", () => {
       const opt = select.selectedOptions[0];
@@ -481,7 +616,7 @@
     }
   }
 
-  window.mbcViewer = { renderMarkdown, escapeHtml, bundleResources, prefetchFromResources };
+  window.mbcViewer = { renderMarkdown, escapeHtml, bundleResources, prefetchFromResources, cardNode, splitDetail };
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("DOMContentLoaded", initOrderSign);
 })();

@@ -17,6 +17,9 @@
 // Bundle gets `link: [{relation: "next", url: <absolute url with _offset advanced>}]`. Each page also has
 // a `self` link, `total`, and `fullUrl` + `search.mode` on every entry.
 //
+// CORS: every answer allows any origin, and OPTIONS preflights get 204, so that browser clients (the CDS Hooks
+// Sandbox, SMART apps) can read from it. No credentials: the server has no authentication anyway.
+//
 // Reference search values without a resource type (`patient=abc`, `subject=abc`) are read as
 // `Patient/abc`, as HAPI and other servers do for the patient parameter.
 
@@ -30,6 +33,13 @@ const MAX_COUNT = 1000;
 const MAX_BODY_BYTES = 50 * 1024 * 1024;
 const PATIENT_REFERENCE_PARAMS = new Set(['patient', 'subject']);
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+const CORS_HEADERS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Allow-Methods': 'GET, POST, PUT, PATCH, DELETE, OPTIONS',
+  'Access-Control-Allow-Headers': 'Accept, Authorization, Content-Type, If-Match, If-None-Exist, Prefer',
+  'Access-Control-Expose-Headers': 'Location, Content-Location, ETag, Last-Modified',
+  'Access-Control-Max-Age': '600',
+};
 
 for (const file of ['fhir/r4/profiles-types.json', 'fhir/r4/profiles-resources.json']) {
   indexStructureDefinitionBundle(readJson(file));
@@ -57,7 +67,9 @@ function outcome(severity, code, text) {
 
 function send(res, status, body, headers = {}) {
   const payload = body === undefined ? '' : JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': FHIR_JSON, 'Content-Length': Buffer.byteLength(payload), ...headers });
+  res.writeHead(status, {
+    ...CORS_HEADERS, 'Content-Type': FHIR_JSON, 'Content-Length': Buffer.byteLength(payload), ...headers,
+  });
   res.end(payload);
 }
 
@@ -208,6 +220,15 @@ async function handle(req, res) {
   path = `/${path.split('/').filter(Boolean).join('/')}`;
   const segments = path.split('/').filter(Boolean);
   const method = req.method.toUpperCase();
+  if (method === 'OPTIONS') {
+    // CORS preflight: answered before routing, with no body
+    // Chrome asks a public page (the hosted Sandbox) for permission to reach a loopback server
+    const privateNetwork = req.headers['access-control-request-private-network'] === 'true'
+      ? { 'Access-Control-Allow-Private-Network': 'true' } : {};
+    res.writeHead(204, { ...CORS_HEADERS, ...privateNetwork, 'Content-Length': '0' });
+    res.end();
+    return;
+  }
 
   let body;
   if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
