@@ -48,7 +48,7 @@ def prefetch_templates(terminology: object) -> dict[str, str]:
         "consents": f"Consent?patient={_P}",
         "goals": f"Goal?patient={_P}",
         "procedures": f"Procedure?patient={_P}",
-        "allergyIntolerances": f"AllergyIntolerance?patient={_P}",
+        "allergies": f"AllergyIntolerance?patient={_P}",
     }
 
 

@@ -30,7 +30,7 @@ PREFETCH_KEYS: dict[str, str] = {
     "MedicationRequest": "medicationRequests", "MedicationStatement": "medicationStatements",
     "ServiceRequest": "serviceRequests", "Encounter": "encounters", "CareTeam": "careTeams",
     "DocumentReference": "documentReferences", "Consent": "consents", "Goal": "goals", "Procedure": "procedures",
-    "AllergyIntolerance": "allergyIntolerances",
+    "AllergyIntolerance": "allergies",
 }
 
 

@@ -47,7 +47,7 @@ def hook_request(resources: list[dict], patient_id: str, **extra: object) -> dic
             "MedicationRequest": "medicationRequests", "MedicationStatement": "medicationStatements",
             "ServiceRequest": "serviceRequests", "Encounter": "encounters", "CareTeam": "careTeams",
             "DocumentReference": "documentReferences", "Consent": "consents", "Goal": "goals",
-            "Procedure": "procedures", "AllergyIntolerance": "allergyIntolerances"}
+            "Procedure": "procedures", "AllergyIntolerance": "allergies"}
     for r in resources:
         key = keys.get(r.get("resourceType", ""))
         if key:
