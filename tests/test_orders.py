@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.orders.radiotherapy import (
     EXT_DOSE_TO_VOLUME,
@@ -457,3 +459,23 @@ def test_lru_cache_is_bounded_expires_and_keys_on_every_part() -> None:
     keys = {cache_key(*base), cache_key("p2", *base[1:]), cache_key(base[0], [], *base[2:]),
             cache_key(*base[:2], [{"id": "d2"}], base[3]), cache_key(*base[:3], "other settings")}
     assert len(keys) == 5
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10, 10) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                   max_size=3), max_leaves=8)
+_FIELDS = st.sampled_from(["status", "intent", "subject", "medicationCodeableConcept", "code", "extension",
+                           "reasonReference", "bodySite", "orderDetail", "note", "meta", "quantityRatio", "id"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rtype=st.sampled_from(["MedicationRequest", "ServiceRequest", "NutritionOrder"]),
+       fields=st.dictionaries(_FIELDS, _JSON, max_size=5))
+def test_any_draft_order_is_answered_or_refused_never_a_server_error(client: TestClient, rtype: str,
+                                                                      fields: dict[str, Any]) -> None:
+    draft = {"resourceType": rtype, "id": "d1", "status": "draft", "intent": "order",
+             "subject": {"reference": f"Patient/{PID}"}, **fields}
+    for hook in HOOKS:
+        body = order_request(hook, patient(), [draft], selections=["MedicationRequest/d1"])
+        r = client.post(URL[hook], json=body)
+        assert r.status_code in (200, 400), r.text
