@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from app.clinical.facts import Allergy, Dated
 from app.clinical.fhirtime import fmt_date
@@ -241,8 +242,14 @@ def _renal(ev: Evaluation, _: str | None) -> Result:
 
 
 def _renal_line(ev: Evaluation) -> str:
-    m = ev.facts.renal_impairment_severe()
-    return f"eGFR {m.value:g} on {fmt_date(m.when)}" if m else "no eGFR below 30 in 90 days"
+    """The latest eGFR (or creatinine clearance) of the last 90 days, with its date and resource."""
+    window = timedelta(days=90)
+    found = [m for m in (ev.facts.latest("egfr", window), ev.facts.latest("creatinine-clearance", window)) if m]
+    if not found:
+        return "no eGFR or creatinine clearance in the last 90 days"
+    m = max(found, key=lambda x: x.when)
+    unit = f" {m.unit}" if m.unit else ""
+    return f"eGFR {m.value:g}{unit} on {fmt_date(m.when)} ({m.ref})"
 
 
 def _bone_agent_priority(ev: Evaluation) -> str:
