@@ -148,8 +148,8 @@ def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = 
     """The whole HookOutcome (cards, and the evaluation with the facts the rules read) for a Bundle."""
     from app.engine.knowledge import compile_knowledge
     from app.hook import HookProcessor
+    from app.runtime import terminology_for
     from app.settings import Settings
-    from terminology import get_terminology
 
     if bundle.get("resourceType") != "Bundle":
         raise ValueError("the file must hold a FHIR Bundle")
@@ -159,7 +159,8 @@ def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = 
         if patient is None or not patient.get("id"):
             raise ValueError("no Patient with an id in the Bundle: pass --patient")
         patient_id = str(patient["id"])
-    processor = HookProcessor(settings or Settings(require_jwt=False), get_terminology(), compile_knowledge(),
+    settings = settings or Settings(require_jwt=False)
+    processor = HookProcessor(settings, terminology_for(settings), compile_knowledge(),
                               None)
     if hook != "patient-view":
         from cds_hooks.draft_orders import parse_draft_orders

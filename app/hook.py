@@ -65,7 +65,7 @@ class HookProcessor:
             resource_level=settings.resource_level, info_card_cap=settings.info_card_cap,
             acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url)
         self.engine = Engine(knowledge, options)
-        self.order_engines = {hook: OrderEngine(knowledge, options, hook, terminology) for hook in ORDER_HOOKS}
+        self.order_engines = {hook: OrderEngine(knowledge, options, hook) for hook in ORDER_HOOKS}
         self.order_cache: LruCache[Evaluation] = LruCache(settings.order_cache_size, settings.order_cache_seconds)
         # Everything in the settings that can change an evaluation is part of the cache key (hashed, never kept).
         self._settings_key = settings.model_dump_json()

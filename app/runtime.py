@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,6 +22,7 @@ from app.store.replay import DatabaseReplayCache
 from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
 from cds_hooks.discovery import ServiceDefinition, discovery_document
 from terminology import get_terminology
+from terminology.local_codes import LocalCodesError, load_local_codes
 
 log = logging.getLogger("mbc_cds.runtime")
 
@@ -47,8 +49,18 @@ class Runtime:
         self.db.dispose()
 
 
+def terminology_for(settings: Settings) -> Any:
+    """The shared terminology plus the deployment's site-local codes (MBC_CDS_LOCAL_CODES), validated."""
+    try:
+        return load_local_codes(settings.local_codes, get_terminology())
+    except LocalCodesError as exc:
+        # One clear line in the log before start-up stops; the exception carries the same message.
+        log.error("start-up stopped: %s", exc)
+        raise
+
+
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
-    terminology = get_terminology()
+    terminology = terminology_for(settings)
     knowledge = compile_knowledge()
     db = Database(settings.database_url)
     if migrate:

@@ -15,6 +15,7 @@ _OBSERVATION_CONCEPTS = (
     "obs-ecog", "obs-karnofsky", "obs-pain-score", "obs-distress", "obs-phq9", "obs-phq2", "obs-gad7",
     "obs-calcium", "obs-corrected-calcium", "obs-albumin", "obs-spo2", "obs-body-weight", "obs-disease-status",
     "obs-tnm-m", "obs-stage-group", "acp-code-status", "acp-place-of-death", "acp-goals-of-care",
+    "obs-egfr", "obs-creatinine-clearance", "obs-fatigue-score",
 )
 
 
@@ -69,7 +70,8 @@ def service_definition(terminology: object) -> ServiceDefinition:
         ),
         prefetch=prefetch_templates(terminology),
         usage_requirements="Read access to the patient's Conditions, Observations, medications, "
-                           "ServiceRequests, Encounters, CareTeams and advance-care-planning documents.",
+                           "AllergyIntolerances, Procedures, ServiceRequests, Encounters, CareTeams and "
+                           "advance-care-planning documents.",
     )
 
 

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     resource_level: ResourceLevel = "enhanced"
     require_jwt: bool = True
     clients_file: str | None = None
+    # Path to a FHIR ConceptMap or JSON list adding a hospital's own codes to concepts (clinical rules v2 section 7).
+    local_codes: str | None = None
     # Behind a proxy the JWT `aud` is the URL the EHR called, not the one uvicorn sees.
     public_base_url: str | None = None
     jwt_leeway_seconds: int = 30

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.conceptmap import ConceptMap
 from fhir.resources.R4B.valueset import ValueSet
 from pydantic import ValidationError
 
@@ -52,6 +53,10 @@ LOCAL = f"{BASE}/CodeSystem/mbc-cds-local"
 EXT_MATCH_NAME = f"{BASE}/StructureDefinition/match-ingredient-name"
 EXT_EXCLUDE_TEXT = f"{BASE}/StructureDefinition/exclude-text-pattern"
 EXT_CODE_SOURCE = f"{BASE}/StructureDefinition/code-source"
+EXT_MATCH_TEXT = f"{BASE}/StructureDefinition/match-text"
+MEDICATION_NAME_SYSTEM = f"{BASE}/CodeSystem/medication-name"
+KNOWN_OTHER_MEDICATION = "medication-known-other"
+_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _EMPTY: frozenset[str] = frozenset()
@@ -80,6 +85,11 @@ def normalise_code(system: str, code: str) -> str:
     if system == ICD10CM:
         return code.replace(".", "").upper()
     return code
+
+
+def normalise_words(text: str) -> str:
+    """Lower case, every run of punctuation / whitespace as one space: 'Tylenol #3' -> 'tylenol 3'."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
 
 
 def _icd_dotted(code: str) -> str:
@@ -111,8 +121,11 @@ class Terminology:
     (used by tests). Use :func:`get_terminology` for the shared, cached instance.
     """
 
-    def __init__(self, directory: str | Path | None = None, *, codesystem_dir: str | Path | None = None) -> None:
+    def __init__(self, directory: str | Path | None = None, *, codesystem_dir: str | Path | None = None,
+                 medication_map: str | Path | None | bool = None) -> None:
         vs_dir = Path(directory) if directory is not None else _PACKAGE_DIR / "valuesets"
+        if medication_map is None and directory is not None:
+            medication_map = False  # a test directory of ValueSets gets no medication name table
         if codesystem_dir is None and directory is None:
             codesystem_dir = _PACKAGE_DIR / "codesystems"
         self._valuesets: dict[str, dict[str, Any]] = {}
@@ -122,9 +135,10 @@ class Terminology:
         first: dict[str, list[dict[str, str]]] = {}
         displays: dict[tuple[str, str], str] = {}
         names: dict[str, set[str]] = {}
-        # Normalised name / (system, code) -> canonical lower-case ingredient name (the code's display).
-        name_ingredient: dict[str, str] = {}
-        code_ingredient: dict[tuple[str, str], str] = {}
+        # Normalised name / (system, code) -> canonical lower-case ingredient names (the codes' displays).
+        name_ingredient: dict[str, set[str]] = {}
+        code_ingredient: dict[tuple[str, str], set[str]] = {}
+        phrases: dict[str, set[str]] = {}
         exclusions: dict[str, re.Pattern[str]] = {}
 
         files = sorted(vs_dir.glob("*.json"))
@@ -137,6 +151,11 @@ class Terminology:
             cset: set[tuple[str, str]] = set()
             ordered: list[dict[str, str]] = []
             name_match = _ext_value(data, EXT_MATCH_NAME, "valueBoolean") is True
+            for ext in data.get("extension") or ():
+                if ext.get("url") == EXT_MATCH_TEXT and isinstance(ext.get("valueString"), str):
+                    phrase = normalise_words(ext["valueString"])
+                    if phrase:
+                        phrases.setdefault(phrase, set()).add(cid)
             exclude = _ext_value(data, EXT_EXCLUDE_TEXT, "valueString")
             if exclude is not None:
                 try:
@@ -157,12 +176,13 @@ class Terminology:
                     if name_match:
                         canonical = display.strip().lower()
                         if canonical:
-                            code_ingredient.setdefault((system, code), canonical)
+                            code_ingredient.setdefault((system, code), set()).add(canonical)
                         for name in [display, *(d.get("value") for d in concept.get("designation") or ())]:
-                            if isinstance(name, str) and name.strip():
-                                names.setdefault(name.strip().lower(), set()).add(cid)
+                            if isinstance(name, str) and normalise_words(name):
+                                key = normalise_words(name)
+                                names.setdefault(key, set()).add(cid)
                                 if canonical:
-                                    name_ingredient.setdefault(name.strip().lower(), canonical)
+                                    name_ingredient.setdefault(key, set()).add(canonical)
                 for flt in include.get("filter") or ():
                     value = flt.get("value", "")
                     if system != ICD10CM or flt.get("property") != "concept" or flt.get("op") != "is-a":
@@ -183,19 +203,21 @@ class Terminology:
             codes[cid] = cset
             first[cid] = ordered
 
+        if medication_map is not False:
+            self._load_medication_map(Path(medication_map) if medication_map else _PACKAGE_DIR / "conceptmaps"
+                                      / "medication-names.json", index, names, name_ingredient, code_ingredient)
         self._index: dict[tuple[str, str], frozenset[str]] = {k: frozenset(v) for k, v in index.items()}
         self._codes: dict[str, frozenset[tuple[str, str]]] = {k: frozenset(v) for k, v in codes.items()}
         self._ordered = first
         self._displays = displays
         self._systems = frozenset(system for system, _ in self._index)
         self._names: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in names.items()}
-        self._name_ingredient = name_ingredient
-        self._code_ingredient = code_ingredient
+        self._name_ingredient = {k: frozenset(v) for k, v in name_ingredient.items()}
+        self._code_ingredient = {k: frozenset(v) for k, v in code_ingredient.items()}
         self._exclusions = exclusions
-        self._name_re: re.Pattern[str] | None = None
-        if self._names:
-            alternation = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
-            self._name_re = re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])", re.IGNORECASE)
+        self._name_re = _word_regex(self._names)
+        self._phrases: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in phrases.items()}
+        self._phrase_re = _word_regex(self._phrases)
         self.name_match_concepts: frozenset[str] = frozenset(
             cid for cid, d in self._valuesets.items() if _ext_value(d, EXT_MATCH_NAME, "valueBoolean") is True
         )
@@ -235,6 +257,47 @@ class Terminology:
         if (data.get("compose") or {}).get("exclude"):
             raise TerminologyError(f"{path.name}: compose.exclude is not supported")
         return data
+
+    @staticmethod
+    def _load_medication_map(path: Path, index: dict[tuple[str, str], set[str]], names: dict[str, set[str]],
+                             name_ingredient: dict[str, set[str]],
+                             code_ingredient: dict[tuple[str, str], set[str]]) -> None:
+        """Brand / free-text names and RxNorm product codes -> the ingredients (and so the classes) they contain."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            ConceptMap.model_validate(data)
+        except (OSError, ValueError, ValidationError) as exc:
+            raise TerminologyError(f"{path.name}: invalid FHIR R4 ConceptMap: {exc}") from exc
+        for group in data.get("group") or ():
+            source, target_system = group.get("source"), group.get("target")
+            for element in group.get("element") or ():
+                classes: set[str] = set()
+                ingredients: set[str] = set()
+                other = False
+                for target in element.get("target") or ():
+                    if target.get("equivalence") == "unmatched":
+                        other = True
+                        continue
+                    key = (str(target_system), normalise_code(str(target_system), str(target.get("code"))))
+                    hit = index.get(key)
+                    if not hit:
+                        raise TerminologyError(f"{path.name}: {element.get('code')!r} maps to {key} which is in no "
+                                               "drug-class ValueSet")
+                    classes |= {c for c in hit if c.startswith("drug-")}
+                    ingredients |= code_ingredient.get(key, set())
+                if source == MEDICATION_NAME_SYSTEM:
+                    key_name = normalise_words(str(element.get("code") or ""))
+                    if not key_name:
+                        raise TerminologyError(f"{path.name}: empty medication name")
+                    names.setdefault(key_name, set()).update(classes or ({KNOWN_OTHER_MEDICATION} if other else set()))
+                    if ingredients:
+                        name_ingredient.setdefault(key_name, set()).update(ingredients)
+                elif source in (RXNORM, SNOMED):  # product codes; SNOMED CT substances (allergies)
+                    key_code = (source, normalise_code(source, str(element.get("code"))))
+                    index.setdefault(key_code, set()).update(classes)
+                    code_ingredient.setdefault(key_code, set()).update(ingredients)
+                else:
+                    raise TerminologyError(f"{path.name}: unsupported ConceptMap group source {source!r}")
 
     def _load_codesystems(self, directory: Path) -> None:
         for path in sorted(directory.glob("*.json")):
@@ -288,8 +351,9 @@ class Terminology:
         out: set[str] = set()
         if not isinstance(text, str) or not text or self._name_re is None:
             return out
-        for match in self._name_re.finditer(text):
-            out |= self._names.get(match.group(0).lower(), _EMPTY)
+        for match in self._name_re.finditer(normalise_words(text)):
+            out |= self._names.get(match.group(0), _EMPTY)
+        out.discard(KNOWN_OTHER_MEDICATION)
         if out and self._exclusions:
             for cid in [c for c in out if c in self._exclusions]:
                 if self._exclusions[cid].search(text):
@@ -297,22 +361,35 @@ class Terminology:
         return out
 
     def ingredients_of_text(self, text: Any) -> set[str]:
-        """Canonical ingredient names (lower case) whose names occur as whole words in ``text``."""
+        """Canonical ingredient names (lower case) of the ingredient / brand names found as whole words in ``text``."""
         out: set[str] = set()
         if not isinstance(text, str) or not text or self._name_re is None:
             return out
-        for match in self._name_re.finditer(text):
-            ingredient = self._name_ingredient.get(match.group(0).lower())
-            if ingredient:
-                out.add(ingredient)
+        for match in self._name_re.finditer(normalise_words(text)):
+            out |= self._name_ingredient.get(match.group(0), _EMPTY)
         return out
 
-    def ingredient_of_code(self, system: Any, code: Any) -> str | None:
-        """The canonical ingredient name of an ingredient code of a drug-class ValueSet, or None."""
+    def ingredients_of_code(self, system: Any, code: Any) -> frozenset[str]:
+        """Canonical ingredient names of an RxNorm ingredient or product code (or local ingredient code)."""
         if not isinstance(system, str) or not isinstance(code, str):
-            return None
+            return _EMPTY
         system = _SYSTEM_ALIASES.get(system, system)
-        return self._code_ingredient.get((system, normalise_code(system, code)))
+        return self._code_ingredient.get((system, normalise_code(system, code)), _EMPTY)
+
+    def recognises_medication_text(self, text: Any) -> bool:
+        """True when ``text`` names any medicine the name table knows, in or outside the drug classes."""
+        if not isinstance(text, str) or not text or self._name_re is None:
+            return False
+        return self._name_re.search(normalise_words(text)) is not None
+
+    def concepts_of_phrases(self, text: Any) -> set[str]:
+        """Concept ids whose match-text phrases occur as whole words in ``text`` (treatments on record)."""
+        out: set[str] = set()
+        if not isinstance(text, str) or not text or self._phrase_re is None:
+            return out
+        for match in self._phrase_re.finditer(normalise_words(text)):
+            out |= self._phrases.get(match.group(0), _EMPTY)
+        return out
 
     def concepts_of_medication(self, cc: Any) -> set[str]:
         """Codes of a medication CodeableConcept plus ingredient-name matches in its ``text`` and coding displays."""
@@ -367,13 +444,22 @@ class Terminology:
         return concept_id in self._valuesets
 
     def ingredient_names(self, concept_ids: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
-        """Lower-case ingredient names (displays and designations) -> drug-class ids, optionally filtered."""
+        """Normalised ingredient / brand names -> drug-class ids (optionally filtered; non-class names left out)."""
         wanted = None if concept_ids is None else set(concept_ids)
-        return {
-            name: cids if wanted is None else frozenset(cids & wanted)
-            for name, cids in self._names.items()
-            if wanted is None or cids & wanted
-        }
+        out: dict[str, frozenset[str]] = {}
+        for name, cids in self._names.items():
+            classes = cids - {KNOWN_OTHER_MEDICATION} if wanted is None else cids & wanted
+            if classes:
+                out[name] = frozenset(classes)
+        return out
+
+
+def _word_regex(names: Mapping[str, Any]) -> re.Pattern[str] | None:
+    """One alternation over normalised names, longest first, matched only on whole words of normalised text."""
+    if not names:
+        return None
+    alternation = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{alternation})(?![a-z0-9])")
 
 
 @functools.lru_cache(maxsize=1)

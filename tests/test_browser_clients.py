@@ -48,22 +48,30 @@ def test_the_sandbox_url_carries_the_three_parameters_encoded() -> None:
 
 def test_demo_prints_the_sandbox_url_and_the_fhir_side(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
     import uvicorn
 
     from app.settings import get_settings
+    from tests.served_app import free_port
 
+    port = free_port()
     monkeypatch.chdir(tmp_path)
     # demo sets these with setdefault: set them here so that they are undone after the test
     monkeypatch.setenv("MBC_CDS_REQUIRE_JWT", "false")
     monkeypatch.setenv("MBC_CDS_DATABASE_URL", f"sqlite:///{tmp_path}/demo.db")
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
+    def fake_run(server: uvicorn.Server) -> None:
+        server.started = True
+        time.sleep(0.5)  # the banner thread prints once the server says it is listening
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     try:
-        assert main(["demo", "--port", "8181", "--fhir-server", "http://127.0.0.1:8099"]) == 0
+        assert main(["demo", "--port", str(port), "--fhir-server", "http://127.0.0.1:8099"]) == 0
     finally:
         get_settings.cache_clear()
     out = capsys.readouterr().out
     url = next(w for w in out.split() if w.startswith("https://sandbox.cds-hooks.org/?"))
-    assert parse_qs(urlsplit(url).query) == {"serviceDiscoveryURL": ["http://127.0.0.1:8181/cds-services"],
+    assert parse_qs(urlsplit(url).query) == {"serviceDiscoveryURL": [f"http://127.0.0.1:{port}/cds-services"],
                                              "fhirServiceUrl": ["http://127.0.0.1:8099"],
                                              "patientId": ["mbc-demo-01"]}
     assert "node tests/fhirserver/server.mjs 8099" in out

@@ -21,7 +21,7 @@ from tests.conftest import NOW, SERVICE_URL, make_settings
 from tests.fhir_server_fixture import local_fhir_server  # noqa: F401
 from tests.served_app import serve_app
 
-TYPES = 12  # resource types the service reads (prefetch keys)
+TYPES = 13  # resource types the service reads (prefetch keys; AllergyIntolerance since rules v2)
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,7 @@ prefetch_values = st.one_of(bundles, resources(), json_values,
                             st.just({"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}))
 PREFETCH_KEYS = ["patient", "conditions", "observations", "medicationRequests", "medicationStatements",
                  "serviceRequests", "encounters", "careTeams", "documentReferences", "consents", "goals",
-                 "procedures", "extra", "everything"]
+                 "procedures", "allergies", "extra", "everything"]
 
 
 def valid_base() -> dict[str, Any]:

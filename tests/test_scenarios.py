@@ -58,6 +58,35 @@ def test_scenario(path: Path) -> None:
         Card.model_validate(card)
         assert len(card["summary"]) < 140
         assert "**Source:**" in card["detail"]
+    _check_texts_and_drafts(s, outcome.cards)
+
+
+def _drafted(cards: list[dict]) -> set[str]:
+    """ActivityDefinition ids behind every drafted resource of every card."""
+    out: set[str] = set()
+    for card in cards:
+        for suggestion in card.get("suggestions") or []:
+            for action in suggestion.get("actions") or []:
+                canonical = (action.get("resource") or {}).get("instantiatesCanonical") or []
+                for url in [canonical] if isinstance(canonical, str) else canonical:
+                    out.add(url.rsplit("/", 1)[-1])
+    return out
+
+
+def _check_texts_and_drafts(s: dict, cards: list[dict]) -> None:
+    """Optional v2 assertions: text the card must (not) say, drafts that must (not) be offered."""
+    by_rule = {c["source"]["topic"]["code"]: c for c in cards}
+    for key, field, want in (("detail_contains", "detail", True), ("summary_contains", "summary", True),
+                             ("summary_not_contains", "summary", False)):
+        for rule, needles in (s.get(key) or {}).items():
+            text = by_rule[rule][field].lower()
+            for needle in needles:
+                assert (needle.lower() in text) == want, f"{rule} {field} {'lacks' if want else 'has'} {needle!r}"
+    drafted = _drafted(cards)
+    for activity in s.get("must_draft", []):
+        assert activity in drafted, f"{activity} should be drafted: {s['description']}"
+    for activity in s.get("must_not_draft", []):
+        assert activity not in drafted, f"{activity} must not be drafted: {s['description']}"
 
 
 def test_every_rule_fires_somewhere_and_is_silent_somewhere() -> None:

@@ -69,6 +69,28 @@ CONCEPT_IDS = {
     "back-pain",
     "financial-concern",
     "spiritual-concern",
+    # v2: scope, complications, treatments on record
+    "history-breast-cancer",
+    "regional-node",
+    "bodysite-regional-node",
+    "bodysite-breast",
+    "fatigue",
+    "neuro-deficit",
+    "uncontrolled-local-disease",
+    "long-bone-fracture",
+    "vertebral-fracture",
+    "treatment-radiotherapy",
+    "treatment-radiotherapy-bone",
+    "treatment-radiotherapy-brain",
+    "treatment-radiotherapy-stereotactic",
+    "treatment-neurosurgery",
+    "treatment-orthopaedic-fixation",
+    "treatment-thoracentesis",
+    "treatment-pleurodesis",
+    "treatment-biliary-stent",
+    "obs-egfr",
+    "obs-creatinine-clearance",
+    "obs-fatigue-score",
     # observations
     "obs-ecog",
     "obs-karnofsky",
@@ -272,7 +294,8 @@ def test_icd10cm_is_a_filters_are_expanded(t: Terminology) -> None:
     assert t.concepts(ICD10CM, "C50") == {"breast-primary"}
     assert t.concepts(ICD10CM, "C78.01") == {"metastasis-lung"}
     assert t.concepts(ICD10CM, "M84.50XA") == {"pathological-fracture"}
-    assert t.concepts(ICD10CM, "C77.3") == {"metastasis-other"}
+    assert t.concepts(ICD10CM, "C77.3") == {"regional-node"}  # v2: N stage, not metastatic
+    assert t.concepts(ICD10CM, "C77.2") == {"metastasis-other"}
     assert (ICD10CM, "C50911") in t.codes("breast-primary")
     assert len({c for s, c in t.codes("breast-primary") if s == ICD10CM}) == len(icd.get_descendants("C50")) + 1
     # a primary lung cancer is not a lung metastasis

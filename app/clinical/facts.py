@@ -6,6 +6,7 @@ Every fact remembers the resources it came from ("Condition/abc") so that cards 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,6 +76,11 @@ RENAL_SEVERE_BELOW = 30.0
 RENAL_WINDOW = timedelta(days=90)
 
 _OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
+_OPIOID_CLASS_WORDS = frozenset({"opioid", "opioids", "opiate", "opiates", "narcotic", "narcotics"})
+_WORD = re.compile(r"[a-z]+")
+# Word starts that place a generic radiotherapy procedure at a site ("RT to L2 vertebra", "whole brain RT").
+_BONE_WORDS = re.compile(r"\b(bone|spin|vertebr|femur|femor|humer|pelvi|ribs?\b|sacr|hip\b|thoracic spine|lumbar)")
+_BRAIN_WORDS = re.compile(r"\b(brain|cranial|cerebr|intracranial)")
 _INACTIVE_CLINICAL = {"inactive", "resolved", "remission"}
 _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 _OBS_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
@@ -88,7 +94,9 @@ class TerminologyLike(Protocol):
     def concepts(self, system: str, code: str) -> frozenset[str]: ...
     def concepts_of_medication(self, cc: Any) -> set[str]: ...
     def ingredients_of_text(self, text: Any) -> set[str]: ...
-    def ingredient_of_code(self, system: Any, code: Any) -> str | None: ...
+    def ingredients_of_code(self, system: Any, code: Any) -> frozenset[str]: ...
+    def concepts_of_phrases(self, text: Any) -> set[str]: ...
+    def recognises_medication_text(self, text: Any) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +333,39 @@ def _display_of(cc: Any) -> str:
     return ""
 
 
+_ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
+_MCODE_PRIMARY = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-primary-cancer-condition"
+
+
+def _icdo3_breast_topography(cc: Any) -> bool:
+    # ICD-O-3 topography C50.0-C50.9 is the breast by the structure of the classification.
+    if not isinstance(cc, dict):
+        return False
+    for coding in cc.get("coding") or ():
+        if isinstance(coding, dict) and coding.get("system") == _ICDO3:
+            code = str(coding.get("code") or "").replace(".", "").upper()
+            if code.startswith("C50"):
+                return True
+    return False
+
+
+def _is_breast_primary_by_site(r: dict[str, Any], code: Any, body_concepts: set[str]) -> bool:
+    """ICD-O-3 malignant morphology (behaviour /3) or an mCODE PrimaryCancerCondition, with a breast site."""
+    breast_site = "bodysite-breast" in body_concepts or any(_icdo3_breast_topography(cc)
+                                                            for cc in r.get("bodySite") or [])
+    if not breast_site:
+        return False
+    profiles = (r.get("meta") or {}).get("profile") if isinstance(r.get("meta"), dict) else None
+    if isinstance(profiles, list) and any(isinstance(p, str) and p.startswith(_MCODE_PRIMARY) for p in profiles):
+        return True
+    if isinstance(code, dict):
+        for coding in code.get("coding") or ():
+            if isinstance(coding, dict) and coding.get("system") == _ICDO3 and \
+                    str(coding.get("code") or "").strip().endswith("/3"):
+                return True
+    return False
+
+
 class _FactBuilder:
     def __init__(self, patient_id: str, now: datetime, terminology: TerminologyLike,
                  acute_window: timedelta, assessment_window: timedelta, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
@@ -337,6 +378,8 @@ class _FactBuilder:
         self.medications: dict[str, dict[str, Any]] = {}
         self.pending_meds: list[tuple[dict[str, Any], datetime | None]] = []
         self.raw_obs: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {}
+        self.history: list[Dated] = []
+        self._drug_refs: set[tuple[str, str]] = set()
 
     # -- dispatch --------------------------------------------------------------------------------------
     def add(self, resource: Any) -> None:
@@ -362,31 +405,57 @@ class _FactBuilder:
     def _condition(self, r: dict[str, Any]) -> None:
         if _status_code(r.get("verificationStatus")) in _EXCLUDED_VERIFICATION:
             return
+        code = r.get("code")
+        concepts = self.t.concepts_of_codeable(code)
         if _status_code(r.get("clinicalStatus")) in _INACTIVE_CLINICAL:
+            # A history code says the cancer is in the past, so a "resolved" status does not withdraw it.
+            if "history-breast-cancer" in concepts:
+                self.history.append(Dated(_ref(r), _first_time(r, "onsetDateTime", "onsetPeriod", "recordedDate"),
+                                          _display_of(code) or "personal history of breast cancer"))
             return
-        concepts = self.t.concepts_of_codeable(r.get("code"))
+        body_concepts: set[str] = set()
+        for cc in r.get("bodySite") or []:
+            body_concepts |= self.t.concepts_of_codeable(cc)
+        if _is_breast_primary_by_site(r, code, body_concepts):
+            concepts.add("breast-primary")
         if not concepts:
             return
         ref = _ref(r)
         when = _first_time(r, "onsetDateTime", "onsetPeriod", "recordedDate")
-        label = _display_of(r.get("code"))
+        label = _display_of(code)
         if "breast-primary" in concepts:
             self.facts.breast_primary.append(Dated(ref, when, label))
+            for stage in r.get("stage") or ():
+                # Condition.stage.summary (US Core / older mCODE) valued stage IV or M1 is staging evidence too.
+                if isinstance(stage, dict) and self.t.concepts_of_codeable(stage.get("summary")) & {
+                        "value-stage-iv", "value-m1"}:
+                    self.facts.staging_m1.append(Dated(ref, when, "stage IV"))
+        if "history-breast-cancer" in concepts:
+            self.history.append(Dated(ref, when, label or "personal history of breast cancer"))
         sites = {c.removeprefix("metastasis-") for c in concepts if c.startswith("metastasis-")}
+        # Regional nodes are N stage (rules v2 section 1): a generic secondary code on a regional node is not M1.
+        if sites and ("regional-node" in concepts or "bodysite-regional-node" in body_concepts) and \
+                sites <= {"any", "other"}:
+            sites = set()
         if sites:
             self.facts.metastasis.append(Dated(ref, when, label))
             sites.discard("any")
-            body_sites: set[str] = set()
-            for cc in r.get("bodySite") or []:
-                body_sites |= {c.removeprefix("bodysite-") for c in self.t.concepts_of_codeable(cc)
-                               if c.startswith("bodysite-")}
+            body_sites = {c.removeprefix("bodysite-") for c in body_concepts if c.startswith("bodysite-")}
+            body_sites.discard("breast")
+            body_sites.discard("regional-node")
             for site in sites | body_sites:
                 self._add_site(site, ref, when)
             if not sites and not body_sites:
                 self._add_site("other", ref, when)
         for concept in concepts:
             if concept in COMPLICATIONS:
-                self.facts.complications.setdefault(concept, SiteFact(concept)).add(ref, when)
+                fact = self.facts.complications.get(concept)
+                if fact is None:
+                    fact = self.facts.complications[concept] = SiteFact(concept)
+                fact.add(ref, when)
+        if "acp-code-status" in concepts:
+            # Z66 / "not for resuscitation" recorded as a Condition is a code status on record (rules v2).
+            self._acp({"acp-code-status"}, ref, when)
 
     def _add_site(self, site: str, ref: str, when: datetime | None) -> None:
         if site not in SITE_LABELS:
@@ -469,9 +538,10 @@ class _FactBuilder:
             return
         short = _short_drug_name(med.name)
         for cls in med.classes:
-            uses = self.facts.drugs.setdefault(cls, [])
-            if not any(u.ref == ref for u in uses):
-                uses.append(DrugUse(cls, short or cls, ref, when, med.ingredients))
+            if (cls, ref) in self._drug_refs:
+                continue
+            self._drug_refs.add((cls, ref))
+            self.facts.drugs.setdefault(cls, []).append(DrugUse(cls, short or cls, ref, when, med.ingredients))
 
     # -- allergies -------------------------------------------------------------------------------------
     def _allergy(self, r: dict[str, Any]) -> None:
@@ -482,8 +552,10 @@ class _FactBuilder:
         cc = r.get("code")
         med = classify_medication({"resourceType": "Medication", "code": cc}, self.t)
         classes = set(med.classes)
-        if classes & _OPIOID_CLASSES or "opioid" in self.t.concepts_of_codeable(cc):
-            classes.add("opioid")
+        words = set(_WORD.findall(" ".join(t for t in [_display_of(cc), med.name] if t).lower()))
+        if words & _OPIOID_CLASS_WORDS:
+            # An allergy recorded against the class ("Opioids") covers every opioid; one to morphine does not.
+            classes |= {"opioid", *_OPIOID_CLASSES}
         reaction = ""
         for item in r.get("reaction") or ():
             if isinstance(item, dict):
@@ -507,7 +579,10 @@ class _FactBuilder:
             self._acp(concepts, ref, when)
         if r.get("status") not in _SERVICE_REQUEST_ON_RECORD:
             return
+        if "acp-code-status" in concepts:
+            self._acp({"acp-code-status"}, ref, when)  # a DNR order
         self._services(concepts, ref, when)
+        self._treatments(r, concepts, ref, when)
 
     def _services(self, concepts: set[str], ref: str, when: datetime | None) -> None:
         for concept in concepts:
@@ -578,10 +653,44 @@ class _FactBuilder:
         self._acp(concepts, _ref(r), _first_time(r, "startDate", "statusDate"))
 
     def _procedure(self, r: dict[str, Any]) -> None:
-        if r.get("status") != "completed":
+        status = r.get("status")
+        if status not in ("completed", "in-progress"):
             return
         concepts = self.t.concepts_of_codeable(r.get("code"))
-        self._acp(concepts, _ref(r), _first_time(r, "performedDateTime", "performedPeriod"))
+        ref = _ref(r)
+        when = _first_time(r, "performedDateTime", "performedPeriod")
+        if status == "completed":
+            self._acp(concepts, ref, when)
+        self._treatments(r, concepts, ref, when)
+
+    def _treatments(self, r: dict[str, Any], concepts: set[str], ref: str, when: datetime | None) -> None:
+        """Treatments on record (rules v2 section 2) from codes, the procedure's words and its body site."""
+        code = r.get("code")
+        found = {c.removeprefix("treatment-") for c in concepts if c.startswith("treatment-")}
+        words = [code.get("text")] if isinstance(code, dict) else []
+        if isinstance(code, dict):
+            words += [c.get("display") for c in code.get("coding") or () if isinstance(c, dict)]
+        for text in words:
+            found |= {c.removeprefix("treatment-") for c in self.t.concepts_of_phrases(text)
+                      if c.startswith("treatment-")}
+        if not found:
+            return
+        if "radiotherapy" in found:
+            found.discard("radiotherapy")
+            sites: set[str] = set()
+            for cc in r.get("bodySite") or []:
+                sites |= self.t.concepts_of_codeable(cc)
+            site_words = " ".join(t for t in words if isinstance(t, str)).lower()
+            if sites & {"bodysite-bone", "bodysite-spine", "bodysite-long-bone"} or \
+                    _BONE_WORDS.search(site_words):
+                found.add("radiotherapy-bone")
+            if "bodysite-brain" in sites or _BRAIN_WORDS.search(site_words):
+                found.add("radiotherapy-brain")
+        label_text = _display_of(code)
+        for name in found:
+            if name in TREATMENTS:
+                self.facts.treatments.setdefault(name, []).append(
+                    Dated(ref, when, label_text or TREATMENT_LABELS[name]))
 
     _handlers = {
         "Condition": _condition,
@@ -603,18 +712,28 @@ class _FactBuilder:
     def finish(self) -> PatientFacts:
         for request, when in self.pending_meds:
             self._classify_use(request, when)
-        if self.facts.unclassified_medications:
-            self.facts.gaps.append(DataGap("MedicationRequest/MedicationStatement", "unclassified",
-                                           len(self.facts.unclassified_medications),
-                                           "active medication not recognised in any drug class"))
+        facts = self.facts
+        if facts.unclassified_medications:
+            facts.gaps.append(DataGap("MedicationRequest/MedicationStatement", "unclassified",
+                                      len(facts.unclassified_medications),
+                                      "active medication not recognised in any drug class"))
+        if facts.unreadable:
+            facts.gaps.append(DataGap("Bundle", "unreadable", len(facts.unreadable),
+                                      "resources with an unreadable structure"))
+        # Rules v2 section 1: personal history of breast cancer + a distant metastasis = metastatic recurrence.
+        if self.history and not facts.breast_primary and (facts.metastasis or facts.staging_m1):
+            facts.breast_primary.extend(self.history)
+            facts.recurrence = True
         obs: dict[str, list[Measurement]] = {}
         for name, items in self.raw_obs.items():
             items.sort(key=lambda pair: pair[0].when)
             obs[name] = [m for m, _ in items]
-        self.facts.observations = obs
-        for items in self.facts.drugs.values():
+        facts.observations = obs
+        for items in facts.drugs.values():
             items.sort(key=lambda u: u.name)
-        return self.facts
+        for dated in facts.treatments.values():
+            dated.sort(key=lambda d: (d.when is None, d.when or facts.now))
+        return facts
 
 
 def _short_drug_name(name: str) -> str:

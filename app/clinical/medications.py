@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 DRUG_PREFIX = "drug-"
+# Stimulant laxatives (rules v2 order-stimulant-laxative-obstruction): by ingredient, on top of "laxative".
+STIMULANT_LAXATIVES = frozenset({"senna", "bisacodyl", "sodium picosulfate"})
+OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
 
 
 class MedicationTerminology(Protocol):
     def concepts_of_medication(self, cc: Any) -> set[str]: ...
     def ingredients_of_text(self, text: Any) -> set[str]: ...
-    def ingredient_of_code(self, system: Any, code: Any) -> str | None: ...
+    def ingredients_of_code(self, system: Any, code: Any) -> frozenset[str]: ...
+    def recognises_medication_text(self, text: Any) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +99,40 @@ def classify_medication(resource: dict[str, Any], terminology: MedicationTermino
     concepts: set[str] = set()
     ingredients: set[str] = set()
     name = ""
+    known = False  # a medicine the name table knows outside the classes (letrozole, a topical steroid ...)
     for cc in codeables:
         concepts |= terminology.concepts_of_medication(cc)
+        texts = [cc.get("text"), *(c.get("display") for c in cc.get("coding") or () if isinstance(c, dict))]
+        known = known or any(terminology.recognises_medication_text(t) for t in texts)
         if not name:
             name = _display(cc)
         for coding in cc.get("coding") or ():
             if isinstance(coding, dict):
-                ingredient = terminology.ingredient_of_code(coding.get("system"), coding.get("code"))
-                if ingredient:
-                    ingredients.add(ingredient)
+                ingredients |= terminology.ingredients_of_code(coding.get("system"), coding.get("code"))
                 ingredients |= terminology.ingredients_of_text(coding.get("display"))
         ingredients |= terminology.ingredients_of_text(cc.get("text"))
-    classes = frozenset(c.removeprefix(DRUG_PREFIX) for c in concepts if c.startswith(DRUG_PREFIX))
+    ref = resource.get("medicationReference")
+    if isinstance(ref, dict) and isinstance(ref.get("display"), str) and ref["display"].strip():
+        # A reference that cannot be resolved may still name the drug ("MST Continus 10 mg").
+        concepts |= terminology.concepts_of_medication({"text": ref["display"]})
+        known = known or terminology.recognises_medication_text(ref["display"])
+        ingredients |= terminology.ingredients_of_text(ref["display"])
+        name = name or ref["display"].strip()
+    classes = {c.removeprefix(DRUG_PREFIX) for c in concepts if c.startswith(DRUG_PREFIX)}
+    if ingredients & STIMULANT_LAXATIVES:
+        classes.add("stimulant-laxative")
     if not name:
-        ref = resource.get("medicationReference")
-        if isinstance(ref, dict) and isinstance(ref.get("display"), str):
-            name = ref["display"].strip()
-    return MedicationClass(name, classes, frozenset(ingredients), bool(classes))
+        name = _code_label(codeables)
+    return MedicationClass(name, frozenset(classes), frozenset(ingredients), bool(classes) or known)
+
+
+def _code_label(codeables: list[dict[str, Any]]) -> str:
+    """'RxNorm 12345' for a medication that has codes but no text or display."""
+    for cc in codeables:
+        for coding in cc.get("coding") or ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                system = str(coding.get("system") or "")
+                short = ("RxNorm" if "rxnorm" in system else "SNOMED CT" if "snomed" in system
+                         else (system.rsplit("/", 1)[-1] or "code"))
+                return f"{short} {coding['code']}"
+    return ""

@@ -67,6 +67,22 @@ def _liver(ev: Evaluation) -> str:
     return ", ".join(parts) or "none recorded"
 
 
+def _unreadable_summary(ev: Evaluation) -> str:
+    if not ev.gaps and not ev.problems and ev.facts.unclassified_medications:
+        # Only unclassified medications (rules v2): name the first, it is what the clinician must check.
+        first = ev.facts.unclassified_medications[0].label
+        more = len(ev.facts.unclassified_medications) - 1
+        label = first if len(first) <= 40 else first[:39].rstrip() + "…"
+        extra = f" (+{more} more)" if more else ""
+        return f"Medication not recognised: '{label}'{extra}; no 'not on' claims or drug drafts rest on the list"
+    return gaps_summary(list(ev.gaps), ev.patient_id, ev.problems)
+
+
+def _none_recognised(ev: Evaluation, what: str) -> str:
+    # With an unclassified medication on the list, "no X" would be an absence claim the record does not support.
+    return f"no {what}" if ev.facts.medications_complete else f"no recognised {what}"
+
+
 def _acp_items(ev: Evaluation) -> str:
     return ", ".join(dict.fromkeys(i.label for i in ev.facts.acp_items())) or "none on record"
 
@@ -101,7 +117,7 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "pain_severity": lambda ev: ev.pain.severity,
     "pain_step": lambda ev: f"step {ev.pain.step} ({STEP_NAMES[ev.pain.step]})",
     "analgesics": lambda ev: ", ".join(ev.facts.drug_names("non-opioid-analgesic", "weak-opioid",
-                                                            "strong-opioid")) or "no analgesic",
+                                                            "strong-opioid")) or _none_recognised(ev, "analgesic"),
     "next_step": lambda ev: ev.pain.next_label(),
     "next_step_short": lambda ev: ev.pain.next_short(),
     "perf": _perf,
@@ -110,15 +126,18 @@ VALUES: dict[str, Callable[[Evaluation], str]] = {
     "distress": _distress,
     "weight_loss": _weight,
     "spo2": _spo2,
-    "opioids": lambda ev: ", ".join(ev.facts.drug_names("weak-opioid", "strong-opioid")) or "no opioid",
-    "anticonvulsants": lambda ev: ", ".join(ev.facts.drug_names("anticonvulsant")) or "no anticonvulsant",
+    "opioids": lambda ev: ", ".join(ev.facts.drug_names("weak-opioid", "strong-opioid"))
+    or _none_recognised(ev, "opioid"),
+    "anticonvulsants": lambda ev: ", ".join(ev.facts.drug_names("anticonvulsant"))
+    or _none_recognised(ev, "anticonvulsant"),
     "corticosteroids": lambda ev: ", ".join(ev.facts.drug_names("corticosteroid")) or "none active",
     "acp_date": lambda ev: fmt_date(n.when) if (n := newest_acp(ev)) else "never",
     "acp_items": _acp_items,
     "acp_missing": _acp_missing,
     "missing_assessments": lambda ev: ", ".join(missing_assessments(ev)) or "none",
-    "unreadable": lambda ev: "; ".join(ev.problems) or "nothing",
-    "unreadable_summary": lambda ev: gaps_summary(list(ev.gaps), ev.patient_id, ev.problems),
+    "unreadable": lambda ev: "; ".join(
+        [*ev.problems, *(f"the drug class of '{d.label}'" for d in ev.facts.unclassified_medications)]) or "nothing",
+    "unreadable_summary": _unreadable_summary,
     "brain_symptoms": lambda ev: _complications(ev, ("seizure", "cerebral-oedema")),
     "liver_symptoms": _liver,
     "lung_symptoms": _lung,

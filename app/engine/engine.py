@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.fhirtime import fmt_date
 from app.engine.context import TemplateValues, render
 from app.engine.evaluation import Evaluation, Evidence
@@ -157,7 +158,8 @@ class Engine:
         priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
         card_uuid = _stable_uuid(hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
-        detail = self._detail(rule, ev, evidence, values)
+        suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
+        detail = self._detail(rule, ev, evidence, values, withheld)
         first = rule.citations[0]
         source: dict[str, Any] = {
             "label": f"mbc-cds: {first.label}"[:200],
@@ -172,7 +174,6 @@ class Engine:
             "indicator": indicator,
             "source": source,
         }
-        suggestions = self._suggestions(rule, ev, evidence, card_uuid)
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = rule.selection_behavior
@@ -189,7 +190,8 @@ class Engine:
             card["links"] = list({link["url"]: link for link in links}.values())
         return FiredRule(rule, indicator, card)
 
-    def _detail(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues) -> str:
+    def _detail(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
+                withheld_drafts: list[Withheld] | None = None) -> str:
         parts: list[str] = []
         phase = ev.phase
         if rule.id == "mbc-overview":
@@ -215,6 +217,10 @@ class Engine:
             parts.append(phase_line)
         if rule.description:
             parts.append("\n" + render(rule.description, values))
+        if withheld_drafts:
+            # Allergy / renal checks (rules v2): say which draft was held back and why, naming the allergy.
+            parts.append("\n**Draft withheld**")
+            parts.extend(_evidence_lines([Evidence(w.text, w.refs) for w in withheld_drafts]))
         withheld = [s.label for s in rule.suggestions if not _level_ok(s.level, self.options.resource_level)]
         if withheld:
             parts.append(f"\n*At a higher resource level this card would also offer:* {'; '.join(withheld)}.")
@@ -222,8 +228,9 @@ class Engine:
         return "\n".join(parts)
 
     def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                     card_uuid: str) -> list[dict[str, Any]]:
+                     card_uuid: str) -> tuple[list[dict[str, Any]], list[Withheld]]:
         out: list[dict[str, Any]] = []
+        withheld: list[Withheld] = []
         reasons: list[str] | None = None
         for s in rule.suggestions:
             if not _level_ok(s.level, self.options.resource_level):
@@ -234,13 +241,18 @@ class Engine:
                 reasons = _reasons(ev, evidence)
             resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=reasons, now=ev.now,
                                    note=f"Drafted by mbc-cds rule {rule.id}; review before signing.")
+            if ev.terminology is not None and resource.get("resourceType") == "MedicationRequest":
+                blocked = draft_blockers(ev.facts, resource, ev.terminology)
+                if blocked:
+                    withheld.extend(b for b in blocked if b not in withheld)
+                    continue
             out.append({
                 "label": s.label[:200],
                 "uuid": _stable_uuid(card_uuid, s.id),
                 "isRecommended": len(rule.suggestions) == 1,
                 "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}],
             })
-        return out
+        return out, withheld
 
 
 _ASSESSMENT_LABELS = {"pain-score": "pain", "ecog": "ECOG", "karnofsky": "Karnofsky", "distress": "distress",

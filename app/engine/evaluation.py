@@ -32,6 +32,7 @@ class Evaluation:
     acp_revisit: timedelta = timedelta(days=182)
     # The draft orders of an order-select / order-sign call (app.orders.drafts.OrderContext); None at patient-view.
     orders: Any = None
+    terminology: Any = None                              # for checking draft medications (allergy, renal)
 
     @property
     def patient_id(self) -> str:
@@ -49,6 +50,8 @@ def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, te
                      gaps: tuple[ReadGap, ...] = ()) -> Evaluation:
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
                         acute_window=acute_window, assessment_window=assessment_window, max_depth=max_depth)
+    # The facts know only what they were given; the fetch layer knows which medication reads failed.
+    facts.medications_readable = not (unreadable_types & {"MedicationRequest", "MedicationStatement", "Medication"})
     all_problems = list(problems or [])
     if facts.unreadable:
         counts: dict[str, int] = {}
@@ -57,4 +60,5 @@ def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime, te
         all_problems.extend(f"{n} x {note}" if n > 1 else note for note, n in counts.items())
     return Evaluation(facts=facts, phase=determine_phase(facts), pain=pain_status(facts),
                       calcium=latest_calcium(facts), weight=weight_loss(facts), problems=all_problems,
-                      acp_revisit=acp_revisit, unreadable_types=unreadable_types, gaps=gaps)
+                      acp_revisit=acp_revisit, unreadable_types=unreadable_types, gaps=gaps,
+                      terminology=terminology)

@@ -58,6 +58,19 @@ _NEGATION_READS: dict[str, frozenset[str]] = {
 }
 
 
+# -- medication completeness (record helper, rules v2) ---------------------------------------------------
+def medications_unknown(ev: Evaluation) -> bool:
+    """True when absence of a drug cannot be claimed: medications unreadable, or one could not be classified."""
+    return bool(ev.unreadable_types & MEDICATION_TYPES) or not ev.facts.medications_complete
+
+
+def unclassified_evidence(ev: Evaluation) -> list[Evidence]:
+    """One line per active medication that could not be placed in a drug class."""
+    return [Evidence(f"could not classify the medication '{d.label}' (no drug class recognised; absence claims "
+                     "and drug drafts that rest on the medication list are withheld)", (d.ref,))
+            for d in ev.facts.unclassified_medications]
+
+
 def predicate(name: str, args: frozenset[str] | None = None) -> Callable[[Predicate], Predicate]:
     def register(fn: Predicate) -> Predicate:
         REGISTRY[name] = Spec(fn, args)
@@ -75,6 +88,10 @@ class Condition:
     def __call__(self, ev: Evaluation) -> Result:
         if self.negate and ev.unreadable_types & _NEGATION_READS.get(self.name, frozenset()):
             # "Not on drug X", "no palliative care on record"...: not claimed from a record read in part.
+            return None
+        if self.negate and self.name == "OnDrugClass" and medications_unknown(ev):
+            # Nor while the list holds a medication that could not be classified (rules v2): the claim is unknown,
+            # so the rule and its draft stay silent; data-incomplete names the unclassified medication.
             return None
         result = REGISTRY[self.name].fn(ev, self.arg)
         if self.negate:
@@ -199,7 +216,7 @@ def _assessments_missing(ev: Evaluation, _: str | None) -> Result:
 
 @predicate("DataIncomplete")
 def _data_incomplete(ev: Evaluation, _: str | None) -> Result:
-    return [Evidence(f"could not be read: {p}") for p in ev.problems] or None
+    return [Evidence(f"could not be read: {p}") for p in ev.problems] + unclassified_evidence(ev) or None
 
 
 # -- emergencies ---------------------------------------------------------------------------------------
@@ -386,7 +403,7 @@ def _pain_missing(ev: Evaluation, _: str | None) -> Result:
 
 @predicate("PainStepUp")
 def _pain_step_up(ev: Evaluation, _: str | None) -> Result:
-    if ev.unreadable_types & MEDICATION_TYPES:
+    if medications_unknown(ev):
         return None  # the current ladder step is unknown: no treatment suggestion
     return [_pain_line(ev)] if ev.pain.step_up else None
 

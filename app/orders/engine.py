@@ -12,14 +12,14 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from app.clinical.medications import classify_medication
+from app.clinical.draft_safety import Withheld, draft_blockers
 from app.engine.context import TemplateValues
-from app.engine.engine import Engine, EngineOptions, FiredRule, _level_ok, _reasons, _stable_uuid
+from app.engine.engine import Engine, FiredRule, _level_ok, _reasons, _stable_uuid
 from app.engine.evaluation import Evaluation, Evidence
-from app.engine.knowledge import Knowledge, Rule, SuggestionRule
+from app.engine.knowledge import Rule, SuggestionRule
 from app.engine.suggestions import build_draft
 from app.orders.drafts import ClinicalDraft, OrderContext
-from app.orders.predicates import DraftEvidence, medication_allergy
+from app.orders.predicates import DraftEvidence
 from app.orders.radiotherapy import with_fractionation
 
 ORDER_HOOKS = ("order-select", "order-sign")
@@ -64,12 +64,6 @@ def _cgy(text: str | None) -> float | None:
 
 
 class OrderEngine(Engine):
-    def __init__(self, knowledge: Knowledge, options: EngineOptions, hook: str, terminology: Any = None) -> None:
-        super().__init__(knowledge, options, hook)
-        # The terminology that classifies suggested drafts (to never suggest a drug the patient is allergic to).
-        self.terminology = terminology
-        self._notes: list[str] = []
-
     def fire(self, ev: Evaluation, hook_instance: str = "") -> list[FiredRule]:
         orders = ev.orders
         # Outside the service's scope (no metastatic breast cancer) the order hooks are silent, as patient-view is.
@@ -91,15 +85,12 @@ class OrderEngine(Engine):
     def _card(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
               hook_instance: str) -> FiredRule:
         values.update(_per_rule_values(evidence))
-        self._notes = []
-        fired = super()._card(rule, ev, evidence, values, hook_instance)
-        if self._notes:
-            fired.card["detail"] += "\n\n" + "\n".join(f"**{n}**" for n in self._notes)
-        return fired
+        return super()._card(rule, ev, evidence, values, hook_instance)
 
     def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                     card_uuid: str) -> list[dict[str, Any]]:
+                     card_uuid: str) -> tuple[list[dict[str, Any]], list[Withheld]]:
         out: list[dict[str, Any]] = []
+        withheld: list[Withheld] = []
         targets = _targets(evidence)
         for s in rule.suggestions:
             if not _level_ok(s.level, self.options.resource_level) or any(c(ev) is None for c in s.conditions):
@@ -107,13 +98,10 @@ class OrderEngine(Engine):
             if s.action_type == "create":
                 created = self._create(s, rule, ev, evidence, card_uuid)
                 resource = created["actions"][0]["resource"]
-                med = classify_medication(resource, self.terminology) if self.terminology \
-                    and resource.get("resourceType") == "MedicationRequest" else None
-                allergy = medication_allergy(ev, med, med.name if med else "")
-                if allergy is not None:
-                    # Never draft a drug the patient is allergic to: say so and let the prescriber choose.
-                    self._notes.append(f"{s.label} is not offered: recorded allergy or intolerance to "
-                                       f"{allergy.label} ({allergy.ref}). Choose another option.")
+                # Never draft a drug the patient is allergic to (or one severe renal impairment rules out).
+                blocked = draft_blockers(ev.facts, resource, ev.terminology) if ev.terminology is not None else []
+                if blocked:
+                    withheld.extend(b for b in blocked if b not in withheld)
                     continue
                 out.append(created)
             elif s.action_type == "remove":
@@ -122,7 +110,7 @@ class OrderEngine(Engine):
                 out.extend(u for d in targets if (u := self._update(s, rule, d, card_uuid)) is not None)
         if len(out) == 1:
             out[0]["isRecommended"] = True
-        return out
+        return out, withheld
 
     def _create(self, s: SuggestionRule, rule: Rule, ev: Evaluation, evidence: list[Evidence],
                 card_uuid: str) -> dict[str, Any]:

@@ -56,9 +56,9 @@ def make_processor(settings: Any) -> Any:
     """The same HookProcessor the service builds, without an HTTP client."""
     from app.engine.knowledge import compile_knowledge
     from app.hook import HookProcessor
-    from terminology import get_terminology
+    from app.runtime import terminology_for
 
-    return HookProcessor(settings, get_terminology(), compile_knowledge(), None)
+    return HookProcessor(settings, terminology_for(settings), compile_knowledge(), None)
 
 
 def rule_of(card: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ def engine_types() -> frozenset[str]:
     if not handled:
         handled = frozenset({"Condition", "Observation", "Medication", "MedicationRequest", "MedicationStatement",
                              "ServiceRequest", "Encounter", "CareTeam", "DocumentReference", "Consent", "Goal",
-                             "Procedure"})
+                             "Procedure", "AllergyIntolerance"})
     return handled | {"Patient"}
 
 
