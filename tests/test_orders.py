@@ -479,3 +479,11 @@ def test_any_draft_order_is_answered_or_refused_never_a_server_error(client: Tes
         body = order_request(hook, patient(), [draft], selections=["MedicationRequest/d1"])
         r = client.post(URL[hook], json=body)
         assert r.status_code in (200, 400), r.text
+
+
+@pytest.mark.parametrize("path", [URL["order-select"], URL["order-sign"], URL["order-sign"] + "/feedback"])
+def test_browser_clients_get_cors_on_the_order_services(client: TestClient, path: str) -> None:
+    r = client.options(path, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                      "Access-Control-Request-Method": "POST",
+                                      "Access-Control-Request-Headers": "authorization,content-type"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] in ("*", "https://sandbox.cds-hooks.org")
