@@ -487,3 +487,19 @@ def test_browser_clients_get_cors_on_the_order_services(client: TestClient, path
                                       "Access-Control-Request-Method": "POST",
                                       "Access-Control-Request-Headers": "authorization,content-type"})
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] in ("*", "https://sandbox.cds-hooks.org")
+
+
+def test_fractions_from_a_structured_quantity_and_written_back() -> None:
+    from app.orders.radiotherapy import with_fractionation
+
+    draft = rt_draft(per_cgy=None, fractions=None)
+    draft["quantityQuantity"] = {"value": 5, "unit": "fractions"}
+    fx = read_fractionation(draft)
+    assert fx is not None and fx.fractions == 5 and fx.total_gy is None
+    updated = with_fractionation(draft, 800, 1)
+    assert updated["quantityQuantity"] == {"value": 1, "unit": "fractions"}
+    fx = read_fractionation(updated)
+    assert fx is not None and fx.fractions == 1
+    get_fhir_model_class("ServiceRequest").model_validate(updated)
+    draft["quantityQuantity"] = {"value": 20, "unit": "Gy"}  # a dose alone: not a fractionation
+    assert read_fractionation(draft) is None

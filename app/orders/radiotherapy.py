@@ -10,7 +10,7 @@ Read, in order of trust:
      (valuePositiveInt) per volume.
    Earlier IG drafts named the sub-extensions `fractionDosePrescribed` / `totalDosePrescribed` /
    `fractionsPrescribed`; those are read too.
-2. Structured fields: `quantityRatio` / `quantityQuantity` / `orderDetail` codings or text.
+2. Structured fields: `quantityRatio` (total dose / fractions) or `quantityQuantity` counting fractions.
 3. Free text (`code.text`, `orderDetail[].text`, `patientInstruction`, `note[].text`) in the forms
    "20 Gy in 5 fractions", "8Gy x1", "4 x 5 Gy", "30 Gy / 10 fractions", "single 8 Gy fraction".
 Two readings that disagree make the order unreadable: a wrong suggestion is worse than none.
@@ -188,7 +188,18 @@ def parse_fractionation_text(text: str) -> Fractionation | None:
     return Fractionation(n, per, total, "text")
 
 
+_FRACTION_UNITS = frozenset({"fraction", "fractions", "fx", "{fraction}", "{fractions}", "#"})
+
+
 def _from_quantity(resource: dict[str, Any]) -> Fractionation | None:
+    quantity = resource.get("quantityQuantity")
+    if isinstance(quantity, dict):
+        # A count of fractions ({"value": 5, "unit": "fractions"}); a dose in Gy alone says nothing of them.
+        unit = str(quantity.get("code") or quantity.get("unit") or "").strip().lower()
+        n = quantity.get("value")
+        if unit in _FRACTION_UNITS and isinstance(n, int | float) and not isinstance(n, bool) \
+                and n > 0 and float(n).is_integer():
+            return Fractionation(int(n), None, None, "structured quantity")
     ratio = resource.get("quantityRatio")
     if isinstance(ratio, dict):
         total = _gy(ratio.get("numerator"))
@@ -276,6 +287,10 @@ def with_fractionation(resource: dict[str, Any], per_fraction_cgy: float, fracti
     text = f"{per_fraction_cgy / 100:g} Gy in {fractions} fraction{'s' if fractions != 1 else ''}"
     if "quantityRatio" in out:
         out["quantityRatio"] = {"numerator": _cgy(total), "denominator": {"value": fractions}}
+    quantity = out.get("quantityQuantity")
+    if isinstance(quantity, dict) and str(quantity.get("code") or quantity.get("unit") or "").strip().lower() \
+            in _FRACTION_UNITS:
+        quantity["value"] = fractions
     details = out.get("orderDetail")
     if isinstance(details, list):
         for detail in details:
