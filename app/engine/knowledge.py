@@ -145,7 +145,9 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                 cwhere = f"{where} suggestion {child.get('id')}"
                 canonical = child.get("definitionCanonical")
                 action_type = _action_type(child)
-                activity = activities.get(canonical) if canonical else ({} if action_type == "remove" else None)
+                # A remove acts on the draft order itself: no ActivityDefinition, only the action's own id.
+                activity = activities.get(canonical) if canonical else (
+                    {"id": str(child.get("id") or "")} if action_type == "remove" else None)
                 if activity is None:
                     raise KnowledgeError(f"{cwhere}: ActivityDefinition {canonical!r} not found")
                 suggestions.append(SuggestionRule(
