@@ -503,3 +503,20 @@ def test_fractions_from_a_structured_quantity_and_written_back() -> None:
     get_fhir_model_class("ServiceRequest").model_validate(updated)
     draft["quantityQuantity"] = {"value": 20, "unit": "Gy"}  # a dose alone: not a fractionation
     assert read_fractionation(draft) is None
+
+
+def test_resource_level_limits_the_order_rules(tmp_path: Any) -> None:
+    from app.main import create_app
+    from tests.conftest import NOW, make_settings
+
+    drafts = [rt_draft(), med_draft("zol", "zoledronic acid 4 MG per 5 ML Injection"), med_draft("m", *MORPHINE)]
+    fired = {}
+    for level in ("basic", "limited", "enhanced"):
+        (tmp_path / level).mkdir()
+        app = create_app(make_settings(tmp_path / level, resource_level=level))
+        with TestClient(app) as c:
+            app.state.runtime.clock = lambda: NOW
+            fired[level] = set(by_rule(call(c, "order-sign", patient(), drafts)))
+    assert fired["basic"] == {"order-opioid-laxative"}
+    assert fired["limited"] == {"order-opioid-laxative", "order-radiotherapy-single-fraction"}
+    assert fired["enhanced"] == fired["limited"] | {"order-bone-agent-checks"}
