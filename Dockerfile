@@ -29,7 +29,8 @@ FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MBC_CDS_DATABASE_URL=sqlite:////data/mbc-cds.db
+    MBC_CDS_DATABASE_URL=sqlite:////data/mbc-cds.db \
+    MBC_CDS_AUDIT_SPOOL_FILE=/data/mbc-cds-audit-spool.jsonl
 RUN groupadd --system --gid 10001 mbc \
  && useradd --system --uid 10001 --gid mbc --home-dir /home/mbc --create-home --shell /usr/sbin/nologin mbc \
  && mkdir -p /data \

@@ -176,18 +176,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     # What start-up would fail on, checked here so that it is one line and not a traceback inside uvicorn's.
+    from app.safety import UnsafeConfiguration, check_configuration
+    from app.serving import ServeOptions, uvicorn_kwargs
+    from app.settings import get_settings
+
+    if args.timeout_header is not None:
+        os.environ["MBC_CDS_HEADER_TIMEOUT_SECONDS"] = str(args.timeout_header)  # reaches worker processes
+        get_settings.cache_clear()
     settings = _settings()
+    clients: list[Any] = []
     if settings.require_jwt and settings.clients_file:
         from cds_hooks.auth import load_clients
 
         try:
-            load_clients(settings.clients_file)
+            clients = load_clients(settings.clients_file)
         except ValueError as exc:
             raise CliError(f"error: {exc}\nFix MBC_CDS_CLIENTS_FILE (docs/security.md shows the format).") from None
+    try:
+        check_configuration(settings, clients)
+    except UnsafeConfiguration as exc:
+        raise CliError(f"error: {exc}") from None
     _check_database(settings.database_url, hint="set MBC_CDS_DATABASE_URL")
 
-    uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, proxy_headers=True)
+    options = ServeOptions(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level,
+                           limit_concurrency=args.limit_concurrency, timeout_keep_alive=args.timeout_keep_alive,
+                           max_header_bytes=args.max_header_bytes)
+    uvicorn.run("app.main:app", **uvicorn_kwargs(options, settings))
     return 0
 
 
@@ -267,7 +281,7 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.store.db import Database
-    from app.store.feedback import feedback_report
+    from app.store.feedback import feedback_report, snooze_report
 
     url = _database_url(args)
     hint = ("for the demo's database add --demo" if url != DEMO_DATABASE_URL
@@ -281,6 +295,7 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     db = Database(url)
     try:
         rows = feedback_report(db)
+        snoozes = snooze_report(db)
     except SQLAlchemyError as exc:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             raise CliError(f"error: {_shown_url(url)} has no feedback table (not an mbc-cds database, or never "
@@ -290,11 +305,17 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
     finally:
         db.engine.dispose()
     if args.json:
-        _print_json(rows)
+        _print_json({"rules": rows, "snoozes": snoozes})
         return 0
     print(f"{'rule':<36} {'accepted':>9} {'overridden':>11}")
     for row in rows:
         print(f"{row['rule']!s:<36} {row['accepted']!s:>9} {row['overridden']!s:>11}")
+    print("\nactive snoozes (rule silenced for a patient after an override)")
+    print(f"{'rule':<36} {'reason':<18} {'patients':>8}  latest until")
+    for z in snoozes:
+        print(f"{z['rule']!s:<36} {z['reason']!s:<18} {z['patients']!s:>8}  {z['latestUntil']}")
+    if not snoozes:
+        print("(none)")
     return 0
 
 
@@ -361,7 +382,12 @@ def _serve_then_announce(host: str, port: int, lines: list[str]) -> None:
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config("app.main:app", host=host, port=port, log_level="warning"))
+    from app.serving import ServeOptions, uvicorn_kwargs
+    from app.settings import get_settings
+
+    # The demo gets the same server hardening as `serve` (no `server` header, proxy headers off, header timeout).
+    options = ServeOptions(host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config("app.main:app", **uvicorn_kwargs(options, get_settings())))
 
     def announce() -> None:
         while not server.started and not server.should_exit:
@@ -375,6 +401,8 @@ def _serve_then_announce(host: str, port: int, lines: list[str]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.serving import DEFAULT_LIMIT_CONCURRENCY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_KEEP_ALIVE
+
     parser = argparse.ArgumentParser(prog="mbc-cds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -386,6 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default info)")
+    p.add_argument("--limit-concurrency", type=int, default=DEFAULT_LIMIT_CONCURRENCY,
+                   help="connections and requests at once per worker; 503 beyond (default %(default)s)")
+    p.add_argument("--timeout-keep-alive", type=int, default=DEFAULT_TIMEOUT_KEEP_ALIVE,
+                   help="seconds an idle keep-alive connection stays open (default %(default)s)")
+    p.add_argument("--timeout-header", type=float, default=None,
+                   help="seconds a connection has to send its request headers (default: "
+                        "MBC_CDS_HEADER_TIMEOUT_SECONDS, 10)")
+    p.add_argument("--max-header-bytes", type=int, default=DEFAULT_MAX_HEADER_BYTES,
+                   help="largest request line plus headers, bytes (default %(default)s)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", help="cards (and a timeline) for a Bundle file of one patient's resources",

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from app.engine.engine import Engine, EngineOptions, FiredRule
+from app.engine.engine import Engine, EngineOptions, FiredRule, Snooze
 from app.engine.evaluation import Evaluation, evaluate_patient
 from app.engine.knowledge import Knowledge
 from app.orders.cache import LruCache, cache_key
@@ -23,6 +23,7 @@ from app.settings import Settings
 from cds_hooks.draft_orders import DraftOrders, parse_draft_orders
 from cds_hooks.fallback import FetchProblem, PrefetchResolver
 from cds_hooks.models import HookRequest
+from cds_hooks.outbound import OriginLimiter
 
 
 class NoDataError(Exception):
@@ -63,21 +64,27 @@ class HookProcessor:
         self.types = {key: resource_type_of(t) for key, t in self.templates.items()}
         options = EngineOptions(
             resource_level=settings.resource_level, info_card_cap=settings.info_card_cap,
-            acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url)
+            card_budget=settings.card_budget,
+            acp_app_url=settings.acp_app_url, assessment_form_url=settings.assessment_form_url,
+            uuid_key=settings.uuid_key())
         self.engine = Engine(knowledge, options)
         self.order_engines = {hook: OrderEngine(knowledge, options, hook) for hook in ORDER_HOOKS}
         self.order_cache: LruCache[Evaluation] = LruCache(settings.order_cache_size, settings.order_cache_seconds)
         # Everything in the settings that can change an evaluation is part of the cache key (hashed, never kept).
         self._settings_key = settings.model_dump_json()
-        self.resolver = PrefetchResolver(http, max_pages=settings.fhir_max_pages,
-                                         timeout_total=settings.fhir_timeout_seconds) if http else None
+        self.resolver = PrefetchResolver(
+            http, max_pages=settings.fhir_max_pages, timeout_total=settings.fhir_timeout_seconds,
+            limiter=OriginLimiter(settings.fhir_max_connections_per_origin),
+            per_hook=settings.fhir_max_concurrent_fetches_per_hook, max_resources=settings.fetched_resource_cap(),
+            url_allowed=settings.fhir_allow_list().allows) if http else None
         self.windows = dict(acute_window=timedelta(days=settings.acute_window_days),
                             assessment_window=timedelta(days=settings.assessment_window_days),
                             acp_revisit=timedelta(days=settings.acp_revisit_days),
                             max_depth=settings.max_json_depth)
 
     async def run(self, request: HookRequest, now: datetime | None = None,
-                  extra: list[Any] | None = None, extra_skipped: int = 0) -> HookOutcome:
+                  extra: list[Any] | None = None, extra_skipped: int = 0,
+                  snoozes: list[Snooze] | None = None) -> HookOutcome:
         now = now or datetime.now(UTC)
         t0 = time.perf_counter()
         if self.resolver is None:
@@ -99,26 +106,28 @@ class HookProcessor:
         if drafts is not None:
             outcome = self.evaluate_orders(request.hook, drafts, resources, request.patient_id() or "", now,
                                            result.problems, server=bool(request.fhirServer),
-                                           hook_instance=request.hookInstance, skipped=skipped)
+                                           hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
         else:
             outcome = self.evaluate(resources, request.patient_id() or "", now,
                                     result.problems, server=bool(request.fhirServer),
-                                    hook_instance=request.hookInstance, skipped=skipped)
+                                    hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
         outcome.resolve_ms = (t1 - t0) * 1000
         return outcome
 
     def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
                  problems: list[FetchProblem] | None = None, *, server: bool = True,
-                 hook_instance: str = "", skipped: dict[str, int] | None = None) -> HookOutcome:
+                 hook_instance: str = "", skipped: dict[str, int] | None = None,
+                 snoozes: list[Snooze] | None = None) -> HookOutcome:
         t0 = time.perf_counter()
         ev, real = self._evaluation(resources, patient_id, now, problems, server=server, skipped=skipped)
-        fired = self.engine.fire(ev, hook_instance)
+        fired = self.engine.fire(ev, hook_instance, snoozes or ())
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
                            evaluate_ms=(time.perf_counter() - t0) * 1000)
 
     def evaluate_orders(self, hook: str, drafts: DraftOrders, resources: list[Any], patient_id: str, now: datetime,
                         problems: list[FetchProblem] | None = None, *, server: bool = True,
-                        hook_instance: str = "", skipped: dict[str, int] | None = None) -> HookOutcome:
+                        hook_instance: str = "", skipped: dict[str, int] | None = None,
+                        snoozes: list[Snooze] | None = None) -> HookOutcome:
         """order-select / order-sign: the patient's evaluation (reused from an earlier call on the same patient,
         record, drafts and settings) plus the draft orders, through the order-time rules of `hook`."""
         t0 = time.perf_counter()
@@ -135,7 +144,7 @@ class HookProcessor:
             if key:
                 self.order_cache.put(key, ev)
         context = order_context(hook, drafts, self.terminology)
-        fired = self.order_engines[hook].fire(dataclasses.replace(ev, orders=context), hook_instance)
+        fired = self.order_engines[hook].fire(dataclasses.replace(ev, orders=context), hook_instance, snoozes or ())
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
                            evaluate_ms=(time.perf_counter() - t0) * 1000)
 

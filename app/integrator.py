@@ -22,6 +22,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import orjson
 
+from cds_hooks.urls import encode_request_url
+
 FHIR_JSON = "application/fhir+json"
 DEFAULT_USER = "Practitioner/example"
 LOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  # public sandboxes take their time over transactions
@@ -418,7 +420,7 @@ def read_fhir(http: httpx.Client, base: str, relative: str, token: str | None) -
     first: dict[str, Any] | None = None
     seen = {url}
     for _page in range(MAX_PAGES):
-        resp = http.get(url, headers=headers)
+        resp = http.get(encode_request_url(url), headers=headers)
         if not resp.is_success:
             raise CommandError(f"GET {relative}: {_error_text(resp)}")
         doc = resp.json()

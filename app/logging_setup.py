@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# color_message: uvicorn's copy of the message with terminal colour codes.
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,19 +54,73 @@ class RedactUrlFilter(logging.Filter):
         return True
 
 
+class StderrJsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """JSON lines on whatever sys.stderr is at the time of the record (test capture, a redirected stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+# Loggers that get the JSON handler themselves (and stop propagating, so nothing prints twice); every other
+# logger reaches the root, which gets the same handler. uvicorn configures its loggers when its Config is
+# built, which can be after this module runs: `configure_logging` is called again at start-up to take them back.
+_OWN_HANDLER = ("mbc_cds", "uvicorn", "uvicorn.access")
+
+
+def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
+    """`log_config` for uvicorn.run: its loggers write through the same JSON formatter from the first line."""
+    handler = {"class": "app.logging_setup.StderrJsonHandler"}
+    return {"version": 1, "disable_existing_loggers": False, "handlers": {"json": handler},
+            "loggers": {"uvicorn": {"handlers": ["json"], "level": level.upper(), "propagate": False},
+                        "uvicorn.error": {"level": level.upper(), "propagate": True},
+                        "uvicorn.access": {"handlers": ["json"], "level": level.upper(), "propagate": False}}}
+
+
 def configure_logging(level: str = "INFO") -> None:
-    root = logging.getLogger("mbc_cds")
-    if getattr(root, "_mbc_configured", False):
-        root.setLevel(level.upper())
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    root.propagate = False
-    root._mbc_configured = True  # type: ignore[attr-defined]
+    handler = _shared_handler()
+    for name in _OWN_HANDLER:
+        logger = logging.getLogger(name)
+        logger.handlers = [h for h in logger.handlers if not _replaced(h)]
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+        logger.propagate = False
+    logging.getLogger("uvicorn.error").handlers = []
+    logging.getLogger("uvicorn.error").propagate = True
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not _replaced(h)]
+    if handler not in root.handlers:
+        root.addHandler(handler)
+    for name in ("mbc_cds", "cds_hooks"):
+        logging.getLogger(name).setLevel(level.upper())
     # httpx logs full URLs at INFO, and URLs carry patient ids: keep it quiet, and redact them if it talks.
     httpx_log = logging.getLogger("httpx")
     httpx_log.setLevel(logging.WARNING)
     if not any(isinstance(f, RedactUrlFilter) for f in httpx_log.filters):
         httpx_log.addFilter(RedactUrlFilter())
+
+
+_HANDLER: list[StderrJsonHandler] = []
+
+
+def _shared_handler() -> StderrJsonHandler:
+    if not _HANDLER:
+        _HANDLER.append(StderrJsonHandler())
+    return _HANDLER[0]
+
+
+def _replaced(handler: logging.Handler) -> bool:
+    # Another StderrJsonHandler is uvicorn's copy from `uvicorn_log_config`: one handler per logger, or each
+    # line is printed twice.
+    return _is_plain_stream(handler) or (isinstance(handler, StderrJsonHandler) and handler is not _shared_handler())
+
+
+def _is_plain_stream(handler: logging.Handler) -> bool:
+    """A handler printing text to the console (uvicorn's defaults, basicConfig): replaced by the JSON one.
+    Handlers of other kinds or to other streams (files, a test's capture) are left alone."""
+    consoles = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    return type(handler) is logging.StreamHandler and any(handler.stream is c for c in consoles)

@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Again here: a server that configured its own loggers after the app was imported (uvicorn.Config with
+        # an app object) gets JSON lines too.
+        configure_logging(settings.log_level)
         if getattr(app.state, "runtime", None) is None:
             app.state.runtime = build_runtime(settings)
         # Start-up objects (models, knowledge, value sets) live for the process: keep them out of every GC pass.
@@ -140,10 +143,14 @@ _ERROR_SCHEMA = {"type": "object", "required": ["error", "status"], "properties"
     "reason": {"type": "string", "description": "401: the JWT check that failed"},
     "detail": {"type": "string"}}}
 _ERROR_TEXT = {"400": "Malformed JSON, wrong hook or an invalid body", "401": "Bad or missing CDS Hooks JWT",
-               "404": "Unknown service", "412": "No prefetch data and no fhirServer",
-               "413": "Body or prefetch over the limits", "503": "Storage unavailable"}
-_ERROR_STATUSES = {"discovery": ("401",), "call_service": ("400", "401", "404", "412", "413"),
-                   "post_feedback": ("400", "401", "404", "413", "503"), "get_feedback_report": ("401", "404")}
+               "404": "Unknown service (feedback: a card not issued by this service to this client)",
+               "409": "Feedback: the card already has a different outcome, or the suggestion was not on it",
+               "412": "No prefetch data and no fhirServer",
+               "413": "Body or prefetch over the limits", "415": "Body not sent as application/json",
+               "503": "Storage or replay cache unavailable"}
+_ERROR_STATUSES = {"discovery": ("401", "503"), "call_service": ("400", "401", "404", "412", "413", "415", "503"),
+                   "post_feedback": ("400", "401", "404", "409", "413", "415", "503"),
+                   "get_feedback_report": ("401", "404", "503")}
 
 
 def _document_request_bodies(app: FastAPI) -> None:

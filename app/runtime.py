@@ -13,14 +13,17 @@ import httpx
 
 from app.engine.knowledge import Knowledge, compile_knowledge
 from app.hook import HookProcessor
+from app.safety import check_configuration
 from app.service_definition import SERVICE_ID, order_service_definitions, service_definition
 from app.settings import Settings
 from app.store.audit import AuditWriter
-from app.store.db import Database
+from app.store.db import Database, DbTimeouts
 from app.store.migrate import upgrade_at_start
 from app.store.replay import DatabaseReplayCache
 from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
 from cds_hooks.discovery import ServiceDefinition, discovery_document
+from cds_hooks.jwks_fetch import jwks_client
+from cds_hooks.outbound import outbound_client
 from terminology import get_terminology
 from terminology.local_codes import LocalCodesError, load_local_codes
 
@@ -40,12 +43,16 @@ class Runtime:
     processor: HookProcessor
     verifier: JwtVerifier | None
     clients: list[TrustedClient] = field(default_factory=list)
+    # JWK Sets have their own client: key fetches never queue behind FHIR reads (cds_hooks/jwks_fetch.py).
+    jwks_http: httpx.AsyncClient | None = None
     # The request clock; tests and replays inject a fixed instant here.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     async def close(self) -> None:
         self.audit.stop()
         await self.http.aclose()
+        if self.jwks_http is not None:
+            await self.jwks_http.aclose()
         self.db.dispose()
 
 
@@ -60,28 +67,34 @@ def terminology_for(settings: Settings) -> Any:
 
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
+    clients: list[TrustedClient] = []
+    if settings.require_jwt and settings.clients_file:
+        clients = load_clients(Path(settings.clients_file))
+    # Before anything is opened: an unsafe configuration stops here with one message.
+    check_configuration(settings, clients)
     terminology = terminology_for(settings)
     knowledge = compile_knowledge()
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, DbTimeouts(
+        connect_seconds=settings.db_connect_timeout_seconds, statement_seconds=settings.db_statement_timeout_seconds,
+        pool_seconds=settings.db_statement_timeout_seconds))
     if migrate:
         upgrade_at_start(db.url)
-    audit = AuditWriter(db)
+    audit = AuditWriter(db, spool=settings.audit_spool_file or None)
     audit.start()
     timeout = httpx.Timeout(settings.fhir_timeout_seconds, connect=settings.fhir_connect_timeout_seconds)
-    http = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    http = outbound_client(timeout, settings.fhir_max_connections_per_origin)
     definition = service_definition(terminology)
     services = {SERVICE_ID: definition}
     services.update({s.id: s for s in order_service_definitions(terminology)})
     verifier: JwtVerifier | None = None
-    clients: list[TrustedClient] = []
+    jwks_http: httpx.AsyncClient | None = None
     if settings.require_jwt:
-        if settings.clients_file:
-            clients = load_clients(Path(settings.clients_file))
-        else:
+        if not settings.clients_file:
             log.warning("MBC_CDS_REQUIRE_JWT is on but MBC_CDS_CLIENTS_FILE is not set: every EHR is refused")
-        verifier = JwtVerifier(clients, http, leeway=settings.jwt_leeway_seconds,
-                               jwks_ttl=settings.jwks_cache_seconds, replay_cache=DatabaseReplayCache(db))
+        jwks_http = jwks_client(settings.jwks_timeout_seconds)
+        verifier = JwtVerifier(clients, jwks_http, leeway=settings.jwt_leeway_seconds,
+                               jwks_ttl=settings.jwks_cache_seconds, jwks_timeout=settings.jwks_timeout_seconds,
+                               replay_cache=DatabaseReplayCache(db, timeout=settings.replay_check_timeout_seconds))
     else:
         log.warning("JWT verification is OFF (MBC_CDS_REQUIRE_JWT=false): any caller is trusted. "
                     "Use this for demos and tests only.")
@@ -91,4 +104,4 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     return Runtime(settings=settings, db=db, audit=audit, knowledge=knowledge, terminology=terminology,
                    services=services, discovery=discovery_document(services.values()), http=http,
                    processor=HookProcessor(settings, terminology, knowledge, http), verifier=verifier,
-                   clients=clients)
+                   clients=clients, jwks_http=jwks_http)

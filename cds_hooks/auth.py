@@ -38,6 +38,8 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import jwt
 
+from cds_hooks.jwks_fetch import MIN_RSA_BITS, JwksFetchError, fetch_jwks, rsa_key_bits
+
 __all__ = [
     "AUTH_ERROR_CATEGORIES",
     "AuthError",
@@ -542,27 +544,19 @@ class JwtVerifier:
 
     async def _fetch(self, client: TrustedClient, state: _JwksState) -> list[dict[str, Any]]:
         assert client.jwks_url is not None
-        state.attempted_at = self._clock()
         try:
-            response = await self._http.get(
-                client.jwks_url,
-                headers={"Accept": "application/jwk-set+json, application/json"},
-                timeout=self.jwks_timeout,
-                follow_redirects=False,
-            )
-            if response.status_code != 200:
-                raise _JwksFetchError(f"HTTP {response.status_code}")
-            if len(response.content) > _MAX_JWKS_BYTES:
-                raise _JwksFetchError("response too large")
-            data = json.loads(response.content)
-            if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-                raise _JwksFetchError("not a JWK Set")
-        except (httpx.HTTPError, ValueError, _JwksFetchError) as exc:
+            data = await fetch_jwks(self._http, client.jwks_url, deadline=self.jwks_timeout,
+                                    max_bytes=_MAX_JWKS_BYTES)
+        except JwksFetchError as exc:
+            # Rate limits count from the END of a fetch: a fetch that took the whole deadline must not let
+            # the next one start at once.
+            state.attempted_at = self._clock()
             state.failed = True
-            reason = str(exc) if isinstance(exc, _JwksFetchError) else type(exc).__name__
-            logger.warning("JWK Set fetch failed for %s: %s", client.jwks_url, reason)
+            logger.warning("JWK Set fetch failed for %s: %s", client.jwks_url, exc)
             raise AuthError("jwks-unavailable", "the issuer's JWK Set could not be fetched") from None
-        keys = [k for k in data["keys"] if isinstance(k, dict) and k.get("kty") in _PUBLIC_JWK_MEMBERS]
+        state.attempted_at = self._clock()
+        keys = [k for k in data["keys"] if isinstance(k, dict) and k.get("kty") in _PUBLIC_JWK_MEMBERS
+                and not _weak_rsa(k)]
         state.keys = keys
         state.fetched_at = state.attempted_at
         state.failed = False
@@ -570,8 +564,9 @@ class JwtVerifier:
         return keys
 
 
-class _JwksFetchError(Exception):
-    pass
+def _weak_rsa(jwk: dict[str, Any]) -> bool:
+    bits = rsa_key_bits(jwk)
+    return bits is not None and bits < MIN_RSA_BITS
 
 
 def _key_fits(jwk: dict[str, Any], alg: str) -> bool:

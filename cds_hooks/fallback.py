@@ -23,7 +23,8 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -32,7 +33,9 @@ import httpx
 import orjson
 
 from cds_hooks.models import HookRequest
+from cds_hooks.outbound import OriginLimiter
 from cds_hooks.prefetch import TemplateError, render_template
+from cds_hooks.urls import encode_request_url
 
 __all__ = [
     "FetchProblem", "PrefetchResolver", "PrefetchResult", "ProblemKind", "resources_of", "split_resources",
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 
 ProblemKind = Literal[
     "http", "timeout", "malformed", "operation-outcome", "paging-loop", "too-many-pages", "missing",
-    "incomplete",
+    "incomplete", "refused-url", "too-many-resources",
 ]
 KeySource = Literal["prefetch", "null", "server", "unavailable"]
 
@@ -208,6 +211,14 @@ class _Problem(Exception):
 
 
 @dataclass(slots=True)
+class _HookBudget:
+    """What one hook's fetches share: its connection slots and its resource count."""
+
+    slots: asyncio.Semaphore | None
+    resources: int = 0
+
+
+@dataclass(slots=True)
 class _KeyState:
     key: str
     resources: list[dict[str, Any]] = field(default_factory=list)
@@ -215,6 +226,7 @@ class _KeyState:
     skipped: int = 0
     problem: FetchProblem | None = None
     finished: bool = False
+    budget: _HookBudget | None = None
     # URLs already read for this key (a sent first page's `self` link), for loop detection
     seen: set[str] = field(default_factory=set)
 
@@ -257,6 +269,10 @@ class PrefetchResolver:
         timeout_total: float = 8.0,
         page_size: int | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        limiter: OriginLimiter | None = None,
+        per_hook: int | None = None,
+        max_resources: int | None = None,
+        url_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         if max_pages < 1:
             raise ValueError("max_pages must be >= 1")
@@ -267,6 +283,11 @@ class PrefetchResolver:
         self.timeout_total = timeout_total
         self.page_size = page_size
         self.max_bytes = max_bytes
+        self.limiter = limiter
+        self.per_hook = per_hook
+        self.max_resources = max_resources
+        # Every URL read (first page and each `next` link) must pass it: paging stays under the allowed prefix.
+        self.url_allowed = url_allowed
 
     async def resolve(self, request: HookRequest, templates: Mapping[str, str]) -> PrefetchResult:
         started = time.perf_counter()
@@ -377,10 +398,12 @@ class PrefetchResolver:
         headers = {"Accept": FHIR_JSON}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        states = {key: _KeyState(key) for key in urls}
+        budget = _HookBudget(asyncio.Semaphore(self.per_hook) if self.per_hook else None)
+        states = {key: _KeyState(key, budget=budget) for key in urls}
         starts = {key: self._first_url(base, rel) for key, rel in urls.items()}
         for key, page in (first_pages or {}).items():
             states[key], starts[key] = self._continuation(key, base, page)
+            states[key].budget = budget  # the sent page is prefetch (capped as such); the rest counts here
         tasks = {
             asyncio.create_task(self._run_key(states[key], base, url, headers)): key for key, url in starts.items()
         }
@@ -431,7 +454,8 @@ class PrefetchResolver:
 
     async def _run_key(self, st: _KeyState, base: str, url: str, headers: dict[str, str]) -> None:
         try:
-            await self._fetch_pages(st, base, url, headers)
+            async with _limited(st.budget.slots if st.budget else None, self.limiter, base):
+                await self._fetch_pages(st, base, url, headers)
         except _Problem as p:
             st.problem = FetchProblem(st.key, p.kind, p.status, p.detail)
         except httpx.TimeoutException as exc:
@@ -453,6 +477,8 @@ class PrefetchResolver:
         seen = st.seen
         seen.add(url)
         while True:
+            if self.url_allowed is not None and not self.url_allowed(url):
+                raise _Problem("refused-url", None, f"link outside the allowed FHIR server after {st.pages} page(s)")
             page = await self._get_json(url, headers)
             rtype = page.get("resourceType")
             if rtype == "OperationOutcome":
@@ -464,7 +490,7 @@ class PrefetchResolver:
                 st.resources.append(page)
                 return
             found, n_skipped = split_resources(page)
-            st.resources.extend(found)
+            self._take(st, found)
             st.skipped += n_skipped
             link = _next_link(page)
             if link is None:
@@ -477,8 +503,19 @@ class PrefetchResolver:
             seen.add(nxt)
             url = nxt
 
+    def _take(self, st: _KeyState, found: list[dict[str, Any]]) -> None:
+        """Keep a page's resources, up to the hook's resource cap over all keys together."""
+        if self.max_resources is not None and st.budget is not None:
+            room = self.max_resources - st.budget.resources
+            if len(found) > room:
+                st.resources.extend(found[:max(room, 0)])
+                st.budget.resources = self.max_resources
+                raise _Problem("too-many-resources", None, f"stopped at {self.max_resources} resources")
+            st.budget.resources += len(found)
+        st.resources.extend(found)
+
     async def _get_json(self, url: str, headers: dict[str, str]) -> dict[str, Any]:
-        async with self._client.stream("GET", url, headers=headers) as resp:
+        async with self._client.stream("GET", encode_request_url(url), headers=headers) as resp:
             status = resp.status_code
             ok = 200 <= status < 300
             limit = self.max_bytes if ok else _ERROR_BODY_MAX
@@ -504,6 +541,18 @@ class PrefetchResolver:
         if not isinstance(doc, dict):
             raise _Problem("malformed", status, "response is not a JSON object")
         return doc
+
+
+@asynccontextmanager
+async def _limited(hook_slots: asyncio.Semaphore | None, limiter: OriginLimiter | None,
+                   url: str) -> AsyncIterator[None]:
+    """The hook's slot first, then the origin's: a hook waiting for its own slot holds no origin slot."""
+    async with AsyncExitStack() as stack:
+        if hook_slots is not None:
+            await stack.enter_async_context(hook_slots)
+        if limiter is not None:
+            await stack.enter_async_context(limiter.slot(url))
+        yield
 
 
 _DNS_WORDS = ("name or service not known", "nodename nor servname", "temporary failure in name resolution",

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from cds_hooks.urlpolicy import has_control_chars
+
 __all__ = [
     "AcceptedSuggestion",
     "Action",
@@ -140,6 +142,10 @@ class HookRequest(_In):
     def _server_url(cls, v: str | None) -> str | None:
         if v is None:
             return None
+        # CR/LF and other controls (even trailing ones) would split a log line or a header wherever the URL
+        # travels next: refused, not stripped.
+        if has_control_chars(v):
+            raise ValueError("must not contain control characters")
         v = v.strip()
         if not v:
             return None
@@ -342,8 +348,12 @@ class FeedbackItem(_In):
         return _parse_iso(self.outcomeTimestamp)
 
 
+# One post answers one hook's cards (a handful); the cap keeps a single post from writing thousands of rows.
+MAX_FEEDBACK_ITEMS = 100
+
+
 class FeedbackRequest(_In):
-    feedback: list[FeedbackItem] = Field(min_length=1)
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=MAX_FEEDBACK_ITEMS)
 
 
 def _parse_iso(value: str) -> datetime:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plandefinitions.loader import RESOURCE_LEVEL_URL, load_artifacts
+from plandefinitions.loader import CARD_TIER_URL, DISPLAY_RANK_URL, LEVEL_TITLE_URL, RESOURCE_LEVEL_URL, load_artifacts
 
 PRIORITY = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
 
@@ -26,6 +26,23 @@ def _conditions(action: dict[str, Any]) -> str:
     return " AND ".join(f"`{e}`" for e in exprs) or "always"
 
 
+def _ext(action: dict[str, Any], url: str) -> Any:
+    for ext in action.get("extension") or []:
+        if ext.get("url") == url:
+            return ext.get("valueCode", ext.get("valueInteger"))
+    return None
+
+
+def _card(action: dict[str, Any]) -> str:
+    """The summary template, with the variants a higher resource level uses."""
+    parts = [str(action.get("title", ""))]
+    for ext in action.get("extension") or []:
+        if ext.get("url") == LEVEL_TITLE_URL:
+            sub = {e["url"]: e for e in ext.get("extension") or []}
+            parts.append(f"from {sub['level']['valueCode']}: {sub['title']['valueString']}")
+    return "<br>".join(parts)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -39,13 +56,17 @@ def render() -> str:
         "Each rule is one PlanDefinition action; its conditions name predicates documented in",
         "`plandefinitions/Library-mbc-cds-predicates.json`. Indicator: info / warning / critical from the action",
         "priority (a dynamic value may raise it). Level: the lowest BHGI resource level at which the card fires;",
-        "each suggestion has its own level.",
+        "each suggestion has its own level. Description lines tagged `[limited+]` / `[below enhanced]` show only at",
+        "those levels, so a card never names what the configured level does not offer. Rank: display order within",
+        "one indicator (the info cap drops from the end); tier: `overview` and `uncapped` are never capped or held",
+        "back (nor snoozed); a card that is critical when it fires is never snoozed.",
         "",
     ]
     for plan in sorted(artifacts.of("PlanDefinition"), key=lambda p: p["id"]):
         lines += [f"## {plan.get('title', plan['id'])} (`PlanDefinition/{plan['id']}`)", ""]
-        lines += ["| rule | fires when | card (summary template) | indicator | level | suggestions (level) | source |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| rule | rank / tier | fires when | card (summary template) | indicator | level "
+                  "| suggestions (level) "
+                  "| source |", "|---|---|---|---|---|---|---|---|"]
         for action in plan.get("action") or []:
             dyn = [d["expression"]["expression"] for d in action.get("dynamicValue") or []
                    if d.get("path") == "priority"]
@@ -58,7 +79,8 @@ def render() -> str:
                                    f"({_level(child, _level(activity))})")
             sources = "; ".join(d.get("label", "") for d in action.get("documentation") or [])
             lines.append("| " + " | ".join(_cell(x) for x in (
-                f"`{action['id']}`", _conditions(action), action.get("title", ""), indicator, _level(action),
+                f"`{action['id']}`", f"{_ext(action, DISPLAY_RANK_URL)} / {_ext(action, CARD_TIER_URL) or '-'}",
+                _conditions(action), _card(action), indicator, _level(action),
                 "<br>".join(suggestions) or "-", sources)) + " |")
         lines.append("")
         notes = [(a["id"], a["textEquivalent"]) for a in plan.get("action") or [] if a.get("textEquivalent")]

@@ -14,6 +14,17 @@ from pydantic import ValidationError
 BASE_URL = "http://mbc-cds.example.org/fhir"
 RULE_SYSTEM = f"{BASE_URL}/CodeSystem/mbc-cds-rules"
 RESOURCE_LEVEL_URL = f"{BASE_URL}/StructureDefinition/resource-level"
+# Card presentation, read by the engine so that no rule id is written in Python (docs/design.md).
+# display-rank valueInteger: order within an indicator; card-tier valueCode: overview | emergency | uncapped;
+# worklist-tier valueCode: acute-no-palliative-care | acp-missing; card-link valueCode: acp-app | assessment-form;
+# level-title (complex: level valueCode + title valueString): the summary from that resource level up.
+DISPLAY_RANK_URL = f"{BASE_URL}/StructureDefinition/display-rank"
+CARD_TIER_URL = f"{BASE_URL}/StructureDefinition/card-tier"
+WORKLIST_TIER_URL = f"{BASE_URL}/StructureDefinition/worklist-tier"
+CARD_LINK_URL = f"{BASE_URL}/StructureDefinition/card-link"
+LEVEL_TITLE_URL = f"{BASE_URL}/StructureDefinition/level-title"
+# On a suggestion: the highest level that offers it (a better option replaces it above, e.g. radiographs by MRI).
+RESOURCE_LEVEL_MAX_URL = f"{BASE_URL}/StructureDefinition/resource-level-max"
 HERE = Path(__file__).parent
 
 

@@ -12,13 +12,26 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests import hapi_fixture
+from tests.hapi_fixture import hapi_fhir_server  # noqa: F401  (the session's HAPI FHIR server, for every test)
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 SERVICE_URL = "/cds-services/mbc-palliative-care"
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # HAPI takes a minute or more to start: begin as soon as a selected test is known to need it
+    if any("hapi_fhir_server" in getattr(item, "fixturenames", ()) for item in session.items):
+        hapi_fixture.start_early()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    hapi_fixture.stop_server()  # also when the tests that needed it never ran (-x, a crash)
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"database_url": f"sqlite:///{tmp_path / 'test.db'}", "require_jwt": False}
+    values: dict[str, object] = {"database_url": f"sqlite:///{tmp_path / 'test.db'}", "require_jwt": False,
+                                 "audit_spool_file": str(tmp_path / "audit-spool.jsonl")}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -27,8 +27,11 @@ def serve_app(tmp_path: Path, **settings: Any) -> Iterator[tuple[str, Path]]:
     import uvicorn
 
     db_file = tmp_path / f"served-{uuid.uuid4().hex[:8]}.db"
-    app = create_app(make_settings(tmp_path, database_url=f"sqlite:///{db_file}", **settings))
     port = free_port()
+    if settings.get("require_jwt"):
+        # Production start-up needs the public base URL: it is the one this server answers on.
+        settings.setdefault("public_base_url", f"http://127.0.0.1:{port}")
+    app = create_app(make_settings(tmp_path, database_url=f"sqlite:///{db_file}", **settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import httpx
 import orjson
 import respx
@@ -203,11 +206,16 @@ def test_health_and_ready(client: TestClient) -> None:
     assert client.get("/ready").json()["status"] == "ready"
 
 
-def test_cors_preflight(client: TestClient) -> None:
-    resp = client.options(SERVICE_URL, headers={"Origin": "https://sandbox.cds-hooks.org",
-                                                "Access-Control-Request-Method": "POST"})
+def test_cors_preflight_for_a_configured_origin(tmp_path: Path) -> None:
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, cors_origins="https://sandbox.cds-hooks.org"))
+    with TestClient(app) as c:
+        resp = c.options(SERVICE_URL, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                               "Access-Control-Request-Method": "POST"})
     assert resp.status_code == 200
-    assert resp.headers.get("access-control-allow-origin") in ("*", "https://sandbox.cds-hooks.org")
+    assert resp.headers.get("access-control-allow-origin") == "https://sandbox.cds-hooks.org"
 
 
 def test_response_has_no_empty_optional_fields(client: TestClient) -> None:
@@ -232,3 +240,85 @@ def test_fhir_server_allow_list(tmp_path) -> None:  # type: ignore[no-untyped-de
                 "context": {"patientId": PID}}
         resp = c.post(SERVICE_URL, json=body)
         assert resp.status_code == 400 and resp.json()["error"] == "fhir-server-not-allowed"
+
+
+def _override(client: TestClient, card: dict, code: str) -> httpx.Response:
+    fb = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:05:00Z",
+                        "overrideReason": {"reason": {"system": "http://mbc-cds.example.org/fhir/CodeSystem/"
+                                                                "mbc-cds-override-reason",
+                                                      "code": code, "display": code}}}]}
+    return client.post(f"{SERVICE_URL}/feedback", json=fb)
+
+
+def test_patient_declined_snoozes_the_rule_on_the_next_hook_and_the_overview_says_so(client: TestClient) -> None:
+    from tests.conftest import NOW
+
+    client.app.state.runtime.clock = lambda: NOW  # type: ignore[attr-defined]
+    first = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID)).json()["cards"]
+    card = next(c for c in first if c["source"]["topic"]["code"] == "referral-palliative-care")
+    # no wait for the audit writer: the feedback route finds a card still queued
+    resp = _override(client, card, "patient-declined")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["snoozed"] == [{"rule": "referral-palliative-care", "reason": "patient-declined",
+                                       "until": "2027-05-19T10:00:00Z"}]
+    again = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID, hookInstance="second-hook")).json()
+    rules = [c["source"]["topic"]["code"] for c in again["cards"]]
+    assert "referral-palliative-care" not in rules
+    overview = next(c for c in again["cards"] if c["source"]["topic"]["code"] == "mbc-overview")
+    assert "Snoozed by clinician feedback" in overview["detail"]
+    assert "snoozed until 2027-05-19 (patient declined)" in overview["detail"]
+    # another patient is not affected
+    other = [dict(r, id=r["id"] + "-b") if r["resourceType"] == "Patient" else
+             dict(r, subject={"reference": f"Patient/{PID}-b"}) for r in bone_patient()]
+    rules_b = [c["source"]["topic"]["code"] for c in
+               client.post(SERVICE_URL, json=hook_request(other, f"{PID}-b")).json()["cards"]]
+    assert "referral-palliative-care" in rules_b
+    report = client.get(f"{SERVICE_URL}/feedback/report").json()
+    assert report["snoozes"] == [{"rule": "referral-palliative-care", "reason": "patient-declined", "patients": 1,
+                                  "latestUntil": "2027-05-19T10:00:00Z"}]
+    # after the snooze period the card comes back
+    client.app.state.runtime.clock = lambda: NOW + timedelta(days=181)  # type: ignore[attr-defined]
+    later = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID, hookInstance="third-hook")).json()
+    assert "referral-palliative-care" in [c["source"]["topic"]["code"] for c in later["cards"]]
+
+
+def test_a_critical_card_cannot_be_snoozed(client: TestClient) -> None:
+    from tests.conftest import NOW
+
+    client.app.state.runtime.clock = lambda: NOW  # type: ignore[attr-defined]
+    cord = [*bone_patient(), {
+        "resourceType": "Condition", "id": "c-scc", "subject": {"reference": f"Patient/{PID}"},
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                       "code": "active"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "71286001",
+                             "display": "Spinal cord compression"}]},
+        "onsetDateTime": (NOW - timedelta(days=2)).date().isoformat()}]
+    cards = client.post(SERVICE_URL, json=hook_request(cord, PID)).json()["cards"]
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "emergency-spinal-cord-compression")
+    assert card["indicator"] == "critical"
+    resp = _override(client, card, "patient-declined")
+    assert resp.status_code == 200 and "snoozed" not in resp.json()
+    assert resp.json()["notSnoozed"][0]["rule"] == "emergency-spinal-cord-compression"
+    again = client.post(SERVICE_URL, json=hook_request(cord, PID, hookInstance="h2")).json()["cards"]
+    assert "emergency-spinal-cord-compression" in [c["source"]["topic"]["code"] for c in again]
+
+
+def test_feedback_for_a_card_never_issued_is_404_and_a_second_outcome_409(client: TestClient) -> None:
+    never = _override(client, {"uuid": "00000000-0000-5000-8000-000000000000"}, "not-appropriate")
+    assert never.status_code == 404 and never.json()["error"] == "unknown-card"
+    cards = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID)).json()["cards"]
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "referral-palliative-care")
+    assert _override(client, card, "not-appropriate").status_code == 200
+    assert _override(client, card, "not-appropriate").json() == {"stored": 0, "alreadyStored": 1}
+    second = _override(client, card, "already-addressed")
+    assert second.status_code == 409 and second.json()["error"] == "outcome-already-recorded"
+    report = client.get(f"{SERVICE_URL}/feedback/report").json()["rules"]
+    assert report == [{"rule": "referral-palliative-care", "accepted": 0, "overridden": 1}]
+
+
+def test_overriding_the_overview_snoozes_nothing(client: TestClient) -> None:
+    cards = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID)).json()["cards"]
+    overview = next(c for c in cards if c["source"]["topic"]["code"] == "mbc-overview")
+    resp = _override(client, overview, "patient-declined")
+    assert resp.status_code == 200 and "snoozed" not in resp.json()
+    assert client.get(f"{SERVICE_URL}/feedback/report").json()["snoozes"] == []

@@ -44,8 +44,9 @@ def test_evaluate_rejects_a_file_that_is_not_a_bundle(tmp_path: Path, capsys: py
 def test_migrate_and_feedback_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     assert main(["migrate", "--database-url", url]) == 0
+    capsys.readouterr()
     assert main(["feedback-report", "--database-url", url, "--json"]) == 0
-    assert orjson.loads(capsys.readouterr().out.splitlines()[-1]) == []
+    assert orjson.loads(capsys.readouterr().out) == {"rules": [], "snoozes": []}
 
 
 # -- timeline ------------------------------------------------------------------------------------------------
@@ -101,7 +102,7 @@ def test_feedback_report_names_the_database_and_the_demo_one(tmp_path: Path, mon
         capsys.readouterr()
         assert main(["feedback-report", "--demo", "--json"]) == 0
         captured = capsys.readouterr()
-        assert orjson.loads(captured.out) == [] and "mbc-cds-demo.db" in captured.err
+        assert orjson.loads(captured.out) == {"rules": [], "snoozes": []} and "mbc-cds-demo.db" in captured.err
     finally:
         get_settings.cache_clear()
 

@@ -86,7 +86,8 @@ def test_demo_routes_list_samples_and_build_complete_requests(client: TestClient
 
 
 def test_demo_routes_do_not_exist_with_jwt_on(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, require_jwt=True))) as c:
+    with TestClient(create_app(make_settings(tmp_path, require_jwt=True, public_base_url="http://testserver",
+                                             allowed_fhir_servers="*"))) as c:
         for path in ("/demo/samples", "/demo/request/mbc-demo-01"):
             resp = c.get(path)
             assert resp.status_code == 404
@@ -368,7 +369,7 @@ def test_hook_against_the_real_app_with_jwt(tmp_path: Path, capsys: pytest.Captu
         return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset", "total": len(items),
                                          "entry": [{"resource": r} for r in items]})
 
-    with serve_app(tmp_path, require_jwt=True, clients_file=str(clients)) as (base, _db), \
+    with serve_app(tmp_path, require_jwt=True, clients_file=str(clients), allowed_fhir_servers=FHIR) as (base, _db), \
             respx.mock(assert_all_mocked=True) as mock:
         mock.route(host="127.0.0.1").pass_through()
         mock.get(url__startswith=FHIR).mock(side_effect=fhir)

@@ -137,7 +137,8 @@ def test_order_services_verify_the_jwt_like_patient_view(tmp_path: Any, hook: st
     from app.main import create_app
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(tmp_path, require_jwt=True))
+    app = create_app(make_settings(tmp_path, require_jwt=True, public_base_url="http://testserver",
+                                   allowed_fhir_servers="*"))
     with TestClient(app) as c:
         r = c.post(URL[hook], json=order_request(hook, patient(), [med_draft("d1", *MORPHINE)]))
         assert r.status_code == 401 and r.json()["error"] == "unauthorized"
@@ -482,11 +483,15 @@ def test_any_draft_order_is_answered_or_refused_never_a_server_error(client: Tes
 
 
 @pytest.mark.parametrize("path", [URL["order-select"], URL["order-sign"], URL["order-sign"] + "/feedback"])
-def test_browser_clients_get_cors_on_the_order_services(client: TestClient, path: str) -> None:
-    r = client.options(path, headers={"Origin": "https://sandbox.cds-hooks.org",
-                                      "Access-Control-Request-Method": "POST",
-                                      "Access-Control-Request-Headers": "authorization,content-type"})
-    assert r.status_code == 200 and r.headers["access-control-allow-origin"] in ("*", "https://sandbox.cds-hooks.org")
+def test_browser_clients_get_cors_on_the_order_services(tmp_path: Any, path: str) -> None:
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, cors_origins="https://sandbox.cds-hooks.org"))
+    with TestClient(app) as c:
+        r = c.options(path, headers={"Origin": "https://sandbox.cds-hooks.org", "Access-Control-Request-Method": "POST",
+                                     "Access-Control-Request-Headers": "authorization,content-type"})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://sandbox.cds-hooks.org"
 
 
 def test_fractions_from_a_structured_quantity_and_written_back() -> None:

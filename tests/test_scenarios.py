@@ -17,6 +17,7 @@ from terminology import get_terminology
 from tests.conftest import SERVICE_URL, hook_request, make_settings
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.json"))
+LEVELS = ("basic", "limited", "enhanced", "maximal")
 
 
 def _resources(s: dict) -> list[dict]:
@@ -61,20 +62,24 @@ def test_scenario(path: Path) -> None:
     _check_texts_and_drafts(s, outcome.cards)
 
 
-def _drafted(cards: list[dict]) -> set[str]:
-    """ActivityDefinition ids behind every drafted resource of every card."""
-    out: set[str] = set()
-    for card in cards:
-        for suggestion in card.get("suggestions") or []:
-            for action in suggestion.get("actions") or []:
-                canonical = (action.get("resource") or {}).get("instantiatesCanonical") or []
-                for url in [canonical] if isinstance(canonical, str) else canonical:
-                    out.add(url.rsplit("/", 1)[-1])
+def _drafts(card: dict) -> list[str]:
+    """The ActivityDefinition ids a card's suggestions instantiate."""
+    out = []
+    for sugg in card.get("suggestions") or []:
+        for action in sugg.get("actions") or []:
+            canonical = action["resource"].get("instantiatesCanonical")
+            canonical = canonical[0] if isinstance(canonical, list) else canonical
+            out.append(str(canonical).rsplit("/", 1)[-1])
     return out
 
 
+def _drafted(cards: list[dict]) -> set[str]:
+    """ActivityDefinition ids behind every drafted resource of every card."""
+    return {d for card in cards for d in _drafts(card)}
+
+
 def _check_texts_and_drafts(s: dict, cards: list[dict]) -> None:
-    """Optional v2 assertions: text the card must (not) say, drafts that must (not) be offered."""
+    """Optional scenario checks: words a card must (not) say, drafts it must (not) offer."""
     by_rule = {c["source"]["topic"]["code"]: c for c in cards}
     for key, field, want in (("detail_contains", "detail", True), ("summary_contains", "summary", True),
                              ("summary_not_contains", "summary", False)):
@@ -87,6 +92,51 @@ def _check_texts_and_drafts(s: dict, cards: list[dict]) -> None:
         assert activity in drafted, f"{activity} should be drafted: {s['description']}"
     for activity in s.get("must_not_draft", []):
         assert activity not in drafted, f"{activity} must not be drafted: {s['description']}"
+    for rule, words in (s.get("text_must_contain") or {}).items():
+        text = by_rule[rule]["summary"] + "\n" + by_rule[rule]["detail"]
+        for word in words:
+            assert word.lower() in text.lower(), f"{rule} should say {word!r}"
+    for rule, words in (s.get("text_must_not_contain") or {}).items():
+        if rule not in by_rule:
+            continue
+        text = by_rule[rule]["summary"] + "\n" + by_rule[rule]["detail"]
+        for word in words:
+            assert word.lower() not in text.lower(), f"{rule} should not say {word!r}"
+    for rule, drafts in (s.get("drafts_include") or {}).items():
+        for draft in drafts:
+            assert draft in _drafts(by_rule[rule]), f"{rule} should offer {draft}"
+    for rule, drafts in (s.get("drafts_exclude") or {}).items():
+        if rule in by_rule:
+            for draft in drafts:
+                assert draft not in _drafts(by_rule[rule]), f"{rule} should not offer {draft}"
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+def test_alert_load(path: Path) -> None:
+    """Section 6 v2 at every level: no patient without an emergency above 8 cards; in emergency mode no info card
+    but the overview (and data-incomplete), the held-back ones listed on it; every draft target on one card only,
+    the palliative care referral only on its own card; the overview is info."""
+    s = _load(path)
+    now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
+    for level in LEVELS:
+        cards = _processor(level).evaluate(_resources(s), _patient_id(s), now).cards
+        if not cards:
+            continue
+        tiers = {r.id: r.tier for r in compile_knowledge().rules}
+        critical = any(c["indicator"] == "critical" for c in cards)
+        if not critical:
+            assert len(cards) <= 8, (level, [c["source"]["topic"]["code"] for c in cards])
+        else:
+            infos = [c["source"]["topic"]["code"] for c in cards if c["indicator"] == "info"]
+            assert all(tiers[r] in ("overview", "uncapped") for r in infos), (level, infos)
+        targets = [d for c in cards for d in _drafts(c)]
+        assert len(targets) == len(set(targets)), (level, targets)
+        for card in cards:
+            rule = card["source"]["topic"]["code"]
+            if rule != "referral-palliative-care":
+                assert "referral-palliative-care" not in _drafts(card), (level, rule)
+            if rule == "mbc-overview":
+                assert card["indicator"] == "info"
 
 
 def test_every_rule_fires_somewhere_and_is_silent_somewhere() -> None:
@@ -148,9 +198,6 @@ def test_cards_carry_no_empty_optional_fields(path: Path) -> None:
             assert _empty_values(card) == [], card["source"]["topic"]["code"]
 
 
-LEVELS = ("basic", "limited", "enhanced", "maximal")
-
-
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_scenario_at_every_resource_level(path: Path) -> None:
     """A rule that must fire does so at every level at or above its own; a silent rule stays silent at every
@@ -162,7 +209,7 @@ def test_scenario_at_every_resource_level(path: Path) -> None:
     rule_level = {r.id: r.level for r in compile_knowledge().rules}
     own = LEVELS.index(s.get("resource_level", "enhanced"))
     for i, level in enumerate(LEVELS):
-        processor = HookProcessor(Settings(require_jwt=False, resource_level=level, info_card_cap=99),
+        processor = HookProcessor(Settings(require_jwt=False, resource_level=level, info_card_cap=99, card_budget=99),
                                   get_terminology(), compile_knowledge(), None)
         fired = {c["source"]["topic"]["code"] for c in processor.evaluate(_resources(s), _patient_id(s), now).cards}
         for rule in s.get("must_fire", []):

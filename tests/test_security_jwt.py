@@ -97,8 +97,15 @@ def bone_patient() -> list[dict[str, Any]]:
     ]
 
 
+def jwt_settings(tmp_path: Path, **overrides: Any) -> Any:
+    """A production configuration: JWT on, the public base URL and the FHIR allow-list set."""
+    values: dict[str, Any] = {"require_jwt": True, "public_base_url": BASE,
+                              "allowed_fhir_servers": "https://ehr.example.org/fhir"}
+    return make_settings(tmp_path, **{**values, **overrides})
+
+
 def jwt_client(tmp_path: Path, clients_file: Path, **overrides: Any) -> TestClient:
-    settings = make_settings(tmp_path, require_jwt=True, clients_file=str(clients_file), **overrides)
+    settings = jwt_settings(tmp_path, clients_file=str(clients_file), **overrides)
     return TestClient(create_app(settings))
 
 
@@ -157,10 +164,8 @@ def test_issuer_with_jwks_url_is_fetched_from_its_url(client: TestClient, url_ke
     assert fetched == 1  # cached with a TTL
 
 
-def test_public_base_url_sets_the_expected_audience(tmp_path: Path, clients_file: Path, key: Any,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MBC_CDS_PUBLIC_BASE_URL", "https://cds.hospital.example/mbc/")
-    with jwt_client(tmp_path, clients_file) as c:
+def test_public_base_url_sets_the_expected_audience(tmp_path: Path, clients_file: Path, key: Any) -> None:
+    with jwt_client(tmp_path, clients_file, public_base_url="https://cds.hospital.example/mbc/") as c:
         public = "https://cds.hospital.example/mbc/cds-services"
         assert c.get("/cds-services", headers=auth(token(key, public))).status_code == 200
         # the URL uvicorn sees is not the one the EHR called: refused
@@ -356,6 +361,20 @@ def test_jwt_is_required_by_default(tmp_path: Path) -> None:
 
     assert Settings.model_fields["require_jwt"].default is True
     # on, and no clients file: nobody gets in (a 401, not a 500)
-    with TestClient(create_app(make_settings(tmp_path, require_jwt=True))) as c:
+    with TestClient(create_app(jwt_settings(tmp_path))) as c:
         resp = c.get("/cds-services")
         assert resp.status_code == 401
+
+
+def test_feedback_only_from_the_client_that_received_the_card(client: TestClient, key: Any, url_key: Any) -> None:
+    resp = client.post(SERVICE_URL, json=hook_request(bone_patient(), PID), headers=auth(token(key)))
+    card = next(c for c in resp.json()["cards"] if c["source"]["topic"]["code"] == "referral-palliative-care")
+    fb = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-20T10:05:00Z",
+                        "overrideReason": {"reason": {"code": "patient-declined", "display": "Patient declined"}}}]}
+    other = client.post(f"{SERVICE_URL}/feedback", json=fb,
+                        headers=auth(token(url_key, f"{HOOK_AUD}/feedback", iss=ISS_URL, kid="url-1")))
+    assert other.status_code == 404, other.text
+    assert other.json()["error"] == "unknown-card"
+    own = client.post(f"{SERVICE_URL}/feedback", json=fb, headers=auth(token(key, f"{HOOK_AUD}/feedback")))
+    assert own.status_code == 200, own.text
+    assert own.json()["snoozed"][0]["rule"] == "referral-palliative-care"

@@ -129,7 +129,8 @@ def test_tokens_patient_ids_and_names_never_logged_or_stored(tmp_path: Path, key
     jwk.update({"kid": "k1", "alg": "ES384", "use": "sig"})
     clients.write_text(json.dumps([{"iss": ISS, "jwks": {"keys": [jwk]}}]))
     settings = make_settings(tmp_path, require_jwt=True, clients_file=str(clients), audit_salt=SALT,
-                             fhir_timeout_seconds=2.0, log_level="DEBUG")
+                             fhir_timeout_seconds=2.0, log_level="DEBUG", public_base_url="http://testserver",
+                             allowed_fhir_servers=server.url)
 
     def token(aud: str) -> str:
         now = int(time.time())

@@ -131,6 +131,7 @@ CONCEPT_IDS = {
     "service-mental-health",
     "service-chaplaincy",
     "service-wound-care",
+    "service-lymphoedema",
     "service-orthopaedics",
     "service-radiotherapy",
     "service-oncology",

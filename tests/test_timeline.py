@@ -131,9 +131,11 @@ def test_timeline_endpoints_answer_in_demo_mode_only(client: TestClient, tmp_pat
     assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
     assert ET.fromstring(svg.text).tag == f"{SVG_NS}svg"
     assert client.post("/demo/timeline", json={**req, "prefetch": {}}).status_code == 412
-    assert client.post("/demo/timeline", content=b"{").status_code == 400
+    assert client.post("/demo/timeline", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    assert client.post("/demo/timeline", content=b"{").status_code == 415  # no simple cross-site POSTs (issue 16)
     assert client.get("/favicon.ico").status_code == 200
-    with TestClient(create_app(make_settings(tmp_path, require_jwt=True))) as jwt_on:
+    with TestClient(create_app(make_settings(tmp_path, require_jwt=True, public_base_url="http://testserver",
+                                             allowed_fhir_servers="*"))) as jwt_on:
         r = jwt_on.post("/demo/timeline", json=req)
         assert r.status_code == 404 and r.json()["error"] == "demo-mode-off"
 

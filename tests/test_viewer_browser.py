@@ -95,7 +95,7 @@ def test_accept_and_dismiss_store_feedback(browser: object, tmp_path: Path) -> N
         assert accept.is_disabled()
 
         # Dismiss another card with an override reason
-        other = page.locator("#cards article[data-rule='key-worker']")
+        other = page.locator("#cards article[data-rule='bone-modifying-agent']")
         _open_card(other)
         other.locator("select").select_option(label="Patient declined")
         other.locator("button.dismiss-btn").click()
@@ -105,10 +105,10 @@ def test_accept_and_dismiss_store_feedback(browser: object, tmp_path: Path) -> N
 
     rows = _feedback_rows(db_file)
     by_rule = {r.rule_id: r for r in rows}
-    assert set(by_rule) == {"referral-palliative-care", "key-worker"}
+    assert set(by_rule) == {"referral-palliative-care", "bone-modifying-agent"}
     accepted = by_rule["referral-palliative-care"]
     assert accepted.outcome == "accepted" and len(accepted.accepted_suggestions) == 1
-    overridden = by_rule["key-worker"]
+    overridden = by_rule["bone-modifying-agent"]
     assert overridden.outcome == "overridden" and overridden.override_code == "patient-declined"
 
 
@@ -200,7 +200,7 @@ def test_collapsed_cards_patient_header_and_timeline(browser: object, tmp_path: 
         open_patient(page, base, "mbc-demo-03")
         cards = page.locator("#cards article.card")
         n = cards.count()
-        assert n >= 5
+        assert n >= 3  # emergency mode (v2): the info cards wait, listed on the overview
         # collapsed to indicator, summary and one source line; only the critical card is open
         for i in range(n):
             card = cards.nth(i)
@@ -293,7 +293,7 @@ def test_pasted_bundle_and_safe_markdown(browser: object, tmp_path: Path) -> Non
 
 
 def test_viewer_says_it_needs_demo_mode_when_jwt_is_on(browser: object, tmp_path: Path) -> None:
-    with serve_app(tmp_path, require_jwt=True) as (base, _db):
+    with serve_app(tmp_path, require_jwt=True, allowed_fhir_servers="*") as (base, _db):
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(base + "/")
         page.wait_for_selector("body[data-ready='demo-off']")

@@ -88,8 +88,8 @@ def test_worklist_agrees_with_the_hook_patient_by_patient(population: Path, proc
         assert set(row["rules"]) == expected, pid
         assert row["phase"] == outcome.evaluation.phase.name
         assert set(row["sites"]) == set(outcome.evaluation.facts.sites)
-        assert row["emergencies"] == [r for r in row["rules"] if r.startswith("emergency-")]
-        top = top_card(outcome.cards)
+        assert row["emergencies"] == [f.rule.id for f in outcome.fired if f.rule.emergency]
+        top = top_card(outcome.fired)
         assert row["top_rule"] == top["source"]["topic"]["code"]
         assert row["top_summary"] == top["summary"]
         labels = [s["label"] for s in top.get("suggestions") or []]

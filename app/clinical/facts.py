@@ -51,6 +51,7 @@ DRUG_CLASSES: tuple[str, ...] = (
 SERVICES: tuple[str, ...] = (
     "palliative-care", "hospice", "pain", "physiotherapy", "occupational-therapy", "social-work", "dietitian",
     "mental-health", "chaplaincy", "wound-care", "orthopaedics", "radiotherapy", "oncology", "key-worker",
+    "lymphoedema",
 )
 ACP_KINDS: tuple[str, ...] = ("document", "proxy", "code-status", "place-of-death", "goals-of-care")
 ACP_LABELS: dict[str, str] = {
@@ -72,8 +73,7 @@ TREATMENT_LABELS: dict[str, str] = {
     "biliary-stent": "biliary stent",
 }
 # Renal thresholds (rules section 2): eGFR / creatinine clearance below 30 within 90 days blocks some drafts.
-RENAL_SEVERE_BELOW = 30.0
-RENAL_WINDOW = timedelta(days=90)
+from app.clinical.thresholds import RENAL_SEVERE_BELOW, RENAL_WINDOW  # noqa: E402 - one definition of cut-offs
 
 _OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
 _OPIOID_CLASS_WORDS = frozenset({"opioid", "opioids", "opiate", "opiates", "narcotic", "narcotics"})
@@ -114,6 +114,8 @@ class Measurement:
     unit: str
     when: datetime
     ref: str
+    # bodySite concepts of the Observation (e.g. "bodysite-bone"): where a pain score locates the pain
+    body_sites: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -506,7 +508,10 @@ class _FactBuilder:
             value = float(r["valueDecimal"])
         if value is None or value != value or abs(value) > 1e6:
             return
-        m = Measurement(value, unit, when, ref)
+        sites: frozenset[str] = frozenset()
+        if name == "pain-score" and isinstance(r.get("bodySite"), dict):
+            sites = frozenset(c for c in self.t.concepts_of_codeable(r["bodySite"]) if c.startswith("bodysite-"))
+        m = Measurement(value, unit, when, ref, sites)
         self.raw_obs.setdefault(name, []).append((m, r))
 
     # -- medications -----------------------------------------------------------------------------------

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.clinical.facts import Measurement, PatientFacts
+from app.clinical.thresholds import HYPERCALCAEMIA, HYPERCALCAEMIA_SEVERE
 
 MGDL_PER_MMOLL = 4.008
-# Thresholds from the rules (section 3, A1): above 2.6 mmol/L = 10.4 mg/dL; severe above 3.0 mmol/L = 12 mg/dL.
-HYPERCALCAEMIA = {"mmol/L": 2.6, "mg/dL": 10.4}
-HYPERCALCAEMIA_SEVERE = {"mmol/L": 3.0, "mg/dL": 12.0}
 
 
 def _calcium_unit(unit: str) -> str | None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from app.clinical.facts import PatientFacts
+from app.clinical.thresholds import PAIN_MILD_MAX, PAIN_RISE, PAIN_SEVERE
 
 Severity = Literal["none", "mild", "moderate", "severe", "unknown"]
 STEP_NAMES = {0: "no analgesic", 1: "non-opioid", 2: "weak opioid", 3: "strong opioid"}
@@ -24,9 +25,9 @@ def severity_of(score: float | None) -> Severity:
         return "unknown"
     if score <= 0:
         return "none"
-    if score <= 3:
+    if score <= PAIN_MILD_MAX:
         return "mild"
-    if score <= 6:
+    if score < PAIN_SEVERE:
         return "moderate"
     return "severe"
 
@@ -43,7 +44,7 @@ class PainStatus:
 
     @property
     def rising(self) -> bool:
-        return self.score is not None and self.previous is not None and self.score - self.previous >= 2
+        return self.score is not None and self.previous is not None and self.score - self.previous >= PAIN_RISE
 
     @property
     def step_up(self) -> bool:

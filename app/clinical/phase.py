@@ -9,6 +9,15 @@ from typing import Literal
 from app.clinical.facts import COMPLICATION_LABELS, SITE_LABELS, PatientFacts
 from app.clinical.fhirtime import fmt_date
 from app.clinical.measures import CalciumFinding, latest_calcium
+from app.clinical.thresholds import (
+    DE_NOVO_POOR_DAYS,
+    ECOG_WORSENING,
+    KARNOFSKY_WORSENING,
+    PAIN_RISE,
+    PAIN_SEVERE,
+    ecog_poor,
+    karnofsky_poor,
+)
 
 PhaseName = Literal["acute", "stable", "unknown"]
 EMERGENCY_COMPLICATIONS = ("cord-compression", "bowel-obstruction", "seizure", "hypercalcaemia")
@@ -84,20 +93,20 @@ def _performance_evidence(facts: PatientFacts) -> list[PhaseEvidence]:
     ecog = facts.latest("ecog", window)
     if ecog is not None:
         prev = facts.previous("ecog")
-        if prev is not None and ecog.value - prev.value >= 1:
+        if prev is not None and ecog.value - prev.value >= ECOG_WORSENING:
             out.append(PhaseEvidence(
                 "A4", f"ECOG worsened {prev.value:g} -> {ecog.value:g} ({fmt_date(prev.when)} to "
                 f"{fmt_date(ecog.when)})", (prev.ref, ecog.ref), ecog.when))
-        elif 3 <= ecog.value <= 4:
+        elif ecog_poor(ecog.value):
             out.append(PhaseEvidence("A4", f"ECOG {ecog.value:g} ({fmt_date(ecog.when)})", (ecog.ref,), ecog.when))
     kps = facts.latest("karnofsky", window)
     if kps is not None:
         prev = facts.previous("karnofsky")
-        if prev is not None and prev.value - kps.value >= 20:
+        if prev is not None and prev.value - kps.value >= KARNOFSKY_WORSENING:
             out.append(PhaseEvidence(
                 "A4", f"Karnofsky fell {prev.value:g} -> {kps.value:g} ({fmt_date(kps.when)})",
                 (prev.ref, kps.ref), kps.when))
-        elif kps.value <= 40:
+        elif karnofsky_poor(kps.value):
             out.append(PhaseEvidence("A4", f"Karnofsky {kps.value:g} ({fmt_date(kps.when)})", (kps.ref,), kps.when))
     return out
 
@@ -106,10 +115,10 @@ def _pain_evidence(facts: PatientFacts) -> list[PhaseEvidence]:
     pain = facts.latest("pain-score", facts.acute_window)
     if pain is None:
         return []
-    if 7 <= pain.value <= 10:
+    if PAIN_SEVERE <= pain.value <= 10:
         return [PhaseEvidence("A5", f"pain {pain.value:g}/10 ({fmt_date(pain.when)})", (pain.ref,), pain.when)]
     prev = facts.previous("pain-score")
-    if prev is not None and pain.value - prev.value >= 2:
+    if prev is not None and pain.value - prev.value >= PAIN_RISE:
         return [PhaseEvidence("A5", f"pain up {prev.value:g} -> {pain.value:g}/10 ({fmt_date(pain.when)})",
                               (prev.ref, pain.ref), pain.when)]
     return []
@@ -122,6 +131,7 @@ def _pattern(facts: PatientFacts) -> str | None:
         return None
     first_met = min(firsts)
     for m in facts.series("ecog"):
-        if 3 <= m.value <= 4 and abs((m.when - first_met).days) <= 30:
-            return "de novo poor condition (provisional: ECOG 3-4 within 30 days of the first metastasis)"
+        if ecog_poor(m.value) and abs((m.when - first_met).days) <= DE_NOVO_POOR_DAYS:
+            return (f"de novo poor condition (provisional: ECOG 3-4 within {DE_NOVO_POOR_DAYS} days of the first "
+                    "metastasis)")
     return None

@@ -7,8 +7,11 @@ are left out. Suggestion resources are validated with fhir.resources before they
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.clinical.draft_safety import Withheld, draft_blockers
@@ -16,11 +19,11 @@ from app.clinical.fhirtime import fmt_date
 from app.engine.context import TemplateValues, render
 from app.engine.evaluation import Evaluation, Evidence
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
+from app.engine.predicates import overview_history
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
 from plandefinitions.loader import RULE_SYSTEM
 
-_NAMESPACE = uuid.UUID("6f1e1f3e-9a53-4c1b-8d0e-2f6b1c3a9e71")
 OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
 OVERRIDE_REASONS = [
     {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already addressed"},
@@ -29,15 +32,28 @@ OVERRIDE_REASONS = [
     {"system": OVERRIDE_SYSTEM, "code": "data-wrong", "display": "Record is wrong or out of date"},
 ]
 SUMMARY_MAX = 139
-ACP_RULES = ("acp-stable", "acp-acute", "acp-revisit")
+OVERRIDE_LABELS = {r["code"]: r["display"] for r in OVERRIDE_REASONS}
 
 
 @dataclass(frozen=True)
 class EngineOptions:
     resource_level: str = "enhanced"
-    info_card_cap: int = 8
+    info_card_cap: int = 5
+    # Non-emergency answers stay within this many cards (section 6 target): info cards beyond it wait.
+    card_budget: int = 8
     acp_app_url: str | None = None
     assessment_form_url: str | None = None
+    # The deployment secret that keys card and suggestion uuids (see _stable_uuid).
+    uuid_key: bytes = b"mbc-cds-uuid"
+
+
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """A rule silenced for this patient by an override (clinical-rules.md section 6)."""
+
+    rule_id: str
+    reason: str
+    until: datetime
 
 
 @dataclass
@@ -51,13 +67,13 @@ def _level_ok(level: str, allowed: str) -> bool:
     return RESOURCE_LEVELS.index(level) <= RESOURCE_LEVELS.index(allowed)
 
 
-_NAMESPACE_BYTES = _NAMESPACE.bytes
-
-
-def _stable_uuid(*parts: str) -> str:
-    """uuid.uuid5(_NAMESPACE, "|".join(parts)) as a string, without building UUID objects (hot path)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
+def _stable_uuid(key: bytes, *parts: str) -> str:
+    """An RFC 9562 version-8 uuid from HMAC-SHA256(key, parts): the same hookInstance, patient and rule give
+    the same uuid (feedback and repeated hooks match), yet without the deployment secret a uuid stored next
+    to its hook instance and rule cannot be tested against guessed patient ids, as a uuid5 could."""
+    message = "".join(f"{len(p)}:{p}" for p in parts).encode()
+    digest = bytearray(hmac.new(key, message, hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -103,16 +119,21 @@ class Engine:
         self.rules = [r for r in mine if _level_ok(r.level, options.resource_level)]
         self.withheld = [r for r in mine if not _level_ok(r.level, options.resource_level)]
         self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}
+        level = options.resource_level
+        self._titles = {r.id: r.title_at(level) for r in knowledge.rules}
+        self._descriptions = {r.id: r.description_at(level) for r in knowledge.rules}
 
-    def cards(self, ev: Evaluation, hook_instance: str = "") -> list[dict[str, Any]]:
-        fired = self.fire(ev, hook_instance)
-        return [f.card for f in fired]
+    def cards(self, ev: Evaluation, hook_instance: str = "",
+              snoozes: Iterable[Snooze] = ()) -> list[dict[str, Any]]:
+        return [f.card for f in self.fire(ev, hook_instance, snoozes)]
 
-    def fire(self, ev: Evaluation, hook_instance: str = "") -> list[FiredRule]:
+    def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
         if not ev.facts.in_scope:
             return self._out_of_scope(ev, hook_instance)
+        active = {s.rule_id: s for s in snoozes if s.until > ev.now}
         values = TemplateValues(ev)
         fired: list[FiredRule] = []
+        silenced: list[tuple[Rule, Snooze]] = []
         for rule in self.rules:
             evidence: list[Evidence] = []
             for cond in rule.conditions:
@@ -121,43 +142,77 @@ class Engine:
                     break
                 evidence.extend(result)
             else:
+                snooze = active.get(rule.id)
+                if snooze is not None and not rule.uncapped:
+                    priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
+                    # A critical card is never snoozed: the override only quietens what can wait.
+                    if PRIORITY_TO_INDICATOR.get(priority, "info") != "critical":
+                        silenced.append((rule, snooze))
+                        continue
                 fired.append(self._card(rule, ev, evidence, values, hook_instance))
-        return self._rank_and_cap(fired, ev)
+        return self._rank_and_cap(fired, ev, silenced)
 
     def _out_of_scope(self, ev: Evaluation, hook_instance: str) -> list[FiredRule]:
-        # Silence is only safe when the record could be read; otherwise say what is missing.
-        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or _conditions_unread(ev)):
+        # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
+        # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
+        # case: silence would read as "nothing to do" for a record never seen.
+        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or _conditions_unread(ev)
+                                   or "Patient" in ev.unreadable_types):
             return []
-        rule = next((r for r in self.rules if r.id == "data-incomplete"), None)
+        rule = next((r for r in self.rules if r.tier == "uncapped"), None)
         if rule is None:
             return []
         evidence = [Evidence(f"could not be read: {p}") for p in ev.problems]
         return [self._card(rule, ev, evidence, TemplateValues(ev), hook_instance)]
 
-    def _rank_and_cap(self, fired: list[FiredRule], ev: Evaluation) -> list[FiredRule]:
+    def _rank_and_cap(self, fired: list[FiredRule], ev: Evaluation,
+                      silenced: list[tuple[Rule, Snooze]] = ()) -> list[FiredRule]:  # type: ignore[assignment]
         fired.sort(key=lambda f: (INDICATOR_RANK[f.indicator], f.rule.order))
-        cap = self.options.info_card_cap
+        _one_draft_per_target(fired)
+        # Emergency mode: while a critical card stands, info cards wait (listed on the overview, not lost).
+        emergency = any(f.indicator == "critical" for f in fired)
+        cappable = [f for f in fired if f.indicator == "info" and not f.rule.uncapped]
+        # The overview and "could not read" are never capped: silence must not hide missing data.
+        cap = min(self.options.info_card_cap, max(0, self.options.card_budget - (len(fired) - len(cappable))))
         kept: list[FiredRule] = []
+        held: list[FiredRule] = []
+        dropped: list[FiredRule] = []
         info = 0
         for f in fired:
-            if f.indicator == "info":
+            if f.indicator == "info" and not f.rule.uncapped:
+                if emergency:
+                    held.append(f)
+                    continue
                 info += 1
-                # The overview and "could not read" are never capped: silence must not hide missing data.
-                if info > cap and f.rule.id not in ("mbc-overview", "data-incomplete"):
+                if info > cap:
+                    dropped.append(f)
                     continue
             kept.append(f)
-        overview = next((f for f in kept if f.rule.id == "mbc-overview"), None)
+        overview = next((f for f in kept if f.rule.tier == "overview"), None)
         if overview is not None:
+            parts: list[str] = []
             others = [f"- {f.card['summary']}" for f in kept if f is not overview]
             if others:
-                overview.card["detail"] += "\n\n**Other cards for this patient**\n" + "\n".join(others)
+                parts.append("**Other cards for this patient**\n" + "\n".join(others))
+            if held:
+                parts.append("**Held back while the emergency is dealt with** (open the patient view again "
+                             "afterwards)\n" + "\n".join(f"- {f.card['summary']}" for f in held))
+            if dropped:
+                parts.append("**Also due, not shown as cards** (info card limit)\n"
+                             + "\n".join(f"- {f.card['summary']}" for f in dropped))
+            if silenced:
+                parts.append("**Snoozed by clinician feedback**\n" + "\n".join(
+                    f"- {rule.display}: snoozed until {fmt_date(s.until)} "
+                    f"({OVERRIDE_LABELS.get(s.reason, s.reason).lower()})" for rule, s in silenced))
+            if parts:
+                overview.card["detail"] += "\n\n" + "\n\n".join(parts)
         return kept
 
     def _card(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
               hook_instance: str) -> FiredRule:
         priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
-        card_uuid = _stable_uuid(hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
+        card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
         suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
         detail = self._detail(rule, ev, evidence, values, withheld)
         first = rule.citations[0]
@@ -169,7 +224,7 @@ class Engine:
             source["url"] = first.url
         card: dict[str, Any] = {
             "uuid": card_uuid,
-            "summary": _summary(render(rule.title, values)),
+            "summary": _summary(render(self._titles[rule.id], values)),
             "detail": detail,
             "indicator": indicator,
             "source": source,
@@ -179,11 +234,10 @@ class Engine:
             card["selectionBehavior"] = rule.selection_behavior
         card["overrideReasons"] = OVERRIDE_REASONS
         links = [{"label": c.label, "url": c.url, "type": "absolute"} for c in rule.citations if c.url]
-        if rule.id in ACP_RULES and self.options.acp_app_url:
+        if rule.link == "acp-app" and self.options.acp_app_url:
             links.append({"label": "Open the advance care planning app", "url": self.options.acp_app_url,
                           "type": "smart"})
-        if rule.id in ("assessment-due", "pain-assessment-due", "distress-screening-due") \
-                and self.options.assessment_form_url:
+        if rule.link == "assessment-form" and self.options.assessment_form_url:
             links.append({"label": "Open the assessment form", "url": self.options.assessment_form_url,
                           "type": "smart"})
         if links:
@@ -194,7 +248,7 @@ class Engine:
                 withheld_drafts: list[Withheld] | None = None) -> str:
         parts: list[str] = []
         phase = ev.phase
-        if rule.id == "mbc-overview":
+        if rule.tier == "overview":
             parts.append(f"**Phase: {phase.name}**" + (" (JCO OP 2021 acute-phase signals in the last "
                                                          f"{ev.facts.acute_window.days} days)" if phase.evidence
                                                          else ""))
@@ -204,6 +258,10 @@ class Engine:
             parts.append(f"\n**Metastatic sites:** {values['sites']}")
             parts.extend(_evidence_lines([Evidence(f"{s.replace('-', ' ')} (first recorded {fmt_date(f.first)})",
                                                    tuple(f.refs)) for s, f in ev.facts.sites.items()]))
+            history = overview_history(ev)
+            if history:
+                parts.append("\n**History (no card)**")
+                parts.extend(_evidence_lines(history))
             if phase.pattern:
                 parts.append(f"\n**Progression pattern:** {phase.pattern}")
         else:
@@ -215,15 +273,13 @@ class Engine:
             if phase.evidence:
                 phase_line += f" ({values['phase_evidence']})"
             parts.append(phase_line)
-        if rule.description:
-            parts.append("\n" + render(rule.description, values))
+        description = self._descriptions[rule.id]
+        if description:
+            parts.append("\n" + render(description, values))
         if withheld_drafts:
             # Allergy / renal checks (rules v2): say which draft was held back and why, naming the allergy.
             parts.append("\n**Draft withheld**")
             parts.extend(_evidence_lines([Evidence(w.text, w.refs) for w in withheld_drafts]))
-        withheld = [s.label for s in rule.suggestions if not _level_ok(s.level, self.options.resource_level)]
-        if withheld:
-            parts.append(f"\n*At a higher resource level this card would also offer:* {'; '.join(withheld)}.")
         parts.append(self._source_lines[rule.id])
         return "\n".join(parts)
 
@@ -233,7 +289,7 @@ class Engine:
         withheld: list[Withheld] = []
         reasons: list[str] | None = None
         for s in rule.suggestions:
-            if not _level_ok(s.level, self.options.resource_level):
+            if not s.offered_at(self.options.resource_level):
                 continue
             if any(cond(ev) is None for cond in s.conditions):
                 continue
@@ -248,11 +304,40 @@ class Engine:
                     continue
             out.append({
                 "label": s.label[:200],
-                "uuid": _stable_uuid(card_uuid, s.id),
+                "uuid": _stable_uuid(self.options.uuid_key, card_uuid, s.id),
                 "isRecommended": len(rule.suggestions) == 1,
                 "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}],
             })
         return out, withheld
+
+
+def _target(resource: dict[str, Any]) -> str:
+    canonical = resource.get("instantiatesCanonical")
+    if isinstance(canonical, list):
+        canonical = canonical[0] if canonical else None
+    return str(canonical or resource.get("resourceType"))
+
+
+def _one_draft_per_target(fired: list[FiredRule]) -> None:
+    """A referral or drug draft appears once, on the highest-ranked card that offers it (section 6); the
+    later cards keep naming it in their text."""
+    seen: set[str] = set()
+    for f in fired:
+        suggestions = f.card.get("suggestions")
+        if not suggestions:
+            continue
+        keep = []
+        for s in suggestions:
+            targets = {_target(a["resource"]) for a in s.get("actions") or [] if isinstance(a.get("resource"), dict)}
+            if targets & seen:
+                continue
+            seen |= targets
+            keep.append(s)
+        if keep:
+            f.card["suggestions"] = keep
+        else:
+            f.card.pop("suggestions", None)
+            f.card.pop("selectionBehavior", None)
 
 
 _ASSESSMENT_LABELS = {"pain-score": "pain", "ecog": "ECOG", "karnofsky": "Karnofsky", "distress": "distress",

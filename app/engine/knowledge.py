@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,26 +18,29 @@ from app.engine.predicates import (
     compile_dynamic_value,
 )
 from app.settings import RESOURCE_LEVELS
-from plandefinitions.loader import RESOURCE_LEVEL_URL, RULE_SYSTEM, Artifacts, load_artifacts, plan_hooks
+from plandefinitions.loader import (
+    CARD_LINK_URL,
+    CARD_TIER_URL,
+    DISPLAY_RANK_URL,
+    LEVEL_TITLE_URL,
+    RESOURCE_LEVEL_MAX_URL,
+    RESOURCE_LEVEL_URL,
+    RULE_SYSTEM,
+    WORKLIST_TIER_URL,
+    Artifacts,
+    load_artifacts,
+    plan_hooks,
+)
 
 PRIORITY_TO_INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
 INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
 
-# Order within one indicator (clinical-rules.md, "Quiet by default"); the info cap drops from the end.
-DISPLAY_ORDER: tuple[str, ...] = (
-    "mbc-overview",
-    "emergency-spinal-cord-compression", "emergency-hypercalcaemia", "emergency-bowel-obstruction",
-    "bone-fracture-risk", "bone-pain-radiotherapy", "bone-modifying-agent", "brain-metastases",
-    "anticonvulsant-without-seizure", "liver-metastases", "lung-breathlessness", "skin-wound-care", "lymphoedema",
-    "pain-ladder-step-up", "pain-uncontrolled-specialist", "opioid-laxative", "pain-assessment-due",
-    "referral-palliative-care",
-    "acp-acute", "acp-stable", "acp-revisit",
-    "referral-hospice", "referral-rehabilitation", "referral-social-work", "referral-nutrition", "distress-referral",
-    "distress-screening-due",
-    "stable-phase-wellbeing",
-    "key-worker",
-    "assessment-due", "data-incomplete",
-)
+CARD_TIERS = frozenset({"overview", "emergency", "uncapped"})
+WORKLIST_TIERS = frozenset({"acute-no-palliative-care", "acp-missing"})
+CARD_LINKS = frozenset({"acp-app", "assessment-form"})
+# Level-true text: a description line tagged "[limited+] " shows from that level up, "[below limited] " only
+# under it; the tag may follow a list bullet.
+_LINE_TAG = re.compile(r"^(\s*(?:- )?)\[(?:(basic|limited|enhanced|maximal)\+|below (limited|enhanced|maximal))\] ")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class SuggestionRule:
     level: str
     activity: dict[str, Any]
     action_type: str = "create"   # PlanDefinition action type: create | update | remove
+    max_level: str = "maximal"
+
+    def offered_at(self, level: str) -> bool:
+        rank = RESOURCE_LEVELS.index(level)
+        return RESOURCE_LEVELS.index(self.level) <= rank <= RESOURCE_LEVELS.index(self.max_level)
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,81 @@ class Rule:
     order: int
     note: str = ""
     hooks: tuple[str, ...] = ("patient-view",)   # the CDS hooks whose trigger events fire this rule
+    tier: str | None = None                     # overview | emergency | uncapped (card-tier extension)
+    worklist_tier: str | None = None
+    link: str | None = None                     # a configured app link the card carries
+    level_titles: tuple[tuple[str, str], ...] = ()   # (from level, title), lowest level first
+
+    def title_at(self, level: str) -> str:
+        """The summary template at a resource level: the last variant whose level is reached, else `title`."""
+        chosen = self.title
+        for from_level, title in self.level_titles:
+            if RESOURCE_LEVELS.index(from_level) <= RESOURCE_LEVELS.index(level):
+                chosen = title
+        return chosen
+
+    def description_at(self, level: str) -> str:
+        return text_at_level(self.description, level)
+
+    @property
+    def emergency(self) -> bool:
+        return self.tier == "emergency"
+
+    @property
+    def uncapped(self) -> bool:
+        """Never capped, never held back (the overview and what could not be read)."""
+        return self.tier in ("overview", "uncapped")
+
+
+def text_at_level(text: str, level: str) -> str:
+    """Keep the lines of a description that the resource level offers, without their tags."""
+    rank = RESOURCE_LEVELS.index(level)
+    out: list[str] = []
+    for line in text.split("\n"):
+        m = _LINE_TAG.match(line)
+        if m is None:
+            out.append(line)
+            continue
+        at_least, below = m.group(2), m.group(3)
+        if at_least is not None and rank < RESOURCE_LEVELS.index(at_least):
+            continue
+        if below is not None and rank >= RESOURCE_LEVELS.index(below):
+            continue
+        out.append(m.group(1) + line[m.end():])
+    return "\n".join(out)
+
+
+def _extension_code(action: dict[str, Any], url: str, allowed: frozenset[str], where: str) -> str | None:
+    for ext in action.get("extension") or []:
+        if ext.get("url") == url:
+            code = ext.get("valueCode")
+            if code not in allowed:
+                raise KnowledgeError(f"{where}: {url.rsplit('/', 1)[1]} must be one of {sorted(allowed)}")
+            return str(code)
+    return None
+
+
+def _display_rank(action: dict[str, Any], fallback: int) -> int:
+    """The display-rank extension; a rule without one sorts after every ranked rule, in file order."""
+    for ext in action.get("extension") or []:
+        if ext.get("url") == DISPLAY_RANK_URL and isinstance(ext.get("valueInteger"), int):
+            return int(ext["valueInteger"])
+    return 100_000 + fallback
+
+
+def _level_titles(action: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for ext in action.get("extension") or []:
+        if ext.get("url") != LEVEL_TITLE_URL:
+            continue
+        parts = {e.get("url"): e for e in ext.get("extension") or []}
+        level = (parts.get("level") or {}).get("valueCode")
+        title = (parts.get("title") or {}).get("valueString")
+        if level not in RESOURCE_LEVELS or not isinstance(title, str):
+            raise KnowledgeError(f"{where}: level-title needs a level code and a title string")
+        check_template(title, where)
+        out.append((str(level), title))
+    return tuple(sorted(out, key=lambda t: RESOURCE_LEVELS.index(t[0])))
 
 
 @dataclass
@@ -84,9 +168,9 @@ class Knowledge:
     rule_ids: frozenset[str] = field(default_factory=frozenset)
 
 
-def _level(element: dict[str, Any], default: str, where: str) -> str:
+def _level(element: dict[str, Any], default: str, where: str, url: str = RESOURCE_LEVEL_URL) -> str:
     for ext in element.get("extension") or []:
-        if ext.get("url") == RESOURCE_LEVEL_URL:
+        if ext.get("url") == url:
             level = ext.get("valueCode")
             if level not in RESOURCE_LEVELS:
                 raise KnowledgeError(f"{where}: unknown resource level {level!r}")
@@ -125,7 +209,6 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
     artifacts = artifacts or load_artifacts()
     activities = {a.get("url"): a for a in artifacts.of("ActivityDefinition")}
     rules: list[Rule] = []
-    order = {rid: i for i, rid in enumerate(DISPLAY_ORDER)}
     for plan in sorted(artifacts.of("PlanDefinition"), key=lambda p: p["id"]):
         for action in plan.get("action") or []:
             where = f"PlanDefinition/{plan['id']} action {action.get('id')}"
@@ -134,7 +217,8 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                 raise KnowledgeError(f"{where}: action id and rule code differ")
             title, description = str(action.get("title", "")), str(action.get("description", ""))
             check_template(title, where)
-            check_template(description, where)
+            for level_name in RESOURCE_LEVELS:
+                check_template(text_at_level(description, level_name), where)
             priority_fn = None
             for dv in action.get("dynamicValue") or []:
                 if dv.get("path") == "priority":
@@ -158,6 +242,7 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                     level=_level(child, _level(activity, level, cwhere), cwhere),
                     activity=activity,
                     action_type=action_type,
+                    max_level=_level(child, "maximal", cwhere, RESOURCE_LEVEL_MAX_URL),
                 ))
             citations = tuple(
                 Citation(str(d.get("label") or d.get("display") or "source"), str(d.get("display") or ""),
@@ -170,13 +255,20 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                 priority=str(action.get("priority") or "routine"), priority_fn=priority_fn, level=level,
                 citations=citations, conditions=_conditions(action, where), suggestions=tuple(suggestions),
                 selection_behavior=str(action.get("selectionBehavior") or "any"),
-                order=order.get(rule_id, len(order)), note=str(action.get("textEquivalent") or ""),
+                order=_display_rank(action, len(rules)), note=str(action.get("textEquivalent") or ""),
+                tier=_extension_code(action, CARD_TIER_URL, CARD_TIERS, where),
+                worklist_tier=_extension_code(action, WORKLIST_TIER_URL, WORKLIST_TIERS, where),
+                link=_extension_code(action, CARD_LINK_URL, CARD_LINKS, where),
+                level_titles=_level_titles(action, where),
                 hooks=plan_hooks(plan, action),
             ))
     ids = [r.id for r in rules]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
         raise KnowledgeError(f"rule ids defined twice: {sorted(duplicates)}")
+    ranks = [r.order for r in rules]
+    if len(set(ranks)) != len(ranks):
+        raise KnowledgeError("two rules share a display-rank: the display order must be total")
     library = next(iter(artifacts.of("Library")), {})
     return Knowledge(rules=sorted(rules, key=lambda r: r.order), artifacts=artifacts,
                      library_description=str(library.get("description", "")), rule_ids=frozenset(ids))

@@ -9,8 +9,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from app.clinical.facts import COMPLICATION_LABELS, COMPLICATIONS, DRUG_CLASSES, SERVICES, SITE_LABELS, Dated
+from app.clinical import thresholds as T
+from app.clinical.facts import (
+    COMPLICATION_LABELS,
+    COMPLICATIONS,
+    DRUG_CLASSES,
+    SERVICES,
+    SITE_LABELS,
+    TREATMENT_LABELS,
+    TREATMENTS,
+    Dated,
+)
 from app.clinical.fhirtime import fmt_date
 from app.clinical.phase import ASSESSMENTS
 from app.engine.evaluation import Evaluation, Evidence
@@ -55,6 +66,11 @@ _NEGATION_READS: dict[str, frozenset[str]] = {
     "HasComplication": frozenset({"Condition"}),
     "BowelObstruction": frozenset({"Condition"}),
     "PoorPerformance": frozenset({"Observation"}),
+    "EndOfLife": frozenset({"Observation"}),
+    "RenalImpairmentSevere": frozenset({"Observation"}),
+    "CordCompressionRisk": frozenset({"Condition"}),
+    "HasTreatment": frozenset({"Procedure", "ServiceRequest"}),
+    "AllergyToClass": frozenset({"AllergyIntolerance"}),
 }
 
 
@@ -172,13 +188,15 @@ def _acute(ev: Evaluation, _: str | None) -> Result:
 
 @predicate("IsStablePhase")
 def _stable(ev: Evaluation, _: str | None) -> Result:
-    return [Evidence("stable phase: no acute signal in 30 days, assessed in 90 days")] \
+    return [Evidence(f"stable phase: no acute signal in {ev.facts.acute_window.days} days, assessed in "
+                     f"{ev.facts.assessment_window.days} days")] \
         if ev.phase.name == "stable" else None
 
 
 @predicate("IsUnknownPhase")
 def _unknown(ev: Evaluation, _: str | None) -> Result:
-    return [Evidence("phase unknown: no symptom or performance assessment in 90 days")] \
+    return [Evidence(f"phase unknown: no symptom or performance assessment in {ev.facts.assessment_window.days} "
+                     "days")] \
         if ev.phase.name == "unknown" else None
 
 
@@ -187,31 +205,64 @@ def _stable_or_unknown(ev: Evaluation, arg: str | None) -> Result:
     return _stable(ev, arg) or _unknown(ev, arg)
 
 
-_ASSESSMENT_LABELS = {"pain": "pain score (0-10)", "performance": "performance status (ECOG / Karnofsky)",
-                      "distress": "distress screen"}
+ASSESSMENT_KINDS = ("pain", "distress", "performance", "phase", "progression")
+DISTRESS_SCREENS = ("distress", "phq9", "phq2", "gad7")
+_PROGRESS_OBS = ("pain-score", "ecog", "karnofsky", *DISTRESS_SCREENS)
+
+
+def _progression_event(ev: Evaluation) -> Dated | None:
+    """The latest progression event in the assessment window: a new metastatic site or disease status
+    'progressing' (clinical-rules section 5: assessment at diagnosis, progression, treatment change)."""
+    f, window = ev.facts, ev.facts.assessment_window
+    events = [Dated(ref=fact.refs[0] if fact.refs else "", when=fact.first, label=f"new {SITE_LABELS[site]} metastasis")
+              for site, fact in f.sites.items() if fact.first is not None and f.recent(fact.first, window)]
+    events += [Dated(ref=i.ref, when=i.when, label="disease status progressing")
+               for i in f.progressing if i.when is not None and f.recent(i.when, window)]
+    return max(events, key=lambda d: d.when) if events else None  # type: ignore[arg-type,return-value]
+
+
+def missing_assessment_evidence(ev: Evaluation) -> dict[str, Evidence]:
+    """Each missing assessment (kind -> why), in the order of the rules text; windows come from the settings."""
+    f = ev.facts
+    acute, assess = f.acute_window, f.assessment_window
+    out: dict[str, Evidence] = {}
+    if f.latest("pain-score", acute) is None:
+        last = f.latest("pain-score")
+        when = f"last {fmt_date(last.when)}" if last else "never recorded"
+        out["pain"] = Evidence(f"no 0-10 pain score in {acute.days} days ({when})", (last.ref,) if last else ())
+    if all(f.latest(n, acute) is None for n in DISTRESS_SCREENS):
+        out["distress"] = Evidence(f"no distress screen (distress thermometer, PHQ-9 / PHQ-2, GAD-7) in "
+                                   f"{acute.days} days")
+    if f.latest("ecog", assess) is None and f.latest("karnofsky", assess) is None:
+        out["performance"] = Evidence(f"no performance status (ECOG / Karnofsky) in {assess.days} days")
+    if ev.phase.name == "unknown":
+        out["phase"] = Evidence(f"phase unknown: no symptom or performance assessment in {assess.days} days")
+    event = _progression_event(ev)
+    if event is not None and event.when is not None:
+        since = [m for n in _PROGRESS_OBS for m in f.series(n) if m.when >= event.when]
+        if not since:
+            out["progression"] = Evidence(f"{event.label} ({fmt_date(event.when)}) with no assessment since",
+                                          (event.ref,) if event.ref else ())
+    return out
 
 
 def missing_assessments(ev: Evaluation) -> list[str]:
-    f, window = ev.facts, ev.facts.assessment_window
-    missing: list[str] = []
-    if f.latest("pain-score", window) is None:
-        missing.append("pain")
-    if f.latest("ecog", window) is None and f.latest("karnofsky", window) is None:
-        missing.append("performance")
-    if all(f.latest(n, window) is None for n in ("distress", "phq9", "phq2", "gad7")):
-        missing.append("distress")
-    return [_ASSESSMENT_LABELS[m] for m in missing]
+    return [e.text for e in missing_assessment_evidence(ev).values()]
 
 
 @predicate("AssessmentsMissing")
 def _assessments_missing(ev: Evaluation, _: str | None) -> Result:
     if _observations_unread(ev):
         return None
-    missing = missing_assessments(ev)
-    if not missing and ev.phase.name != "unknown":
+    return list(missing_assessment_evidence(ev).values()) or None
+
+
+@predicate("AssessmentMissing", frozenset(ASSESSMENT_KINDS))
+def _assessment_missing(ev: Evaluation, arg: str | None) -> Result:
+    if _observations_unread(ev):
         return None
-    text = ", ".join(missing) if missing else "no symptom or performance assessment"
-    return [Evidence(f"not recorded in the last {ev.facts.assessment_window.days} days: {text}")]
+    found = missing_assessment_evidence(ev).get(arg or "")
+    return [found] if found is not None else None
 
 
 @predicate("DataIncomplete")
@@ -220,19 +271,49 @@ def _data_incomplete(ev: Evaluation, _: str | None) -> Result:
 
 
 # -- emergencies ---------------------------------------------------------------------------------------
+def _latest_date(fact: object) -> datetime | None:
+    return getattr(fact, "last", None) or getattr(fact, "first", None)
+
+
+def cord_compression_history(ev: Evaluation) -> Evidence | None:
+    """A cord compression recorded more than 90 days ago: history for the overview, not an emergency."""
+    fact = ev.facts.complications.get("cord-compression")
+    when = _latest_date(fact)
+    if fact is None or when is None or ev.now - when <= T.CORD_COMPRESSION_CURRENT:
+        return None
+    return Evidence(f"spinal cord compression recorded {fmt_date(when)} (over "
+                    f"{T.CORD_COMPRESSION_CURRENT.days} days ago, no new sign: history)", tuple(fact.refs))
+
+
+def overview_history(ev: Evaluation) -> list[Evidence]:
+    """Past events the overview names although no card fires for them."""
+    return [e for e in (cord_compression_history(ev),) if e is not None]
+
+
 @predicate("CordCompressionRisk")
 def _cord_compression(ev: Evaluation, _: str | None) -> Result:
-    direct = _complication(ev, "cord-compression")
+    f = ev.facts
+    found: list[Evidence] = []
+    direct = f.complications.get("cord-compression")
     if direct is not None:
-        return [direct]
-    back = ev.facts.complications.get("back-pain")
+        when = _latest_date(direct)
+        # Undated is read as current: the safer reading.
+        if when is None or ev.now - when <= T.CORD_COMPRESSION_CURRENT:
+            found.append(Evidence(f"spinal cord compression on record ({fmt_date(when)})", tuple(direct.refs)))
     bone = _site(ev, "bone")
-    if bone is None or back is None:
-        return None
-    # New or worsening back pain: back pain first recorded in the acute window.
-    if not ev.facts.recent(back.first, ev.facts.acute_window):
-        return None
-    return [bone, Evidence(f"new back pain ({fmt_date(back.first)})", tuple(back.refs))]
+    back = f.complications.get("back-pain")
+    if bone is not None and back is not None and f.recent(_latest_date(back), f.acute_window):
+        found += [bone, Evidence(f"back pain recorded {fmt_date(_latest_date(back))}", tuple(back.refs))]
+    deficit = f.complications.get("neuro-deficit")
+    # A new neurological deficit is read as possible cord compression with bone metastases, and also when no
+    # bone or brain metastasis explains it (safer reading: imaging decides).
+    if deficit is not None and f.recent(_latest_date(deficit), f.acute_window) \
+            and (bone is not None or not f.has_site("brain")):
+        if bone is not None and bone not in found:
+            found.append(bone)
+        found.append(Evidence(f"new neurological deficit recorded {fmt_date(_latest_date(deficit))}",
+                              tuple(deficit.refs)))
+    return found or None
 
 
 @predicate("Hypercalcaemia")
@@ -245,6 +326,30 @@ def _hypercalcaemia(ev: Evaluation, _: str | None) -> Result:
         if fact is not None and (fact.first is None or ev.facts.recent(fact.first, ev.facts.acute_window)):
             return [_complication(ev, "hypercalcaemia")]  # type: ignore[list-item]
     return None
+
+
+def hypercalcaemia_symptomatic(ev: Evaluation) -> Evidence | None:
+    """Vomiting / nausea recorded in the acute window alongside a raised calcium: the card treats it as
+    symptomatic (clinical-rules section 5: critical when above 3.0 mmol/L or symptomatic)."""
+    fact = ev.facts.complications.get("nausea")
+    if fact is None or not ev.facts.recent(_latest_date(fact), ev.facts.acute_window):
+        return None
+    return Evidence(f"nausea / vomiting recorded {fmt_date(_latest_date(fact))}", tuple(fact.refs))
+
+
+def hypercalcaemia_severe(ev: Evaluation) -> bool:
+    ca = ev.calcium
+    if ca is None:
+        return True  # coded hypercalcaemia with no value in the window: the safer reading
+    return ca.severe or hypercalcaemia_symptomatic(ev) is not None
+
+
+@predicate("HypercalcaemiaSevere")
+def _hypercalcaemia_severe(ev: Evaluation, arg: str | None) -> Result:
+    if _hypercalcaemia(ev, arg) is None or not hypercalcaemia_severe(ev):
+        return None
+    symptom = hypercalcaemia_symptomatic(ev)
+    return [symptom] if symptom is not None else []
 
 
 @predicate("BowelObstruction")
@@ -296,13 +401,94 @@ def _has_service(ev: Evaluation, arg: str | None) -> Result:
     return [_dated(f"{(arg or '').replace('-', ' ')} already on record", items)] if items else None
 
 
+@predicate("HasTreatment", frozenset(set(TREATMENTS) | {"brain-local", "radiotherapy-bone-recent"}))
+def _has_treatment(ev: Evaluation, arg: str | None) -> Result:
+    names: tuple[str, ...] = (arg or "",)
+    since = None
+    if arg == "brain-local":
+        names = ("radiotherapy-brain", "radiotherapy-stereotactic", "neurosurgery")
+    elif arg == "radiotherapy-bone-recent":
+        names, since = ("radiotherapy-bone",), ev.now - T.BONE_RADIOTHERAPY_RECENT
+    items = [i for n in names for i in ev.facts.treatment(n, since)]
+    if not items:
+        return None
+    labels = ", ".join(dict.fromkeys(TREATMENT_LABELS[n] for n in names if ev.facts.treatment(n, since)))
+    return [_dated(f"{labels} on record", items)]
+
+
+@predicate("AllergyToClass", frozenset(DRUG_CLASSES) | {"opioid"})
+def _allergy_to_class(ev: Evaluation, arg: str | None) -> Result:
+    allergy = ev.facts.allergy_to(None, "strong-opioid" if arg == "opioid" else arg)
+    if allergy is None:
+        return None
+    reaction = f", reaction: {allergy.reaction}" if allergy.reaction else ""
+    return [Evidence(f"recorded allergy / intolerance: {allergy.label}{reaction}", (allergy.ref,))]
+
+
+@predicate("RenalImpairmentSevere")
+def _renal(ev: Evaluation, _: str | None) -> Result:
+    m = ev.facts.renal_impairment_severe()
+    if m is None:
+        return None
+    return [Evidence(f"eGFR / creatinine clearance {m.value:g} on {fmt_date(m.when)} (below "
+                     f"{T.RENAL_SEVERE_BELOW:g})", (m.ref,))]
+
+
+@predicate("MedicationsComplete")
+def _medications_complete(ev: Evaluation, _: str | None) -> Result:
+    if ev.unreadable_types & MEDICATION_TYPES or not ev.facts.medications_complete:
+        return None
+    return []
+
+
 # -- symptoms and site-specific ----------------------------------------------------------------------
+def _pain_at_least(ev: Evaluation, threshold: float) -> Evidence | None:
+    pain = ev.facts.latest("pain-score", ev.facts.acute_window)
+    if pain is None or pain.value < threshold:
+        return None
+    return Evidence(f"pain {pain.value:g}/10 on {fmt_date(pain.when)}", (pain.ref,))
+
+
+_BONE_SITES = frozenset({"bone", "spine", "long-bone"})
+_BONE_BODY_SITES = frozenset({"bodysite-bone", "bodysite-spine", "bodysite-long-bone"})
+
+
+def bone_pain_location(ev: Evaluation) -> Evidence | None:
+    """Why the pain is read as bone pain: back pain on record, a pain score with a bone / back / limb body site,
+    or bone the only metastatic site."""
+    back = ev.facts.complications.get("back-pain")
+    if back is not None:
+        return Evidence(f"back pain on record ({fmt_date(_latest_date(back))})", tuple(back.refs))
+    pain = ev.facts.latest("pain-score", ev.facts.acute_window)
+    if pain is not None and pain.body_sites & _BONE_BODY_SITES:
+        return Evidence(f"pain score {pain.value:g}/10 recorded at a bone / back / limb site", (pain.ref,))
+    if ev.facts.sites and set(ev.facts.sites) <= _BONE_SITES:
+        return Evidence("bone is the only metastatic site")
+    return None
+
+
 @predicate("BonePain")
 def _bone_pain(ev: Evaluation, _: str | None) -> Result:
-    pain = ev.facts.latest("pain-score", ev.facts.acute_window)
-    if pain is None or pain.value < 4:
-        return None
-    return _all(_site(ev, "bone"), Evidence(f"pain {pain.value:g}/10 on {fmt_date(pain.when)}", (pain.ref,)))
+    return _all(_site(ev, "bone"), _pain_at_least(ev, T.PAIN_MODERATE))
+
+
+@predicate("BonePainLocated")
+def _bone_pain_located(ev: Evaluation, arg: str | None) -> Result:
+    return _any(bone_pain_location(ev)) if _bone_pain(ev, arg) is not None else None
+
+
+@predicate("LongBoneFractureRisk")
+def _long_bone(ev: Evaluation, _: str | None) -> Result:
+    """Long-bone metastasis or a pathological / impending long-bone fracture. A vertebral fracture is not a
+    long-bone fracture (it belongs to spinal assessment): a pathological fracture coded only on the same
+    records as a vertebral fracture does not count."""
+    f = ev.facts
+    found = _any(_site(ev, "long-bone"), _complication(ev, "long-bone-fracture"))
+    generic = f.complications.get("pathological-fracture")
+    vertebral = f.complications.get("vertebral-fracture")
+    if generic is not None and not (vertebral is not None and set(generic.refs) <= set(vertebral.refs)):
+        found = (found or []) + [_complication(ev, "pathological-fracture")]  # type: ignore[list-item]
+    return found
 
 
 @predicate("BrainSymptomatic")
@@ -325,14 +511,17 @@ def _performance(ev: Evaluation) -> tuple[float | None, float | None, list[Evide
 @predicate("PoorPerformance")
 def _poor_performance(ev: Evaluation, _: str | None) -> Result:
     ecog, kps, evidence = _performance(ev)
-    poor = (ecog is not None and 3 <= ecog <= 4) or (ecog is None and kps is not None and kps <= 40)
+    poor = (ecog is not None and T.ecog_poor(ecog)) or (ecog is None and kps is not None and T.karnofsky_poor(kps))
     return evidence if poor else None
 
 
 @predicate("GoodPerformance")
 def _good_performance(ev: Evaluation, _: str | None) -> Result:
+    """ECOG 0-2 (Karnofsky 60 or more): good enough for surgery or stereotactic radiotherapy of few brain
+    metastases (clinical-rules section 5, brain)."""
     ecog, kps, evidence = _performance(ev)
-    good = (ecog is not None and ecog <= 1) or (ecog is None and kps is not None and kps >= 70)
+    good = (ecog is not None and ecog <= T.ECOG_GOOD_MAX) or (ecog is None and kps is not None
+                                                               and kps >= T.KARNOFSKY_GOOD_MIN)
     return evidence if good else None
 
 
@@ -341,9 +530,7 @@ def _liver_symptoms(ev: Evaluation, _: str | None) -> Result:
     site = _site(ev, "liver")
     if site is None:
         return None
-    pain = ev.facts.latest("pain-score", ev.facts.acute_window)
-    pain_ev = Evidence(f"pain {pain.value:g}/10 on {fmt_date(pain.when)}", (pain.ref,)) \
-        if pain is not None and pain.value >= 4 else None
+    pain_ev = _pain_at_least(ev, T.PAIN_MODERATE)
     symptoms = _any(_complication(ev, "jaundice"), _complication(ev, "pruritus"), _complication(ev, "nausea"),
                     pain_ev)
     return [site, *symptoms] if symptoms else None
@@ -351,7 +538,7 @@ def _liver_symptoms(ev: Evaluation, _: str | None) -> Result:
 
 def _spo2_low(ev: Evaluation) -> Evidence | None:
     m = ev.facts.latest("spo2", ev.facts.acute_window)
-    if m is None or m.value >= 90 or m.value <= 0:
+    if m is None or m.value >= T.SPO2_LOW or m.value <= 0:
         return None
     return Evidence(f"SpO2 {m.value:g} % on {fmt_date(m.when)}", (m.ref,))
 
@@ -372,7 +559,16 @@ def _breathlessness(ev: Evaluation, _: str | None) -> Result:
 
 @predicate("SkinDisease")
 def _skin(ev: Evaluation, _: str | None) -> Result:
-    return _any(_site(ev, "skin"), _complication(ev, "fungating-wound"))
+    return _any(_site(ev, "skin"), _complication(ev, "fungating-wound"),
+                _complication(ev, "uncontrolled-local-disease"))
+
+
+@predicate("Fatigue")
+def _fatigue(ev: Evaluation, _: str | None) -> Result:
+    score = ev.facts.latest("fatigue-score", ev.facts.acute_window)
+    score_ev = Evidence(f"fatigue score {score.value:g}/10 on {fmt_date(score.when)}", (score.ref,)) \
+        if score is not None and score.value >= T.FATIGUE_SCORE else None
+    return _any(_complication(ev, "fatigue"), score_ev)
 
 
 # -- pain ladder ---------------------------------------------------------------------------------------
@@ -389,23 +585,26 @@ def _observations_unread(ev: Evaluation) -> bool:
     return "Observation" in ev.unreadable_types
 
 
-@predicate("PainScoreMissing")
-def _pain_missing(ev: Evaluation, _: str | None) -> Result:
-    if _observations_unread(ev):
-        return None
-    if ev.facts.latest("pain-score", ev.facts.acute_window) is not None:
-        return None
-    last = ev.facts.latest("pain-score")
-    when = f"last recorded {fmt_date(last.when)}" if last else "never recorded"
-    return [Evidence(f"no 0-10 pain score in {ev.facts.acute_window.days} days ({when})",
-                     (last.ref,) if last else ())]
-
-
 @predicate("PainStepUp")
 def _pain_step_up(ev: Evaluation, _: str | None) -> Result:
-    if medications_unknown(ev):
-        return None  # the current ladder step is unknown: no treatment suggestion
-    return [_pain_line(ev)] if ev.pain.step_up else None
+    """Moderate pain on step 0-1 or severe on step 0-2, by the recognised analgesics. An unclassified active
+    medication leaves the step unknown: the card still fires (pain needs review) but says so, and its drafts need
+    MedicationsComplete (clinical-rules section 5, v2). An unreadable medication list keeps it silent."""
+    if ev.unreadable_types & MEDICATION_TYPES:
+        return None
+    if not ev.pain.step_up:
+        return None
+    return [_pain_line(ev), *unclassified_evidence(ev)]
+
+
+@predicate("NoLaxativeRecognised")
+def _no_laxative(ev: Evaluation, _: str | None) -> Result:
+    """No active laxative among the recognised medications, with the medication list read. Unlike `not
+    OnDrugClass(laxative)` it holds with an unclassified medication: the card then says 'no laxative recognised'
+    and offers no draft (clinical-rules section 5, v2)."""
+    if ev.unreadable_types & MEDICATION_TYPES or ev.facts.on_drug("laxative"):
+        return None
+    return [Evidence("no laxative recognised on the medication list"), *unclassified_evidence(ev)]
 
 
 @predicate("NextStep", frozenset({"non-opioid", "weak-opioid", "strong-opioid"}))
@@ -426,15 +625,47 @@ def _pain_uncontrolled(ev: Evaluation, _: str | None) -> Result:
 
 
 # -- referrals -------------------------------------------------------------------------------------------
+def performance_fell(ev: Evaluation) -> Evidence | None:
+    """ECOG up (or Karnofsky down) against the previous value in the assessment window."""
+    f = ev.facts
+    for name, worse in (("ecog", lambda a, b: b > a), ("karnofsky", lambda a, b: b < a)):
+        latest, prev = f.latest(name, f.assessment_window), f.previous(name)
+        if latest is not None and prev is not None and worse(prev.value, latest.value):
+            label = "ECOG" if name == "ecog" else "Karnofsky"
+            return Evidence(f"{label} {prev.value:g} -> {latest.value:g} ({fmt_date(prev.when)} to "
+                            f"{fmt_date(latest.when)})", (prev.ref, latest.ref))
+    return None
+
+
 @predicate("RehabilitationIndicated")
 def _rehab(ev: Evaluation, _: str | None) -> Result:
-    if ev.phase.name in ("stable", "unknown"):
-        # Stable-phase cards still apply when the phase is unknown (clinical-rules section 3).
-        return [Evidence(f"{ev.phase.name} phase: maintain strength and function")]
+    """Acute with ECOG 2+ (Karnofsky 60 or less); stable with ECOG 1-2 or a fall in performance status. Never a
+    stable ECOG 0 patient, and not without a performance status (assessment-due asks for one)."""
+    ecog, kps, evidence = _performance(ev)
+    if ev.phase.name == "acute":
+        if (ecog is not None and ecog >= T.ECOG_REHAB_ACUTE_MIN) or \
+                (ecog is None and kps is not None and kps <= T.KARNOFSKY_REHAB_ACUTE_MAX):
+            return evidence
+        return None
+    fell = performance_fell(ev)
+    if fell is not None:
+        return [*evidence, fell]
+    low, high = T.ECOG_REHAB_STABLE
+    if ecog is not None and low <= ecog <= high:
+        return evidence
+    if ecog is None and kps is not None and T.KARNOFSKY_GOOD_MIN <= kps <= T.KARNOFSKY_REHAB_STABLE_MAX:
+        return evidence
+    return None
+
+
+@predicate("EndOfLife")
+def _end_of_life(ev: Evaluation, _: str | None) -> Result:
+    """Acute phase with ECOG 4 (Karnofsky 30 or less): comfort comes first (no dietitian push)."""
     if ev.phase.name != "acute":
         return None
     ecog, kps, evidence = _performance(ev)
-    if (ecog is not None and ecog >= 2) or (ecog is None and kps is not None and kps <= 60):
+    if (ecog is not None and ecog >= T.ECOG_HOSPICE) or (ecog is None and kps is not None
+                                                           and kps <= T.KARNOFSKY_HOSPICE_MAX):
         return evidence
     return None
 
@@ -451,7 +682,7 @@ def _social_work(ev: Evaluation, _: str | None) -> Result:
 @predicate("HospiceIndicated")
 def _hospice(ev: Evaluation, _: str | None) -> Result:
     ecog, kps, evidence = _performance(ev)
-    if (ev.phase.name == "acute" and ecog == 4) or (kps is not None and kps <= 30):
+    if (ev.phase.name == "acute" and ecog == T.ECOG_HOSPICE) or (kps is not None and kps <= T.KARNOFSKY_HOSPICE_MAX):
         return evidence
     return None
 
@@ -459,27 +690,14 @@ def _hospice(ev: Evaluation, _: str | None) -> Result:
 @predicate("WeightLoss5")
 def _weight_loss(ev: Evaluation, _: str | None) -> Result:
     w = ev.weight
-    if w is None or w.percent < 5:
+    if w is None or w.percent < T.WEIGHT_LOSS_PERCENT:
         return None
     return [Evidence(f"weight {w.from_kg:.1f} -> {w.to_kg:.1f} kg ({w.percent:g} % loss, "
                      f"{fmt_date(w.since)} to {fmt_date(w.when)})", w.refs)]
 
 
-DISTRESS_SCREENS = ("distress", "phq9", "phq2", "gad7")
-
-
-@predicate("DistressScreenMissing")
-def _distress_missing(ev: Evaluation, _: str | None) -> Result:
-    if _observations_unread(ev):
-        return None
-    # JCO OP 2021 lists the distress thermometer, PHQ and GAD-7 among screeners of similar accuracy.
-    if any(ev.facts.latest(n, ev.facts.acute_window) is not None for n in DISTRESS_SCREENS):
-        return None
-    return [Evidence(f"no distress screen (distress thermometer, PHQ-9/PHQ-2, GAD-7) in "
-                     f"{ev.facts.acute_window.days} days")]
-
-
-DISTRESS_THRESHOLDS = (("distress", "distress thermometer", 4), ("phq9", "PHQ-9", 10), ("gad7", "GAD-7", 10))
+DISTRESS_THRESHOLDS = (("distress", "distress thermometer", T.DISTRESS_THERMOMETER), ("phq9", "PHQ-9", T.PHQ9),
+                       ("gad7", "GAD-7", T.GAD7), ("phq2", "PHQ-2", T.PHQ2))
 
 
 def elevated_distress(ev: Evaluation) -> list[Evidence]:
@@ -541,7 +759,9 @@ def _acp_stale(ev: Evaluation, _: str | None) -> Result:
 DynamicValue = Callable[[Evaluation], str]
 DYNAMIC_VALUES: dict[str, DynamicValue] = {
     "PhasePriority": lambda ev: "urgent" if ev.phase.name == "acute" else "routine",
-    "HypercalcaemiaPriority": lambda ev: "stat" if ev.calcium is None or ev.calcium.severe else "urgent",
+    "HypercalcaemiaPriority": lambda ev: "stat" if hypercalcaemia_severe(ev) else "urgent",
+    "BonePainPriority": lambda ev: "urgent" if bone_pain_location(ev) is not None else "routine",
+    "BrainPriority": lambda ev: "routine" if _has_treatment(ev, "brain-local") else "urgent",
     "LiverPriority": lambda ev: "urgent" if ev.facts.has_complication("jaundice") else "routine",
     # Nothing checked at all (no Patient or no Conditions) must not look like a quiet record: a warning.
     "ReadGapPriority": lambda ev: "urgent" if nothing_readable(ev.gaps) else "routine",

@@ -8,15 +8,16 @@ draft (from an ActivityDefinition), `update` a draft (the changed copy, every ot
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
 from app.clinical.draft_safety import Withheld, draft_blockers
 from app.engine.context import TemplateValues
-from app.engine.engine import Engine, FiredRule, _level_ok, _reasons, _stable_uuid
+from app.engine.engine import Engine, FiredRule, Snooze, _reasons, _stable_uuid
 from app.engine.evaluation import Evaluation, Evidence
-from app.engine.knowledge import Rule, SuggestionRule
+from app.engine.knowledge import PRIORITY_TO_INDICATOR, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
 from app.orders.drafts import ClinicalDraft, OrderContext
 from app.orders.predicates import DraftEvidence
@@ -64,13 +65,19 @@ def _cgy(text: str | None) -> float | None:
 
 
 class OrderEngine(Engine):
-    def fire(self, ev: Evaluation, hook_instance: str = "") -> list[FiredRule]:
+    def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
         orders = ev.orders
         # Outside the service's scope (no metastatic breast cancer) the order hooks are silent, as patient-view is.
         if not isinstance(orders, OrderContext) or not orders.judged or not ev.facts.in_scope:
             return []
+        # An override snoozes a rule for the patient (clinical-rules section 6); a critical card never is.
+        snoozed = {s.rule_id for s in snoozes if s.until > ev.now}
         fired: list[FiredRule] = []
         for rule in self.rules:
+            if rule.id in snoozed:
+                priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
+                if PRIORITY_TO_INDICATOR.get(priority, "info") != "critical":
+                    continue
             evidence: list[Evidence] = []
             for cond in rule.conditions:
                 result = cond(ev)
@@ -93,7 +100,7 @@ class OrderEngine(Engine):
         withheld: list[Withheld] = []
         targets = _targets(evidence)
         for s in rule.suggestions:
-            if not _level_ok(s.level, self.options.resource_level) or any(c(ev) is None for c in s.conditions):
+            if not s.offered_at(self.options.resource_level) or any(c(ev) is None for c in s.conditions):
                 continue
             if s.action_type == "create":
                 created = self._create(s, rule, ev, evidence, card_uuid)
@@ -112,15 +119,18 @@ class OrderEngine(Engine):
             out[0]["isRecommended"] = True
         return out, withheld
 
+    def _uuid(self, *parts: str) -> str:
+        return _stable_uuid(self.options.uuid_key, *parts)
+
     def _create(self, s: SuggestionRule, rule: Rule, ev: Evaluation, evidence: list[Evidence],
                 card_uuid: str) -> dict[str, Any]:
         resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=_reasons(ev, evidence), now=ev.now,
                                note=f"Drafted by mbc-cds rule {rule.id}; review before signing.")
-        return {"label": s.label[:200], "uuid": _stable_uuid(card_uuid, s.id), "isRecommended": False,
+        return {"label": s.label[:200], "uuid": self._uuid(card_uuid, s.id), "isRecommended": False,
                 "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}]}
 
     def _delete(self, s: SuggestionRule, d: ClinicalDraft, card_uuid: str) -> dict[str, Any]:
-        return {"label": f"{s.label}: {d.name}"[:200], "uuid": _stable_uuid(card_uuid, s.id, d.ref or ""),
+        return {"label": f"{s.label}: {d.name}"[:200], "uuid": self._uuid(card_uuid, s.id, d.ref or ""),
                 "isRecommended": False,
                 "actions": [{"type": "delete", "description": f"{s.description} ({d.name})", "resourceId": d.ref}]}
 
@@ -132,6 +142,6 @@ class OrderEngine(Engine):
             return None  # unreadable fractionation: the card informs, it does not rewrite the order
         resource = with_fractionation(d.order.resource, per, int(fractions_text))
         get_fhir_model_class("ServiceRequest").model_validate(resource)  # still valid R4 after the change
-        return {"label": s.label[:200], "uuid": _stable_uuid(card_uuid, s.id, d.ref or str(d.order.index)),
+        return {"label": s.label[:200], "uuid": self._uuid(card_uuid, s.id, d.ref or str(d.order.index)),
                 "isRecommended": False,
                 "actions": [{"type": "update", "description": f"{s.description} ({d.name})", "resource": resource}]}

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.jsonlimits import json_depth_exceeds
 from app.runtime import Runtime
+from app.store.replay import ReplayCacheUnavailable
 from cds_hooks.auth import AuthError
 from cds_hooks.serialize import dump
 
@@ -59,7 +60,17 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
+def require_json_content_type(request: Request) -> None:
+    """POST bodies must be declared `application/json`. A `text/plain` (or untyped) POST is a "simple"
+    cross-site request that browsers send without a CORS preflight: refusing it means no web page can drive
+    the service from a user's browser, whatever the CORS setting."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, "unsupported-media-type", "the request body must be sent as Content-Type: application/json")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
+    require_json_content_type(request)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         raise ApiError(413, "payload-too-large", f"request body over {limit} bytes")
@@ -109,10 +120,23 @@ def validation_message(exc: Exception) -> str:
 
 
 def audience_for(request: Request, runtime: Runtime) -> str:
+    """The `aud` a token must name. With JWT on, start-up requires MBC_CDS_PUBLIC_BASE_URL: the request's
+    Host and X-Forwarded-* headers are the caller's to choose, so they never decide the audience."""
     base = runtime.settings.public_base_url
     if base:
         return base.rstrip("/") + request.url.path
+    if runtime.verifier is not None:
+        raise ApiError(503, "misconfigured", "MBC_CDS_PUBLIC_BASE_URL is not set; tokens cannot be checked")
     return str(request.url).split("?", 1)[0]
+
+
+def client_of(claims: dict[str, Any] | None) -> str:
+    """Who the service talks to: the JWT issuer, or the demo client when JWT verification is off."""
+    from app.store.feedback import DEMO_CLIENT
+
+    if claims is None:
+        return DEMO_CLIENT
+    return str(claims.get("iss") or "")[:256]
 
 
 async def check_jwt(request: Request, runtime: Runtime) -> dict[str, Any] | None:
@@ -127,7 +151,11 @@ async def check_jwt(request: Request, runtime: Runtime) -> dict[str, Any] | None
         log.info("JWT refused", extra={"reason": exc.category})
         raise ApiError(401, "unauthorized", f"{exc.category}: {exc.message}",
                        {"WWW-Authenticate": exc.www_authenticate}, reason=exc.category) from None
+    except ReplayCacheUnavailable:
+        log.error("JWT replay cache timed out")
+        raise ApiError(503, "auth-unavailable", "the JWT replay cache did not answer in time; try again",
+                       {"Retry-After": "1"}, reason="replay-cache-timeout") from None
     except SQLAlchemyError:
         log.error("JWT replay cache unavailable")
         raise ApiError(503, "auth-unavailable", "the JWT replay cache could not be reached; try again",
-                       {"Retry-After": "1"}) from None
+                       {"Retry-After": "1"}, reason="replay-cache-unavailable") from None

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -11,13 +16,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.routes.common import (
     ApiError,
     check_jwt,
+    client_of,
     json_body_doc,
     json_response,
     parse_json_object,
     read_body,
     runtime_of,
 )
-from app.store.feedback import FeedbackEntry, feedback_report, store_feedback
+from app.store.feedback import (
+    FeedbackEntry,
+    FeedbackRefused,
+    FeedbackResult,
+    feedback_report,
+    snooze_report,
+    store_feedback,
+)
 from cds_hooks.models import FeedbackRequest
 
 router = APIRouter()
@@ -27,7 +40,7 @@ router = APIRouter()
              openapi_extra=json_body_doc("FeedbackRequest"))
 async def post_feedback(service_id: str, request: Request) -> Response:
     runtime = runtime_of(request)
-    await check_jwt(request, runtime)
+    claims = await check_jwt(request, runtime)
     if service_id not in runtime.services:
         raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
     data = parse_json_object(await read_body(request, 1024 * 1024), runtime.settings.max_json_depth)
@@ -45,11 +58,48 @@ async def post_feedback(service_id: str, request: Request) -> Response:
             override_code=(reason.code or None)[:64] if reason and reason.code else None,
             override_display=(reason.display or None)[:200] if reason and reason.display else None,
             has_comment=bool(item.overrideReason and item.overrideReason.userComment)))
+    # The overview and data-incomplete are never snoozed (their PlanDefinition card tier): nothing to record.
+    unsnoozable = {r.id for r in runtime.knowledge.rules if r.uncapped}
+    store = partial(store_feedback, runtime.db, service_id, entries, client=client_of(claims), now=runtime.clock(),
+                    snooze_days=runtime.settings.snooze_days, snoozable=lambda rule: rule not in unsnoozable)
     try:
-        stored, present = await anyio.to_thread.run_sync(store_feedback, runtime.db, service_id, entries)
+        try:
+            result = await anyio.to_thread.run_sync(store)
+        except FeedbackRefused as exc:
+            if exc.error != "unknown-card":
+                raise
+            result = await _retry_unknown_card(runtime, store)
+    except FeedbackRefused as exc:
+        raise ApiError(exc.status, exc.error, exc.detail) from None
     except SQLAlchemyError:
         raise ApiError(503, "storage-unavailable", "feedback could not be stored; nothing was written") from None
-    return json_response({"stored": stored, "alreadyStored": present}, prune=False)
+    body: dict[str, object] = {"stored": result.stored, "alreadyStored": result.already_stored}
+    if result.snoozed:
+        body["snoozed"] = [{"rule": z.rule_id, "reason": z.reason, "until": _iso(z.until)} for z in result.snoozed]
+    if result.not_snoozed:
+        body["notSnoozed"] = result.not_snoozed
+    return json_response(body, prune=False)
+
+
+# The card may still sit in an audit queue: this worker's (flushed at once) or another worker's (written within
+# its batch window). Look again a few times before answering 404.
+_UNKNOWN_CARD_RETRIES = (0.0, 0.15, 0.3, 0.6)
+
+
+async def _retry_unknown_card(runtime: Any, store: Callable[[], FeedbackResult]) -> FeedbackResult:
+    await anyio.to_thread.run_sync(runtime.audit.flush)
+    for i, delay in enumerate(_UNKNOWN_CARD_RETRIES):
+        await anyio.sleep(delay)
+        try:
+            return await anyio.to_thread.run_sync(store)
+        except FeedbackRefused as exc:
+            if exc.error != "unknown-card" or i == len(_UNKNOWN_CARD_RETRIES) - 1:
+                raise
+    raise RuntimeError("unreachable")
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @router.get("/cds-services/{service_id}/feedback/report", summary="Accept / override counts per rule",
@@ -60,4 +110,5 @@ async def get_feedback_report(service_id: str, request: Request) -> Response:
     if service_id not in runtime.services:
         raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
     rows = await anyio.to_thread.run_sync(feedback_report, runtime.db, service_id)
-    return json_response({"service": service_id, "rules": rows}, prune=False)
+    snoozes = await anyio.to_thread.run_sync(snooze_report, runtime.db, runtime.clock())
+    return json_response({"service": service_id, "rules": rows, "snoozes": snoozes}, prune=False)

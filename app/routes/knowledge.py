@@ -39,7 +39,10 @@ async def search(rtype: str, request: Request) -> Response:
         items = [r for r in items if r.get("url") == params["url"]]
     if "_id" in params:
         items = [r for r in items if r.get("id") == params["_id"]]
-    base = str(request.base_url).rstrip("/")
+    # The configured public URL, not the request's Host (which the caller chooses): a cached or forwarded
+    # Bundle must not point readers at a host an attacker named.
+    public = runtime_of(request).settings.public_base_url
+    base = public.rstrip("/") if public else str(request.base_url).rstrip("/")
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(items),
               "entry": [{"fullUrl": f"{base}/fhir/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                         for r in items]}

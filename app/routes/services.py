@@ -6,14 +6,18 @@ import logging
 import time
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.engine.engine import Snooze
 from app.hook import NoDataError
 from app.routes.common import (
     ApiError,
     check_jwt,
+    client_of,
     json_body_doc,
     json_response,
     parse_json_object,
@@ -21,6 +25,7 @@ from app.routes.common import (
     runtime_of,
 )
 from app.store.audit import AuditRecord, patient_hash
+from app.store.feedback import active_snoozes
 from cds_hooks.draft_orders import DraftOrderError
 from cds_hooks.fallback import split_resources
 from cds_hooks.models import HookRequest
@@ -50,7 +55,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     started = time.perf_counter()
     runtime = runtime_of(request)
     # The caller proves who it is before anything else is looked at (and before its body is read).
-    await check_jwt(request, runtime)
+    claims = await check_jwt(request, runtime)
     service = runtime.services.get(service_id)
     if service is None:
         raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}; see GET /cds-services")
@@ -75,8 +80,10 @@ async def call_service(service_id: str, request: Request) -> Response:
         raise ApiError(412, "no-data", "no prefetch data and no fhirServer to read the patient's record from")
     now = runtime.clock()
     extra, extra_skipped = _extra_resources(prefetch, service.prefetch)
+    hashed = patient_hash(hook.patient_id() or "", runtime.settings.audit_salt)
+    snoozes = await _snoozes(runtime, hashed, now)
     try:
-        outcome = await runtime.processor.run(hook, now, extra=extra, extra_skipped=extra_skipped)
+        outcome = await runtime.processor.run(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
     except DraftOrderError as exc:
@@ -87,15 +94,27 @@ async def call_service(service_id: str, request: Request) -> Response:
     ev = outcome.evaluation
     runtime.audit.submit(AuditRecord(
         hook_instance=hook.hookInstance, service=service_id,
-        patient_hash=patient_hash(hook.patient_id() or "", runtime.settings.audit_salt),
-        rule_ids=tuple(outcome.rule_ids),
+        patient_hash=hashed, rule_ids=tuple(outcome.rule_ids),
         card_uuids=tuple((f.card["uuid"], f.rule.id) for f in outcome.fired),
+        client=client_of(claims),
+        card_details=tuple((f.card["uuid"], f.indicator, tuple(s["uuid"] for s in f.card.get("suggestions") or ()))
+                           for f in outcome.fired),
         phase=ev.phase.name if ev and ev.facts.in_scope else None, duration_ms=round(duration, 2), status=200,
         problems=len(outcome.problems), created_at=now))
     log.info("hook answered", extra={"service": service_id, "hook_instance": hook.hookInstance[:64],
                                      "rules": outcome.rule_ids, "duration_ms": round(duration, 2),
                                      "problems": len(outcome.problems)})
     return body
+
+
+async def _snoozes(runtime: Any, hashed: str, now: Any) -> list[Snooze]:
+    """The rules snoozed for this patient by earlier overrides. A database fault shows every card (safe)."""
+    try:
+        rows = await anyio.to_thread.run_sync(active_snoozes, runtime.db, hashed, now)
+    except SQLAlchemyError:
+        log.warning("snoozes could not be read; no rule is snoozed for this hook")
+        return []
+    return [Snooze(rule_id, reason, until) for rule_id, reason, until in rows]
 
 
 def _extra_resources(prefetch: dict[str, Any], templates: dict[str, str]) -> tuple[list[dict[str, Any]], int]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
 HOOK_INSTANCE = "mbc-cds-worklist"
 
 TIER_LABELS = {1: "emergency", 2: "acute-no-palliative-care", 3: "acp-missing", 4: "other"}
-ACP_MISSING_RULES = ("acp-stable", "acp-acute")
-OVERVIEW_RULE = "mbc-overview"
 
 COLUMNS: tuple[str, ...] = (
     "rank", "patient_id", "tier", "tier_label", "phase", "phase_evidence", "sites", "emergencies", "rules",
@@ -47,8 +46,9 @@ def make_settings(resource_level: str | None = None, **overrides: Any) -> Any:
 
 def settings_payload(settings: Any) -> dict[str, Any]:
     """The settings that change an evaluation, as plain values (shipped to Spark workers)."""
-    keys = ("resource_level", "info_card_cap", "acute_window_days", "assessment_window_days", "acp_revisit_days",
-            "acp_app_url", "assessment_form_url")
+    keys = ("resource_level", "info_card_cap", "card_budget", "acute_window_days", "assessment_window_days",
+            "acp_revisit_days", "acp_app_url", "assessment_form_url", "snooze_already_addressed_days",
+            "snooze_patient_declined_days", "snooze_not_appropriate_days", "snooze_data_wrong_days")
     return {k: getattr(settings, k) for k in keys}
 
 
@@ -65,10 +65,10 @@ def rule_of(card: dict[str, Any]) -> str:
     return str(((card.get("source") or {}).get("topic") or {}).get("code") or "")
 
 
-def top_card(cards: list[dict[str, Any]]) -> dict[str, Any]:
+def top_card(fired: list[Any]) -> dict[str, Any]:
     """The highest-ranked card that recommends something: the engine's order (critical > warning > info, then
-    the rule order of clinical-rules.md), skipping the overview card unless it is the only one."""
-    return next((c for c in cards if rule_of(c) != OVERVIEW_RULE), cards[0])
+    the PlanDefinition display rank), skipping the overview card unless it is the only one."""
+    return next((f.card for f in fired if f.rule.tier != "overview"), fired[0].card)
 
 
 def why_of(card: dict[str, Any]) -> str:
@@ -93,12 +93,21 @@ def action_of(card: dict[str, Any]) -> str:
     return str(card.get("summary") or "")
 
 
+@lru_cache(maxsize=1)
+def _rules_by_id() -> dict[str, Any]:
+    from app.engine.knowledge import compile_knowledge
+
+    return {r.id: r for r in compile_knowledge().rules}
+
+
 def tier_of(rule_ids: list[str], phase: str) -> int:
-    if any(r.startswith("emergency-") for r in rule_ids):
+    """Worklist tier from the rules' PlanDefinition tiers (card-tier / worklist-tier extensions)."""
+    rules = [r for rid in rule_ids if (r := _rules_by_id().get(rid)) is not None]
+    if any(r.emergency for r in rules):
         return 1
-    if phase == "acute" and "referral-palliative-care" in rule_ids:
+    if phase == "acute" and any(r.worklist_tier == "acute-no-palliative-care" for r in rules):
         return 2
-    if any(r in rule_ids for r in ACP_MISSING_RULES):
+    if any(r.worklist_tier == "acp-missing" for r in rules):
         return 3
     return 4
 
@@ -114,7 +123,7 @@ def build_row(patient_id: str, outcome: Any) -> dict[str, Any] | None:
     from app.clinical.facts import SITES
 
     sites = [s for s in SITES if ev is not None and s in ev.facts.sites]
-    top = top_card(cards)
+    top = top_card(outcome.fired)
     counts = {k: sum(1 for c in cards if c.get("indicator") == k) for k in ("critical", "warning", "info")}
     tier = tier_of(rule_ids, phase)
     return {
@@ -125,7 +134,7 @@ def build_row(patient_id: str, outcome: Any) -> dict[str, Any] | None:
         "phase": phase,
         "phase_evidence": list(dict.fromkeys(e.code for e in ev.phase.evidence)) if ev is not None else [],
         "sites": sites,
-        "emergencies": [r for r in rule_ids if r.startswith("emergency-")],
+        "emergencies": [f.rule.id for f in outcome.fired if f.rule.emergency],
         "rules": rule_ids,
         "n_critical": counts["critical"],
         "n_warning": counts["warning"],
