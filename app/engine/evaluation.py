@@ -30,6 +30,8 @@ class Evaluation:
     unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
     gaps: tuple[ReadGap, ...] = ()                       # the same, typed (resource type, kind, cause)
     acp_revisit: timedelta = timedelta(days=182)
+    # The draft orders of an order-select / order-sign call (app.orders.drafts.OrderContext); None at patient-view.
+    orders: Any = None
     terminology: Any = None                              # for checking draft medications (allergy, renal)
 
     @property
