@@ -137,13 +137,17 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, now: datetime | None = None,
-                    settings: Settings | None = None) -> list[dict[str, Any]]:
-    """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database."""
-    return evaluate_bundle_outcome(bundle, patient_id=patient_id, now=now, settings=settings).cards
+                    settings: Settings | None = None, hook: str = "patient-view",
+                    draft_orders: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database; with
+    `draft_orders` (a Bundle) the cards of order-select / order-sign for those drafts."""
+    return evaluate_bundle_outcome(bundle, patient_id=patient_id, now=now, settings=settings, hook=hook,
+                                   draft_orders=draft_orders).cards
 
 
 def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = None,
-                            now: datetime | None = None, settings: Settings | None = None) -> HookOutcome:
+                            now: datetime | None = None, settings: Settings | None = None, hook: str = "patient-view",
+                            draft_orders: dict[str, Any] | None = None) -> HookOutcome:
     """The whole HookOutcome (cards, and the evaluation with the facts the rules read) for a Bundle."""
     from app.engine.knowledge import compile_knowledge
     from app.hook import HookProcessor
@@ -161,6 +165,13 @@ def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = 
     settings = settings or Settings(require_jwt=False)
     processor = HookProcessor(settings, terminology_for(settings), compile_knowledge(),
                               None)
+    if hook != "patient-view":
+        from cds_hooks.draft_orders import parse_draft_orders
+
+        drafts = parse_draft_orders(draft_orders or {"resourceType": "Bundle", "entry": []},
+                                    None)
+        return processor.evaluate_orders(hook, drafts, resources, patient_id, now or datetime.now(UTC),
+                                         hook_instance="cli")
     return processor.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli")
 
 
@@ -219,6 +230,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ValueError:
         raise CliError(f"error: --now {args.now!r} is not an ISO 8601 date or date-time "
                        "(e.g. 2026-03-01T09:00:00Z)") from None
+    from app.integrator import CommandError, read_draft_orders
+
     try:
         bundle = orjson.loads(Path(args.file).read_bytes())
     except OSError as exc:
@@ -227,9 +240,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CliError(f"error: {args.file} is not JSON ({exc})") from None
     if not isinstance(bundle, dict):
         raise CliError(f"error: {args.file} must hold a FHIR Bundle (a JSON object)")
+    hook = args.hook or ("order-sign" if args.draft else "patient-view")
     try:
-        outcome = evaluate_bundle_outcome(bundle, patient_id=args.patient, now=now)
-    except ValueError as exc:
+        drafts = read_draft_orders(args.draft) if args.draft else None
+    except CommandError as exc:
+        raise CliError(f"error: {exc}") from None
+    try:
+        outcome = evaluate_bundle_outcome(bundle, patient_id=args.patient, now=now, hook=hook,
+                                          draft_orders=drafts)
+    except ValueError as exc:  # DraftOrderError is a ValueError
         raise CliError(f"error: {args.file}: {exc}") from None
     cards = outcome.cards
     if timeline is not None:
@@ -415,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patient", help="patient id (default: the Patient in the Bundle)")
     p.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
     p.add_argument("--pretty", action="store_true", help="a readable table instead of JSON")
+    p.add_argument("--hook", choices=("patient-view", "order-select", "order-sign"),
+                   help="default patient-view, or order-sign with --draft")
+    p.add_argument("--draft", metavar="FILE", help="draft orders (a Bundle or one resource) for the order hooks")
     p.add_argument("--timeline", metavar="FILE",
                    help="also write the patient's timeline to FILE: SVG (FILE.svg) or its JSON (FILE.json)")
     p.add_argument("--timeline-days", type=int, default=120, metavar="N",

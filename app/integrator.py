@@ -35,6 +35,8 @@ LOCAL_FHIR_SERVER = "http://127.0.0.1:8090"
 DEMO_PATIENT = "mbc-demo-01"
 MAX_PAGES = 50
 
+ORDER_HOOKS = ("order-select", "order-sign")
+
 
 class CommandError(Exception):
     """A failure the command reports on stderr; exit code 1, or 2 for usage and configuration errors."""
@@ -130,14 +132,24 @@ def patient_id_of(resources: Iterable[Mapping[str, Any]]) -> str:
 
 def patient_view_request(patient_id: str, *, fhir_server: str | None = None, token: str | None = None,
                          prefetch: dict[str, Any] | None = None, user: str = DEFAULT_USER,
-                         hook_instance: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"hook": "patient-view", "hookInstance": hook_instance or str(uuid.uuid4())}
+                         hook_instance: str | None = None, hook: str = "patient-view",
+                         draft_orders: dict[str, Any] | None = None,
+                         selections: list[str] | None = None) -> dict[str, Any]:
+    """A hook request body: patient-view, or order-select / order-sign with `draft_orders` (a Bundle) and, for
+    order-select, the `selections` (default: every draft with an id)."""
+    body: dict[str, Any] = {"hook": hook, "hookInstance": hook_instance or str(uuid.uuid4())}
     if fhir_server:
         body["fhirServer"] = fhir_server
         if token:
             body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
                                          "scope": "patient/*.read", "subject": "mbc-cds-cli"}
     body["context"] = {"patientId": patient_id, "userId": user}
+    if hook in ORDER_HOOKS:
+        drafts = draft_orders or {"resourceType": "Bundle", "type": "collection", "entry": []}
+        body["context"]["draftOrders"] = drafts
+        if hook == "order-select":
+            body["context"]["selections"] = selections if selections is not None else [
+                f"{r['resourceType']}/{r['id']}" for r in bundle_resources(drafts) if r.get("id")]
     if prefetch is not None:
         body["prefetch"] = prefetch
     return body
@@ -470,12 +482,16 @@ def build_prefetch(http: httpx.Client, discovery: Mapping[str, Any], service_id:
 
 def fire_hook(service_url: str, fhir_server: str, patient_id: str, *, prefetch: bool = False,
               token: str | None = None, signer: JwtSigner | None = None, user: str = DEFAULT_USER,
-              client: httpx.Client | None = None, log: Callable[[str], None] | None = None) -> httpx.Response:
-    """POST a patient-view hook to `service_url`; returns the service's response (any status)."""
+              client: httpx.Client | None = None, log: Callable[[str], None] | None = None,
+              hook: str = "patient-view", draft_orders: dict[str, Any] | None = None,
+              selections: list[str] | None = None) -> httpx.Response:
+    """POST a hook (patient-view, or order-select / order-sign with draft orders) to `service_url`; returns the
+    service's response (any status)."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     service_url = service_url.rstrip("/")
     discovery_url, service_id = _discovery_url(service_url)
-    body = patient_view_request(patient_id, fhir_server=fhir_server.rstrip("/"), token=token, user=user)
+    body = patient_view_request(patient_id, fhir_server=fhir_server.rstrip("/"), token=token, user=user,
+                                hook=hook, draft_orders=draft_orders, selections=selections)
     own = client is None
     http = client or httpx.Client(timeout=READ_TIMEOUT, follow_redirects=False)
     try:
@@ -486,7 +502,7 @@ def fire_hook(service_url: str, fhir_server: str, patient_id: str, *, prefetch: 
                 return resp
             log(f"reading the prefetch templates from {fhir_server.rstrip('/')}")
             body["prefetch"] = build_prefetch(http, resp.json(), service_id, body, fhir_server, token, log)
-        log(f"POST {service_url} (patient-view, patient {patient_id}"
+        log(f"POST {service_url} ({hook}, patient {patient_id}"
             f"{', with prefetch' if prefetch else ', fhirServer only'})")
         return http.post(service_url, content=orjson.dumps(body),
                          headers={**_service_headers(signer, service_url), "Content-Type": "application/json"},
@@ -494,6 +510,19 @@ def fire_hook(service_url: str, fhir_server: str, patient_id: str, *, prefetch: 
     finally:
         if own:
             http.close()
+
+
+def read_draft_orders(path: str) -> dict[str, Any]:
+    """A draftOrders Bundle from a JSON file holding a Bundle or a single order resource."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise CommandError(f"cannot read draft orders from {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        raise CommandError(f"{path} is not a FHIR resource")
+    if data["resourceType"] == "Bundle":
+        return data
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": data}]}
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
@@ -507,8 +536,12 @@ def cmd_hook(args: argparse.Namespace) -> int:
                 raise CommandError("--jwt-key, --jwt-iss and --jwt-kid go together", code=2)
             signer = JwtSigner.from_file(args.jwt_key, args.jwt_iss, args.jwt_kid)
         t0 = time.perf_counter()
+        drafts = read_draft_orders(args.draft) if args.draft else None
+        if args.hook in ORDER_HOOKS and drafts is None:
+            raise CommandError(f"--hook {args.hook} needs --draft FILE (a Bundle of draft orders or one resource)")
         resp = fire_hook(args.service, args.fhir_server, args.patient, prefetch=args.prefetch, token=args.token,
-                         signer=signer, user=args.user)
+                         signer=signer, user=args.user, hook=args.hook, draft_orders=drafts,
+                         selections=args.select)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
@@ -565,14 +598,22 @@ def register(subparsers: Any) -> None:
                    help="first wait up to SECONDS for the server's /metadata (a starting HAPI takes a minute)")
     p.set_defaults(func=cmd_load)
 
-    p = subparsers.add_parser("hook", help="fire a patient-view hook at a CDS service, as an EHR does",
-                              description="Fire patient-view with fhirServer (and fhirAuthorization with "
-                                          "--token); with --prefetch, read the discovery prefetch templates "
-                                          "from the FHIR server first and send them. Prints the cards.")
+    p = subparsers.add_parser("hook", help="fire a hook (patient-view, order-select, order-sign) at a CDS service",
+                              description="Fire patient-view (or order-select / order-sign with --draft) with "
+                                          "fhirServer (and fhirAuthorization with --token); with --prefetch, read "
+                                          "the discovery prefetch templates from the FHIR server first and send "
+                                          "them. Prints the cards.")
     p.add_argument("--service", required=True,
                    help="service URL, e.g. http://127.0.0.1:8080/cds-services/mbc-palliative-care")
     p.add_argument("--fhir-server", required=True, help="FHIR base URL the service (or this tool) reads")
     p.add_argument("--patient", required=True, help="patient id on the FHIR server")
+    p.add_argument("--hook", choices=("patient-view", *ORDER_HOOKS), default="patient-view",
+                   help="the hook to fire (default patient-view; order hooks need --draft)")
+    p.add_argument("--draft", metavar="FILE",
+                   help="draft orders for order-select / order-sign: a FHIR Bundle, or one MedicationRequest / "
+                        "ServiceRequest, as JSON")
+    p.add_argument("--select", action="extend", nargs="+", metavar="REF",
+                   help="order-select: the selected drafts, e.g. MedicationRequest/request-123 (default: all)")
     p.add_argument("--prefetch", action="store_true", help="send the prefetch, read here from the FHIR server")
     p.add_argument("--token", help="FHIR bearer token, sent as fhirAuthorization")
     p.add_argument("--user", default=DEFAULT_USER, help=f"context.userId (default {DEFAULT_USER})")

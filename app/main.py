@@ -22,7 +22,7 @@ from app.logging_setup import configure_logging, request_id_var
 from app.routes import discovery, feedback, health, knowledge, services
 from app.routes.common import ApiError, error_response
 from app.runtime import Runtime, build_runtime
-from app.service_definition import SERVICE_ID
+from app.service_definition import ORDER_SELECT_ID, ORDER_SIGN_ID, SERVICE_ID
 from app.settings import Settings, get_settings
 from cds_hooks.models import FeedbackRequest, HookRequest
 
@@ -176,17 +176,23 @@ def _document_request_bodies(app: FastAPI) -> None:
         components["FhirAuthorization"]["properties"]["access_token"]["pattern"] = r"\S"
         components["HookRequest"]["properties"]["fhirServer"] = {
             "anyOf": [{"type": "string", "format": "uri", "pattern": "^https?://[^/]"}, {"type": "null"}]}
-        # The one service answers patient-view, whose context must name the patient.
+        # The services answer patient-view, order-select and order-sign; every context names the patient, and
+        # the order hooks carry their draft orders (a FHIR Bundle).
         hook_props = components["HookRequest"]["properties"]
-        hook_props["hook"] = {**hook_props["hook"], "enum": ["patient-view"]}
+        hook_props["hook"] = {**hook_props["hook"], "enum": ["patient-view", "order-select", "order-sign"]}
         hook_props["context"] = {**hook_props["context"], "required": ["patientId"],
                                  "properties": {"patientId": {"type": "string", "minLength": 1},
-                                                "userId": {"type": "string"}}}
+                                                "userId": {"type": "string"},
+                                                "encounterId": {"type": "string"},
+                                                "selections": {"type": "array", "items": {
+                                                    "type": "string", "pattern": _SELECTION_PATTERN}},
+                                                "draftOrders": {"type": "object", "required": ["resourceType"],
+                                                                "properties": {"resourceType": {"const": "Bundle"}}}}}
         # Errors are {"error", "status", "reason"?, "detail"?} with 400 for anything malformed: never a 422.
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         components["Error"] = _ERROR_SCHEMA
-        enums = {"service_id": [SERVICE_ID], "rtype": list(knowledge.TYPES)}
+        enums = {"service_id": [SERVICE_ID, ORDER_SELECT_ID, ORDER_SIGN_ID], "rtype": list(knowledge.TYPES)}
         for path_item in schema.get("paths", {}).values():
             for op in path_item.values():
                 for param in op.get("parameters", []):
@@ -202,6 +208,9 @@ def _document_request_bodies(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
+
+
+_SELECTION_PATTERN = r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$"
 
 
 def _lazy_app() -> FastAPI:

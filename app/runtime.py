@@ -13,7 +13,7 @@ import httpx
 from app.engine.knowledge import Knowledge, compile_knowledge
 from app.hook import HookProcessor
 from app.safety import check_configuration
-from app.service_definition import SERVICE_ID, service_definition
+from app.service_definition import SERVICE_ID, order_service_definitions, service_definition
 from app.settings import Settings
 from app.store.audit import AuditWriter
 from app.store.db import Database, DbTimeouts
@@ -84,6 +84,7 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     http = outbound_client(timeout, settings.fhir_max_connections_per_origin)
     definition = service_definition(terminology)
     services = {SERVICE_ID: definition}
+    services.update({s.id: s for s in order_service_definitions(terminology)})
     verifier: JwtVerifier | None = None
     jwks_http: httpx.AsyncClient | None = None
     if settings.require_jwt:

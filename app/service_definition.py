@@ -1,4 +1,4 @@
-"""The CDS service this app offers: id, hook and prefetch templates (built from the value sets it reads)."""
+"""The CDS services this app offers: ids, hooks and prefetch templates (built from the value sets they read)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class ConceptCodes(Protocol):
 
 SERVICE_ID = "mbc-palliative-care"
 HOOK = "patient-view"
+ORDER_SELECT_ID = "mbc-order-select"
+ORDER_SIGN_ID = "mbc-order-sign"
 _P = "{{context.patientId}}"
 
 # Observation codes the rules read, as a server-side filter so that vital-sign floods stay on the server.
@@ -80,3 +82,33 @@ def service_definition(terminology: ConceptCodes) -> ServiceDefinition:
                            "AllergyIntolerances, Procedures, ServiceRequests, Encounters, CareTeams and "
                            "advance-care-planning documents.",
     )
+
+
+_ORDER_RULES = (
+    "a draft opioid without a laxative (suggests a senna draft), a drug the patient is allergic to (suggests "
+    "removing the draft), multi-fraction radiotherapy for painful bone metastases (suggests 8 Gy in one "
+    "fraction), a prophylactic anticonvulsant with brain metastases, a stimulant laxative in bowel obstruction "
+    "(suggests removing it), morphine with severe renal impairment, and checks before a bone-modifying agent"
+)
+
+
+def order_service_definitions(terminology: ConceptCodes) -> list[ServiceDefinition]:
+    """order-select and order-sign: the same record (same prefetch templates) plus context.draftOrders."""
+    prefetch = prefetch_templates(terminology)
+    usage = ("Read access as for mbc-palliative-care; context.draftOrders holds the draft MedicationRequest and "
+             "ServiceRequest resources (radiotherapy dose and fractions as HL7 CodeX Radiation Therapy extensions "
+             "where available).")
+    return [
+        ServiceDefinition(
+            id=ORDER_SELECT_ID, hook="order-select",
+            title="Metastatic breast cancer: checks on the selected draft orders",
+            description=("For patients with metastatic breast cancer, judges the newly selected draft orders "
+                         f"(context.selections): {_ORDER_RULES}. Suggestions change the draft orders."),
+            prefetch=dict(prefetch), usage_requirements=usage),
+        ServiceDefinition(
+            id=ORDER_SIGN_ID, hook="order-sign",
+            title="Metastatic breast cancer: checks on the draft orders before signing",
+            description=(f"For patients with metastatic breast cancer, judges every draft order before signing: "
+                         f"{_ORDER_RULES}. Suggestions change the draft orders."),
+            prefetch=dict(prefetch), usage_requirements=usage),
+    ]

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     # Audit batches the database refused are appended here and written when it answers again.
     audit_spool_file: str = "./mbc-cds-audit-spool.jsonl"
 
+    # order-select fires on every click: its evaluation of the record is kept (per worker) for order-sign.
+    order_cache_size: int = Field(default=64, ge=0)
+    order_cache_seconds: float = Field(default=600.0, gt=0)
+
     max_body_bytes: int = 20 * 1024 * 1024
     max_prefetch_resources: int = 100_000
     max_json_depth: int = 64

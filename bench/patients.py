@@ -30,6 +30,7 @@ PREFETCH_KEYS: dict[str, str] = {
     "MedicationRequest": "medicationRequests", "MedicationStatement": "medicationStatements",
     "ServiceRequest": "serviceRequests", "Encounter": "encounters", "CareTeam": "careTeams",
     "DocumentReference": "documentReferences", "Consent": "consents", "Goal": "goals", "Procedure": "procedures",
+    "AllergyIntolerance": "allergies",
 }
 
 
@@ -297,6 +298,24 @@ def hook_request(resources: list[dict[str, Any]], patient_id: str, *,
             "context": {"patientId": patient_id, "userId": "Practitioner/example"}, "prefetch": prefetch}
 
 
+def order_request(request: dict[str, Any], hook: str, dose: int = 1) -> dict[str, Any]:
+    """The same patient and prefetch as `request`, as order-select / order-sign with one draft morphine order
+    shaped as the CDS Hooks Sandbox's Rx View builds it; `dose` varies the draft (a new draft on each click)."""
+    pid = request["context"]["patientId"]
+    draft = {"resourceType": "MedicationRequest", "id": "request-123", "status": "draft", "intent": "proposal",
+             "subject": {"reference": f"Patient/{pid}"}, "authoredOn": datetime.now(UTC).date().isoformat(),
+             "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                                    "doseAndRate": [{"doseQuantity": {"value": dose, "system": UCUM,
+                                                                      "code": "{pill}"}}]}],
+             "medicationCodeableConcept": {"text": "morphine sulfate 15 MG Oral Tablet", "coding": [
+                 {"display": "morphine sulfate 15 MG Oral Tablet", "system": RXNORM, "code": "892582"}]}}
+    context: dict[str, Any] = {**request["context"], "draftOrders": {
+        "resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}}
+    if hook == "order-select":
+        context["selections"] = ["MedicationRequest/request-123"]
+    return {**request, "hook": hook, "context": context}
+
+
 def prefetch_count(request: dict[str, Any]) -> int:
     """Resources in a request's prefetch (the Patient counts as one)."""
     total = 0
@@ -319,6 +338,14 @@ def cases(quick: bool = False, now: datetime | None = None) -> list[dict[str, An
         pid = f"bench-n{size}"
         out.append({"name": f"n={size}", "patient_id": pid, "size": size,
                     "request": hook_request(sized_patient(size, now, pid), pid)})
+    # Order hooks on the typical patient. order-select: every click changes the draft (a new dose each request),
+    # so nothing is reused; order-sign: the drafts order-select last saw, so its evaluation is reused.
+    typical = out[0]["request"]
+    out.insert(1, {"name": "order-select", "patient_id": TYPICAL_ID, "path": "/cds-services/mbc-order-select",
+                   "request": order_request(typical, "order-select"),
+                   "variants": [order_request(typical, "order-select", dose) for dose in range(1, 2001)]})
+    out.insert(2, {"name": "order-sign", "patient_id": TYPICAL_ID, "path": "/cds-services/mbc-order-sign",
+                   "request": order_request(typical, "order-sign")})
     for c in out:
         c["resources"] = prefetch_count(c["request"])
     return out

@@ -15,8 +15,10 @@ on), and `uvicorn floor_app:app --app-dir bench --workers N` for the floor, both
 - peak RSS: VmHWM of the server process and its children (/proc), summed;
 - cold start: process start to the first answered hook (200), median of 3.
 
-Cases: a typical patient (40 resources), a heavy one (typical + 3,000 vital signs) and a sweep of prefetch sizes
-(100, 1,000, 5,000, 20,000 resources). The table gives project, floor and project/floor per row; `--json` prints
+Cases: a typical patient (40 resources), the same patient at order-select (a different draft order on every
+request: nothing reused) and at order-sign (the drafts order-select saw: its evaluation reused), a heavy one
+(typical + 3,000 vital signs) and a sweep of prefetch sizes (100, 1,000, 5,000, 20,000 resources). The table
+gives project, floor and project/floor per row; `--json` prints
 the same as JSON (progress goes to stderr). The load generator shares the machine's cores with the servers: its
 CPU use and the servers' are reported with the throughput numbers, and the load average with the table.
 """
@@ -144,6 +146,9 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{SERVICE_PATH}"
 
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
     def command(self) -> list[str]:
         host = ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
         if self.kind == "floor":
@@ -251,21 +256,24 @@ def summarize(ms: list[float]) -> dict[str, float]:
 
 
 def sequential(client: httpx.Client, server: Server, body: bytes, warmup: int, n: int,
-               max_seconds: float) -> tuple[dict[str, float], bytes]:
+               max_seconds: float, path: str = SERVICE_PATH,
+               variants: list[bytes] | None = None) -> tuple[dict[str, float], bytes]:
     """Warm-up, then up to n requests one after the other; latency percentiles and the server's CPU per hook
-    (all its processes and threads, the audit writer included)."""
-    url = server.url
+    (all its processes and threads, the audit writer included). With `variants`, request i sends variant i
+    (a different draft order on each order-select click)."""
+    url = server.url_for(path)
     last = b""
-    for _ in range(warmup):
-        r = client.post(url, content=body)
+    for i in range(warmup):
+        r = client.post(url, content=variants[-1 - i % len(variants)] if variants else body)
         r.raise_for_status()
     time.sleep(0.3)  # let background work of the warm-up (audit rows) finish
     times: list[float] = []
     cpu0 = server.cpu_seconds()
     deadline = time.perf_counter() + max_seconds
-    for _ in range(n):
+    for i in range(n):
+        payload = variants[i % len(variants)] if variants else body
         t0 = time.perf_counter()
-        r = client.post(url, content=body)
+        r = client.post(url, content=payload)
         times.append((time.perf_counter() - t0) * 1000)
         if r.status_code != 200:
             raise RuntimeError(f"{url} answered {r.status_code}: {r.text[:300]}")
@@ -414,6 +422,7 @@ class Plan:
     duration: float
     launcher: str
     load_client: str = "raw"
+    only: tuple[str, ...] = ()   # latency of these cases only (no throughput, memory or cold start)
 
     def requests_for(self, resources: int) -> tuple[int, int, float]:
         """(warm-up, measured requests, time cap in seconds) for a case of this size."""
@@ -482,8 +491,14 @@ def run(plan: Plan) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mbc-cds-bench-"))
     log(f"workdir {workdir}")
     cases = build_cases(quick=plan.quick)
+    if plan.only:
+        unknown = set(plan.only) - {c["name"] for c in cases}
+        if unknown:
+            raise SystemExit(f"unknown case(s) {sorted(unknown)}; known: {[c['name'] for c in cases]}")
+        cases = [c for c in cases if c["name"] in plan.only]
     bodies = {c["name"]: orjson.dumps(c["request"]) for c in cases}
-    typical = bodies["typical"]
+    variants = {c["name"]: [orjson.dumps(v) for v in c["variants"]] for c in cases if c.get("variants")}
+    typical = bodies["typical"] if "typical" in bodies else orjson.dumps(build_cases(quick=True)[0]["request"])
     template = migrated_template(workdir)
     result: dict[str, Any] = {
         "machine": machine_info(), "quick": plan.quick, "launcher": plan.launcher,
@@ -510,7 +525,8 @@ def run(plan: Plan) -> dict[str, Any]:
                 warm, n, cap = plan.requests_for(c["resources"])
                 for s in (floor, proj):
                     offset = s.log_path.stat().st_size if s.log_path else 0
-                    stats, content = sequential(client, s, bodies[name], warm, n, cap)
+                    stats, content = sequential(client, s, bodies[name], warm, n, cap,
+                                                path=c.get("path", SERVICE_PATH), variants=variants.get(name))
                     result["latency"][s.kind][name] = stats
                     if s.kind == "project":
                         result["handler_ms"][name] = summarize(handler_durations(s.log_path, offset)[warm:])
@@ -522,6 +538,13 @@ def run(plan: Plan) -> dict[str, Any]:
                 if name == "typical":
                     for s in servers:
                         result["rss"][s.kind]["w1_after_typical"] = s.rss_kb()
+        if plan.only:
+            for s in servers:
+                s.stop()
+            result["workdir"] = str(workdir)
+            result["machine"]["loadavg_at_end"] = loadavg()
+            result["rows"], result["targets"] = derive_latency(result, cases)
+            return result
         for s in servers:
             result["rss"][s.kind]["w1_peak_after_sweep"] = s.rss_kb()
         for name in ("typical", "heavy"):
@@ -618,6 +641,10 @@ def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[di
     def ratio(name: str) -> float:
         return lat["project"][name]["p50"] / lat["floor"][name]["p50"]
 
+    order_targets = [
+        {"target": f"{hook} p50 <= 2.0x floor p50 (as patient-view typical)", "value": round(ratio(hook), 2),
+         "met": ratio(hook) <= 2.0} for hook in ("order-select", "order-sign") if hook in lat["project"]]
+
     biggest = sweep[-1]["name"] if sweep else None
     big_ms = lat["project"][biggest]["p50"] if biggest else float("nan")
     tp2 = tp["project"].get("typical/w2", {}).get("hooks_per_s", float("nan"))
@@ -630,8 +657,24 @@ def derive(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[di
          "met": fit_p["r2"] >= 0.98 and big_ms < 1000 and (biggest == "n=20000" or result["quick"])},
         {"target": "cold start < 2 s", "value": round(cold_p, 2), "met": cold_p < 2.0},
         {"target": ">= 500 hooks/s, typical, 2 workers", "value": round(tp2, 1), "met": tp2 >= 500},
+        *order_targets,
     ]
     return rows, targets, scaling
+
+
+def derive_latency(result: dict[str, Any], cases: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                                                  list[dict[str, Any]]]:
+    """Rows and targets of a latency-only run (`--only`)."""
+    lat = result["latency"]
+    rows = []
+    for c in cases:
+        for q in ("p50", "p95", "p99"):
+            p, f = lat["project"][c["name"]][q], lat["floor"][c["name"]][q]
+            rows.append({"metric": f"{c['name']} ({c['resources']} res) {q}", "unit": "ms", "project": p,
+                         "floor": f, "ratio": p / f if f else float("nan")})
+    targets = [{"target": f"{c['name']} p50 <= 2.0x floor p50", "met": ratio <= 2.0, "value": round(ratio, 2)}
+               for c in cases if (ratio := lat["project"][c["name"]]["p50"] / lat["floor"][c["name"]]["p50"])]
+    return rows, targets
 
 
 def fmt(v: float) -> str:
@@ -662,7 +705,7 @@ def table(result: dict[str, Any]) -> str:
     hm = result["handler_ms"]
     lines += ["", "Time inside the service's handler (its 'hook answered' log, duration_ms) p50: "
               + ", ".join(f"{k} {fmt(v['p50'])} ms" for k, v in hm.items())]
-    for kind in ("project", "floor"):
+    for kind in ("project", "floor") if result["throughput"]["project"] else ():
         cl = [f"{k} server {v['server_cpu_cores']:.2f} / client {v['client_cpu_cores']:.2f}"
               for k, v in result["throughput"][kind].items()]
         lines.append(f"CPU cores used during {kind} throughput runs: " + "; ".join(cl))
@@ -679,9 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-client", choices=("raw", "httpx"), default="raw",
                    help="concurrent load generator: asyncio streams (default) or httpx.AsyncClient")
     p.add_argument("--duration", type=float, help="seconds per throughput measurement (default 10, quick 2)")
+    p.add_argument("--only", help="comma-separated case names (e.g. typical,order-select,order-sign): their "
+                                  "latency only, no throughput, memory or cold start")
     args = p.parse_args(argv)
     plan = Plan(quick=args.quick, duration=args.duration or (2.0 if args.quick else 10.0), launcher=args.launcher,
-                load_client=args.load_client)
+                load_client=args.load_client,
+                only=tuple(x.strip() for x in args.only.split(",") if x.strip()) if args.only else ())
     result = run(plan)
     if args.out:
         Path(args.out).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

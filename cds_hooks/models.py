@@ -9,6 +9,7 @@ Nothing here knows about any clinical domain.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ __all__ = [
     "FeedbackItem",
     "FeedbackRequest",
     "FhirAuthorization",
+    "HOOK_CONTEXT_REQUIRED",
     "HookRequest",
     "HookResponse",
     "Link",
@@ -107,6 +109,16 @@ USER_ID_TOKENS: dict[str, str] = {
 }
 
 
+# Context fields a hook cannot be answered without (CDS Hooks 2.0 hook definitions). `userId` is required by the
+# specification too, but nothing here depends on it, so a client that leaves it out is still answered.
+HOOK_CONTEXT_REQUIRED: dict[str, tuple[str, ...]] = {
+    "patient-view": ("patientId",),
+    "order-select": ("patientId", "draftOrders"),
+    "order-sign": ("patientId", "draftOrders"),
+}
+_REFERENCE_RE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+
+
 class HookRequest(_In):
     """The body POSTed by a CDS Client to `{base}/cds-services/{id}`."""
 
@@ -143,10 +155,20 @@ class HookRequest(_In):
     def _check(self) -> HookRequest:
         if self.fhirAuthorization is not None and not self.fhirServer:
             raise ValueError("fhirServer is required when fhirAuthorization is given")
-        if self.hook == "patient-view":
+        required = HOOK_CONTEXT_REQUIRED.get(self.hook, ())
+        if "patientId" in required:
             pid = self.context.get("patientId")
             if not isinstance(pid, str) or not pid.strip():
-                raise ValueError("context.patientId (non-empty string) is required for patient-view")
+                raise ValueError(f"context.patientId (non-empty string) is required for {self.hook}")
+        if "draftOrders" in required:
+            drafts = self.context.get("draftOrders")
+            if not isinstance(drafts, dict) or drafts.get("resourceType") != "Bundle":
+                raise ValueError(f"context.draftOrders (a FHIR Bundle) is required for {self.hook}")
+        selections = self.context.get("selections")
+        if self.hook == "order-select" and selections is not None:
+            if not isinstance(selections, list) or not all(
+                    isinstance(s, str) and _REFERENCE_RE.match(s) for s in selections):
+                raise ValueError("context.selections must be a list of references like 'MedicationRequest/123'")
         return self
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -154,6 +176,21 @@ class HookRequest(_In):
         """`context.patientId` when it is a non-empty string."""
         pid = self.context.get("patientId")
         return pid if isinstance(pid, str) and pid.strip() else None
+
+    def encounter_id(self) -> str | None:
+        """`context.encounterId` when it is a non-empty string."""
+        eid = self.context.get("encounterId")
+        return eid if isinstance(eid, str) and eid.strip() else None
+
+    def draft_orders(self) -> dict[str, Any] | None:
+        """`context.draftOrders` (order-select / order-sign): the Bundle of draft orders, when one was sent."""
+        drafts = self.context.get("draftOrders")
+        return drafts if isinstance(drafts, dict) else None
+
+    def selections(self) -> list[str] | None:
+        """`context.selections` (order-select): the references of the newly selected drafts, or None."""
+        sel = self.context.get("selections")
+        return [s for s in sel if isinstance(s, str)] if isinstance(sel, list) else None
 
     def user_id(self) -> str | None:
         """`context.userId` ("Practitioner/123") when it is a non-empty string."""

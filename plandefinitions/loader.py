@@ -50,6 +50,14 @@ class Artifacts:
         return None
 
 
+def plan_hooks(plan: dict[str, Any], action: dict[str, Any]) -> tuple[str, ...]:
+    """The CDS hooks an action answers: the names of its named-event triggers (R4 PlanDefinition.action.trigger).
+    Actions with no trigger are patient-view rules."""
+    names = tuple(str(t["name"]) for t in action.get("trigger") or []
+                  if isinstance(t, dict) and t.get("type") == "named-event" and t.get("name"))
+    return names or ("patient-view",)
+
+
 def validate_resource(data: dict[str, Any], where: str) -> None:
     rtype = data.get("resourceType")
     if not isinstance(rtype, str):

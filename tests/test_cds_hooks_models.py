@@ -101,8 +101,23 @@ def test_invalid_requests(change):
 
 
 def test_other_hooks_do_not_need_patient_id():
-    r = _req(hook="order-select", context={"userId": "Practitioner/1"})
+    r = _req(hook="encounter-discharge", context={"userId": "Practitioner/1"})
     assert r.patient_id() is None
+
+
+def test_order_hooks_need_patient_id_and_a_draft_orders_bundle():
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    for hook in ("order-select", "order-sign"):
+        with pytest.raises(ValidationError, match="patientId"):
+            _req(hook=hook, context={"userId": "Practitioner/1", "draftOrders": bundle})
+        with pytest.raises(ValidationError, match="draftOrders"):
+            _req(hook=hook, context={"patientId": "p1", "draftOrders": {"resourceType": "Parameters"}})
+    r = _req(hook="order-select", context={"patientId": "p1", "draftOrders": bundle, "encounterId": "e1",
+                                           "selections": ["MedicationRequest/request-123"]})
+    assert r.selections() == ["MedicationRequest/request-123"] and r.encounter_id() == "e1"
+    assert r.draft_orders() == bundle
+    with pytest.raises(ValidationError, match="selections"):
+        _req(hook="order-select", context={"patientId": "p1", "draftOrders": bundle, "selections": "all"})
 
 
 def test_fhir_authorization_lenient_fields():

@@ -342,7 +342,7 @@ def check_template(template: str, where: str) -> None:
     except ValueError as exc:
         raise KnowledgeError(f"{where}: bad template {template!r}: {exc}") from exc
     for name in fields:
-        if name not in KEYS:
+        if name not in VALUES:  # not KEYS: order-time keys are registered by app.orders
             raise KnowledgeError(f"{where}: unknown template key {{{name}}}")
 
 

@@ -111,10 +111,12 @@ def _source_line(rule: Rule) -> str:
 
 
 class Engine:
-    def __init__(self, knowledge: Knowledge, options: EngineOptions) -> None:
+    def __init__(self, knowledge: Knowledge, options: EngineOptions, hook: str = "patient-view") -> None:
         self.knowledge = knowledge
         self.options = options
-        self.rules = [r for r in knowledge.rules if _level_ok(r.level, options.resource_level)]
+        self.hook = hook
+        mine = [r for r in knowledge.rules if hook in r.hooks]
+        self.rules = [r for r in mine if _level_ok(r.level, options.resource_level)]
         self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}
         level = options.resource_level
         self._titles = {r.id: r.title_at(level) for r in knowledge.rules}

@@ -10,6 +10,7 @@ from app.clinical.facts import PatientFacts, TerminologyLike, build_facts
 from app.clinical.measures import CalciumFinding, WeightLoss, latest_calcium, weight_loss
 from app.clinical.pain import PainStatus, pain_status
 from app.clinical.phase import Phase, determine_phase
+from app.orders.drafts import OrderContext
 from app.read_gaps import ReadGap
 
 
@@ -38,6 +39,7 @@ class Evaluation:
     unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
     gaps: tuple[ReadGap, ...] = ()                       # the same, typed (resource type, kind, cause)
     acp_revisit: timedelta = timedelta(days=182)
+    orders: OrderContext | None = None                  # the drafts of an order-select / order-sign call
     terminology: TerminologyLike | None = None           # for checking draft medications (allergy, renal)
 
     @property

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# Order-time predicates (section 5b) register themselves with the same predicate language.
+import app.orders.predicates  # noqa: E402, F401, I001
 from app.engine.context import check_template
 from app.engine.predicates import (
     LANGUAGE,
@@ -27,6 +29,7 @@ from plandefinitions.loader import (
     WORKLIST_TIER_URL,
     Artifacts,
     load_artifacts,
+    plan_hooks,
 )
 
 PRIORITY_TO_INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
@@ -55,6 +58,7 @@ class SuggestionRule:
     conditions: tuple[Condition, ...]
     level: str
     activity: dict[str, Any]
+    action_type: str = "create"   # PlanDefinition action type: create | update | remove
     max_level: str = "maximal"
 
     def offered_at(self, level: str) -> bool:
@@ -78,6 +82,7 @@ class Rule:
     selection_behavior: str
     order: int
     note: str = ""
+    hooks: tuple[str, ...] = ("patient-view",)   # the CDS hooks whose trigger events fire this rule
     tier: str | None = None                     # overview | emergency | uncapped (card-tier extension)
     worklist_tier: str | None = None
     link: str | None = None                     # a configured app link the card carries
@@ -192,6 +197,13 @@ def _rule_code(action: dict[str, Any], where: str) -> tuple[str, str]:
     raise KnowledgeError(f"{where}: action has no rule code in {RULE_SYSTEM}")
 
 
+def _action_type(action: dict[str, Any]) -> str:
+    for coding in (action.get("type") or {}).get("coding") or []:
+        if coding.get("code") in ("create", "update", "remove"):
+            return str(coding["code"])
+    return "create"
+
+
 def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
     artifacts = artifacts or load_artifacts()
     activities = {a.get("url"): a for a in artifacts.of("ActivityDefinition")}
@@ -215,16 +227,20 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
             for child in action.get("action") or []:
                 cwhere = f"{where} suggestion {child.get('id')}"
                 canonical = child.get("definitionCanonical")
-                activity = activities.get(canonical)
+                action_type = _action_type(child)
+                # A remove acts on the draft order itself: no ActivityDefinition, only the action's own id.
+                activity = activities.get(canonical) if canonical else (
+                    {"id": str(child.get("id") or "")} if action_type == "remove" else None)
                 if activity is None:
                     raise KnowledgeError(f"{cwhere}: ActivityDefinition {canonical!r} not found")
                 suggestions.append(SuggestionRule(
                     id=str(child.get("id") or activity["id"]),
-                    label=str(child.get("title") or activity.get("title") or activity["id"]),
+                    label=str(child.get("title") or activity.get("title") or activity.get("id") or child.get("id")),
                     description=str(child.get("description") or activity.get("description") or ""),
                     conditions=_conditions(child, cwhere),
                     level=_level(child, _level(activity, level, cwhere), cwhere),
                     activity=activity,
+                    action_type=action_type,
                     max_level=_level(child, "maximal", cwhere, RESOURCE_LEVEL_MAX_URL),
                 ))
             citations = tuple(
@@ -243,6 +259,7 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                 worklist_tier=_extension_code(action, WORKLIST_TIER_URL, WORKLIST_TIERS, where),
                 link=_extension_code(action, CARD_LINK_URL, CARD_LINKS, where),
                 level_titles=_level_titles(action, where),
+                hooks=plan_hooks(plan, action),
             ))
     ids = [r.id for r in rules]
     duplicates = {i for i in ids if ids.count(i) > 1}

@@ -26,6 +26,7 @@ from app.routes.common import (
 )
 from app.store.audit import AuditRecord, patient_hash
 from app.store.feedback import active_snoozes
+from cds_hooks.draft_orders import DraftOrderError
 from cds_hooks.fallback import split_resources
 from cds_hooks.models import HookRequest
 
@@ -47,7 +48,8 @@ def _count_resources(prefetch: Any) -> int:
     return total
 
 
-@router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view hook)", tags=["cds-hooks"],
+@router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view, order-select, order-sign)",
+             tags=["cds-hooks"],
              openapi_extra=json_body_doc("HookRequest"))
 async def call_service(service_id: str, request: Request) -> Response:
     started = time.perf_counter()
@@ -84,6 +86,8 @@ async def call_service(service_id: str, request: Request) -> Response:
         outcome = await runtime.processor.run(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
+    except DraftOrderError as exc:
+        raise ApiError(400, "invalid-draft-orders", str(exc)) from None
     # The engine builds cards without empty optional fields (tests check every card), so no prune pass here.
     body = json_response({"cards": outcome.cards}, prune=False)
     duration = (time.perf_counter() - started) * 1000

@@ -1,10 +1,11 @@
 """The card viewer (`GET /`, `/viewer`, its static files) and the demo helpers behind it.
 
 `/demo/samples` and `/demo/request/{id}` hand out synthetic sample patients and ready-made patient-view
-requests; `/demo/timeline` and `/demo/timeline.svg` turn a patient-view request into the patient's timeline,
-built from the facts the rules read for that request. They answer only when JWT verification is off
-(`MBC_CDS_REQUIRE_JWT=false`, the demo and the tests); on a deployment that verifies EHR tokens they are
-404, and the viewer page says it needs demo mode.
+requests; `/demo/drafts` and `/demo/order-request/{id}?draft=...` sample draft orders and order-sign requests;
+`/demo/timeline` and `/demo/timeline.svg` turn a patient-view request into the patient's timeline, built from the
+facts the rules read for that request. They answer only when JWT verification is off (`MBC_CDS_REQUIRE_JWT=false`,
+the demo and the tests); on a deployment that verifies EHR tokens they are 404, and the viewer page says it needs
+demo mode.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pydantic import ValidationError
 from app.clinical.timeline import build_timeline
 from app.hook import NoDataError
 from app.routes.common import ApiError, json_response, parse_json_object, read_body, runtime_of
-from app.service_definition import SERVICE_ID
+from app.service_definition import ORDER_SIGN_ID, SERVICE_ID
 from app.timeline_svg import render_timeline_svg
+from cds_hooks.draft_orders import DraftOrderError
 from cds_hooks.models import HookRequest
 
 router = APIRouter()
@@ -118,6 +120,8 @@ async def _timeline_of(request: Request) -> dict[str, Any]:
         outcome = await runtime.processor.run(hook, runtime.clock())
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
+    except DraftOrderError as exc:
+        raise ApiError(400, "invalid-draft-orders", str(exc)) from None
     return build_timeline(outcome.evaluation.facts)
 
 
@@ -132,3 +136,31 @@ async def demo_timeline(request: Request) -> Response:
 async def demo_timeline_svg(request: Request) -> Response:
     svg = render_timeline_svg(await _timeline_of(request), link_base="#")
     return Response(svg, media_type="image/svg+xml", headers=_SECURITY_HEADERS)
+
+
+@router.get("/demo/drafts", summary="Sample draft orders for order-select / order-sign (demo mode only)",
+            tags=["viewer"])
+async def demo_drafts(request: Request) -> Response:
+    _require_demo_mode(request)
+    return json_response({"drafts": _samples().list_drafts(), "service": ORDER_SIGN_ID})
+
+
+@router.get("/demo/order-request/{sample_id}", summary="An order-sign request: a sample patient with a sample "
+            "draft order (demo mode only)", tags=["viewer"])
+async def demo_order_request(sample_id: str, draft: str, request: Request) -> Response:
+    from app.integrator import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
+
+    _require_demo_mode(request)
+    samples = _samples()
+    if sample_id not in {s["id"] for s in samples.list_samples()}:
+        raise ApiError(404, "unknown-sample", f"no sample patient {sample_id[:64]!r}; see GET /demo/samples")
+    runtime = runtime_of(request)
+    resources = bundle_resources(samples.sample_bundle(sample_id, now=runtime.clock()))
+    pid = patient_id_of(resources)
+    try:
+        drafts = samples.draft_orders(draft, pid, now=runtime.clock())
+    except KeyError:
+        raise ApiError(404, "unknown-draft", f"no sample draft {draft[:64]!r}; see GET /demo/drafts") from None
+    body = patient_view_request(pid, hook="order-sign", draft_orders=drafts, prefetch=prefetch_from_resources(
+        resources, runtime.services[ORDER_SIGN_ID].prefetch, pid))
+    return Response(orjson.dumps(body), media_type="application/json")

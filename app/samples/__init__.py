@@ -22,6 +22,8 @@ from typing import Any
 
 __all__ = [
     "REFERENCE_NOW",
+    "draft_orders",
+    "list_drafts",
     "list_samples",
     "sample_bundle",
     "sample_ids",
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 BUNDLE_DIR = Path(__file__).parent / "bundles"
+DRAFT_DIR = Path(__file__).parent / "drafts"
 REFERENCE_NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 # Keys whose value is a FHIR date, dateTime or instant that belongs to the clinical timeline.
@@ -113,6 +116,29 @@ def sample_bundle(sample_id: str, now: datetime | None = None) -> dict[str, Any]
     if now is not None:
         return shift_dates(bundle, now)
     return bundle
+
+
+@cache
+def _draft_manifest() -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((DRAFT_DIR / "index.json").read_text(encoding="utf-8"))
+    return manifest
+
+
+def list_drafts() -> list[dict[str, str]]:
+    """Sample draft orders for order-select / order-sign: ``{id, title, description}`` in manifest order."""
+    return [{k: item[k] for k in ("id", "title", "description")} for item in _draft_manifest()["drafts"]]
+
+
+def draft_orders(draft_id: str, patient_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """A draftOrders Bundle for one patient (``{{patientId}}`` replaced), dates shifted to ``now`` when given.
+
+    Raises ``KeyError`` for an unknown id."""
+    item = next((d for d in _draft_manifest()["drafts"] if d["id"] == draft_id), None)
+    if item is None:
+        raise KeyError(f"unknown draft {draft_id!r}; known: {', '.join(d['id'] for d in list_drafts())}")
+    text = (DRAFT_DIR / item["file"]).read_text(encoding="utf-8").replace("{{patientId}}", patient_id)
+    bundle = json.loads(text)
+    return shift_dates(bundle, now) if now is not None else bundle
 
 
 def _as_utc(moment: datetime) -> datetime:

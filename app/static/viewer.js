@@ -5,7 +5,9 @@
 
 (function () {
   const SERVICE = "/cds-services/mbc-palliative-care";
-  const FEEDBACK = SERVICE + "/feedback";
+  const ORDER_SIGN = "/cds-services/mbc-order-sign";
+  // Feedback goes to the service that issued the cards on screen.
+  let currentService = SERVICE;
   const OVERVIEW_RULE = "mbc-overview";
   const INDICATOR_TEXT = { critical: "Critical", warning: "Warning", info: "Info" };
 
@@ -260,7 +262,7 @@
   async function postFeedback(card, item) {
     const body = { feedback: [Object.assign({ card: card.uuid, outcomeTimestamp: new Date().toISOString() }, item)] };
     try {
-      const r = await postJson(FEEDBACK, body);
+      const r = await postJson(currentService + "/feedback", body);
       if (r.ok) return { ok: true, text: r.data && r.data.stored ? "feedback stored" : "feedback was already stored" };
       return { ok: false, text: "feedback failed (HTTP " + r.status + "): " + ((r.data && (r.data.detail || r.data.error)) || "no details") };
     } catch (e) {
@@ -506,7 +508,7 @@
   // ---------------------------------------------------------------------------------------------------
   let busy = false;
 
-  async function fire(makeRequest) {
+  async function fire(makeRequest, service = SERVICE) {
     if (busy) return;
     busy = true;
     $("fire-sample").disabled = true;
@@ -516,7 +518,8 @@
       const request = await makeRequest();
       setStatus("Calling the service…");
       const t0 = performance.now();
-      const r = await postJson(SERVICE, request);
+      const r = await postJson(service, request);
+      currentService = service;
       $("request-json").textContent = JSON.stringify(request, null, 2);
       $("response-json").textContent = JSON.stringify(r.data, null, 2);
       $("exchange").hidden = false;
@@ -592,6 +595,28 @@
     }
   }
 
+  // order-sign with a sample draft order (the sample patient chosen above): one isolated control.
+  async function initOrderSign() {
+    const drafts = $("draft-select");
+    const button = $("fire-order-sign");
+    const sync = () => (button.disabled = !(drafts.value && $("sample-select").value));
+    drafts.addEventListener("change", sync);
+    $("sample-select").addEventListener("change", sync);
+    button.addEventListener("click", () =>
+      fire(() => getJson("/demo/order-request/" + encodeURIComponent($("sample-select").value) +
+                         "?draft=" + encodeURIComponent(drafts.value)), ORDER_SIGN));
+    try {
+      const data = await getJson("/demo/drafts");
+      const options = [el("option", { value: "", text: "Choose a draft order" })];
+      for (const d of data.drafts || []) options.push(el("option", { value: d.id, text: d.title || d.id }));
+      drafts.replaceChildren(...options);
+      drafts.disabled = false;
+    } catch (e) {
+      $("order-sign-row").hidden = true;
+    }
+  }
+
   window.mbcViewer = { renderMarkdown, escapeHtml, bundleResources, prefetchFromResources, cardNode, splitDetail };
   document.addEventListener("DOMContentLoaded", init);
+  document.addEventListener("DOMContentLoaded", initOrderSign);
 })();
