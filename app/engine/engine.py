@@ -110,6 +110,18 @@ def _source_line(rule: Rule) -> str:
     return f"\n**Source:** {cites}. Suggestions are drafts for a clinician to review and sign."
 
 
+
+def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
+    """The evidence of every condition of the rule, or None as soon as one condition does not hold."""
+    evidence: list[Evidence] = []
+    for cond in rule.conditions:
+        result = cond(ev)
+        if result is None:
+            return None
+        evidence.extend(result)
+    return evidence
+
+
 class Engine:
     def __init__(self, knowledge: Knowledge, options: EngineOptions, hook: str = "patient-view") -> None:
         self.knowledge = knowledge
@@ -130,13 +142,8 @@ class Engine:
         fired: list[FiredRule] = []
         silenced: list[tuple[Rule, Snooze]] = []
         for rule in self.rules:
-            evidence: list[Evidence] = []
-            for cond in rule.conditions:
-                result = cond(ev)
-                if result is None:
-                    break
-                evidence.extend(result)
-            else:
+            evidence = rule_evidence(rule, ev)
+            if evidence is not None:
                 snooze = active.get(rule.id)
                 if snooze is not None and not rule.uncapped:
                     priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority

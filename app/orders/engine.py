@@ -15,7 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from app.clinical.draft_safety import Withheld, draft_blockers
 from app.engine.context import TemplateValues
-from app.engine.engine import Engine, FiredRule, Snooze, _reasons, _stable_uuid
+from app.engine.engine import Engine, FiredRule, Snooze, _reasons, _stable_uuid, rule_evidence
 from app.engine.evaluation import Evaluation, Evidence
 from app.engine.knowledge import PRIORITY_TO_INDICATOR, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
@@ -78,15 +78,9 @@ class OrderEngine(Engine):
                 priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
                 if PRIORITY_TO_INDICATOR.get(priority, "info") != "critical":
                     continue
-            evidence: list[Evidence] = []
-            for cond in rule.conditions:
-                result = cond(ev)
-                if result is None:
-                    break
-                evidence.extend(result)
-            else:
-                if _targets(evidence):
-                    fired.append(self._card(rule, ev, evidence, TemplateValues(ev), hook_instance))
+            evidence = rule_evidence(rule, ev)
+            if evidence is not None and _targets(evidence):
+                fired.append(self._card(rule, ev, evidence, TemplateValues(ev), hook_instance))
         return self._rank_and_cap(fired, ev)
 
     def _card(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
