@@ -110,7 +110,6 @@ def _source_line(rule: Rule) -> str:
     return f"\n**Source:** {cites}. Suggestions are drafts for a clinician to review and sign."
 
 
-
 def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
     """The evidence of every condition of the rule, or None as soon as one condition does not hold."""
     evidence: list[Evidence] = []
