@@ -387,14 +387,19 @@ def test_fractionation_text_refuses_what_it_cannot_read_safely(text: str) -> Non
     assert parse_fractionation_text(text) is None
 
 
-def test_phase_prescription_extensions_are_read() -> None:
-    draft = rt_draft(per_cgy=None, fractions=None)
-    draft["extension"] = [
+def _phase_prescription_30gy_in_10() -> list[dict]:
+    """CodeX phase-prescription extensions: 10 fractions of 300 cGy to one volume."""
+    return [
         {"url": EXT_FRACTIONS, "valuePositiveInt": 10},
         {"url": EXT_DOSE_TO_VOLUME, "extension": [
             {"url": "volume", "valueReference": {"reference": "BodyStructure/v1"}},
             {"url": "fractionDose", "valueQuantity": {"value": 300, "unit": "cGy"}},
             {"url": "totalDose", "valueQuantity": {"value": 3000, "unit": "cGy"}}]}]
+
+
+def test_phase_prescription_extensions_are_read() -> None:
+    draft = rt_draft(per_cgy=None, fractions=None)
+    draft["extension"] = _phase_prescription_30gy_in_10()
     fx = read_fractionation(draft)
     assert fx is not None and (fx.fractions, fx.total_gy, fx.dose_per_fraction_gy) == (10, 30, 3)
 
@@ -426,12 +431,7 @@ def test_update_of_a_phase_prescription_writes_the_phase_extensions() -> None:
 
     draft = rt_draft(per_cgy=None, fractions=None)
     draft["meta"] = {"profile": [PROFILE_PHASE]}
-    draft["extension"] = [
-        {"url": EXT_FRACTIONS, "valuePositiveInt": 10},
-        {"url": EXT_DOSE_TO_VOLUME, "extension": [
-            {"url": "volume", "valueReference": {"reference": "BodyStructure/v1"}},
-            {"url": "fractionDose", "valueQuantity": {"value": 300, "unit": "cGy"}},
-            {"url": "totalDose", "valueQuantity": {"value": 3000, "unit": "cGy"}}]}]
+    draft["extension"] = _phase_prescription_30gy_in_10()
     updated = with_fractionation(draft, 800, 1)
     ext = {e["url"]: e for e in updated["extension"]}
     assert ext[EXT_FRACTIONS]["valuePositiveInt"] == 1
