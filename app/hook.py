@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from app.data_requirements import prefetch_templates, prefetch_types
 from app.engine.engine import Engine, EngineOptions, FiredRule, Snooze
 from app.engine.evaluation import Evaluation, Windows, evaluate_patient
 from app.engine.knowledge import Knowledge
@@ -18,7 +19,6 @@ from app.orders.cache import LruCache, cache_key
 from app.orders.drafts import order_context
 from app.orders.engine import ORDER_HOOKS, OrderEngine
 from app.read_gaps import describe_gaps, gaps_from_problems, unreadable_types
-from app.service_definition import prefetch_templates, resource_type_of
 from app.settings import Settings
 from cds_hooks.draft_orders import DraftOrders, parse_draft_orders
 from cds_hooks.fallback import FetchProblem, PrefetchResolver
@@ -62,7 +62,7 @@ class HookProcessor:
         self.settings = settings
         self.terminology = terminology
         self.templates = prefetch_templates(terminology)
-        self.types = {key: resource_type_of(t) for key, t in self.templates.items()}
+        self.types = prefetch_types()
         options = EngineOptions(
             resource_level=settings.resource_level, info_card_cap=settings.info_card_cap,
             card_budget=settings.card_budget,

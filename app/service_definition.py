@@ -1,69 +1,15 @@
-"""The CDS services this app offers: ids, hooks and prefetch templates (built from the value sets they read)."""
+"""The CDS services this app offers: ids, hooks, descriptions; the prefetch templates come from the data
+declaration (app/data_requirements.py)."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
+from app.data_requirements import ConceptCodes, prefetch_templates
 from cds_hooks.discovery import ServiceDefinition
-
-
-class ConceptCodes(Protocol):
-    """The one terminology lookup the prefetch templates need (terminology.Terminology has it)."""
-
-    def codes(self, concept_id: str) -> frozenset[tuple[str, str]]: ...
-
 
 SERVICE_ID = "mbc-palliative-care"
 HOOK = "patient-view"
 ORDER_SELECT_ID = "mbc-order-select"
 ORDER_SIGN_ID = "mbc-order-sign"
-_P = "{{context.patientId}}"
-
-# Observation codes the rules read, as a server-side filter so that vital-sign floods stay on the server.
-_OBSERVATION_CONCEPTS = (
-    "obs-ecog", "obs-karnofsky", "obs-pain-score", "obs-distress", "obs-phq9", "obs-phq2", "obs-gad7",
-    "obs-calcium", "obs-corrected-calcium", "obs-albumin", "obs-spo2", "obs-body-weight", "obs-disease-status",
-    "obs-tnm-m", "obs-stage-group", "acp-code-status", "acp-place-of-death", "acp-goals-of-care",
-    "obs-egfr", "obs-creatinine-clearance", "obs-fatigue-score",
-)
-
-
-def observation_code_filter(terminology: ConceptCodes) -> str:
-    codes: list[str] = []
-    for concept in _OBSERVATION_CONCEPTS:
-        try:
-            pairs = terminology.codes(concept)
-        except KeyError:
-            continue
-        for system, code in sorted(pairs):
-            token = f"{system}|{code}"
-            if token not in codes:
-                codes.append(token)
-    return ",".join(codes)
-
-
-def prefetch_templates(terminology: ConceptCodes) -> dict[str, str]:
-    obs_codes = observation_code_filter(terminology)
-    observations = f"Observation?patient={_P}" + (f"&code={obs_codes}" if obs_codes else "")
-    return {
-        "patient": f"Patient/{_P}",
-        "conditions": f"Condition?patient={_P}",
-        "observations": observations,
-        "medicationRequests": f"MedicationRequest?patient={_P}&status=active",
-        "medicationStatements": f"MedicationStatement?patient={_P}&status=active",
-        "serviceRequests": f"ServiceRequest?patient={_P}",
-        "encounters": f"Encounter?patient={_P}",
-        "careTeams": f"CareTeam?patient={_P}",
-        "documentReferences": f"DocumentReference?patient={_P}",
-        "consents": f"Consent?patient={_P}",
-        "goals": f"Goal?patient={_P}",
-        "procedures": f"Procedure?patient={_P}",
-        "allergies": f"AllergyIntolerance?patient={_P}",
-    }
-
-
-def resource_type_of(template: str) -> str:
-    return template.split("?", 1)[0].split("/", 1)[0]
 
 
 def service_definition(terminology: ConceptCodes) -> ServiceDefinition:

@@ -25,6 +25,10 @@ CARD_LINK_URL = f"{BASE_URL}/StructureDefinition/card-link"
 LEVEL_TITLE_URL = f"{BASE_URL}/StructureDefinition/level-title"
 # On a suggestion: the highest level that offers it (a better option replaces it above, e.g. radiographs by MRI).
 RESOURCE_LEVEL_MAX_URL = f"{BASE_URL}/StructureDefinition/resource-level-max"
+# On a Library.dataRequirement (plandefinitions/data_requirements.py): the CDS Hooks prefetch key it is asked for
+# under, and the search parameter that names the patient.
+PREFETCH_KEY_URL = f"{BASE_URL}/StructureDefinition/prefetch-key"
+PATIENT_SEARCH_PARAM_URL = f"{BASE_URL}/StructureDefinition/patient-search-param"
 HERE = Path(__file__).parent
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from app.data_requirements import prefetch_types
 from app.main import create_app
 from app.settings import Settings
 from tests import hapi_fixture
@@ -56,11 +57,7 @@ def pg_url() -> str | None:
 def hook_request(resources: list[dict], patient_id: str, **extra: object) -> dict:
     """A patient-view request with every resource in one prefetch bundle per type, as an EHR would send."""
     by_key: dict[str, list[dict]] = {}
-    keys = {"Patient": "patient", "Condition": "conditions", "Observation": "observations",
-            "MedicationRequest": "medicationRequests", "MedicationStatement": "medicationStatements",
-            "ServiceRequest": "serviceRequests", "Encounter": "encounters", "CareTeam": "careTeams",
-            "DocumentReference": "documentReferences", "Consent": "consents", "Goal": "goals",
-            "Procedure": "procedures", "AllergyIntolerance": "allergies"}
+    keys = {rtype: key for key, rtype in prefetch_types().items()}
     for r in resources:
         key = keys.get(r.get("resourceType", ""))
         if key:

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.cli import main
+from app.data_requirements import prefetch_types
 from app.main import create_app
 from app.read_gaps import ReadGap, describe_gaps, gaps_from_problems, gaps_summary
 from cds_hooks.fallback import FetchProblem
@@ -111,10 +112,13 @@ def test_a_first_page_only_is_incomplete_not_unreadable() -> None:
     assert gap == ReadGap("Observation", "incomplete", "first-page-only")
 
 
-@pytest.mark.parametrize("n", range(1, 13))
+# every type the service searches for, longest name first (the hardest to fit), then the skipped-entries line
+_GAP_NAMES = [*sorted(set(prefetch_types().values()) - {"Patient"}, key=lambda t: (-len(t), t)), "Extra prefetch data"]
+
+
+@pytest.mark.parametrize("n", range(1, len(_GAP_NAMES) + 1))
 def test_the_summary_fits_without_being_cut(n: int) -> None:
-    names = ["MedicationStatement", "DocumentReference", "ServiceRequest", "MedicationRequest", "Observation",
-             "Condition", "Encounter", "Procedure", "CareTeam", "Consent", "Goal", "Extra prefetch data"][:n]
+    names = _GAP_NAMES[:n]
     gaps = [ReadGap(t, "unreadable", "http", 1, 500) for t in names]
     summary = gaps_summary(gaps, "p1")
     assert len(summary) < 140 and "…" not in summary and summary.startswith("Could not read ")

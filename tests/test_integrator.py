@@ -109,7 +109,7 @@ def test_viewer_and_static_files_are_served_with_a_strict_csp(client: TestClient
 
 
 def test_demo_request_for_bundle_matches_the_conftest_mapping() -> None:
-    from app.service_definition import prefetch_templates
+    from app.data_requirements import prefetch_templates
     from terminology import get_terminology
 
     req = demo_request_for_bundle(sample_bundle("mbc-demo-01"), prefetch_templates(get_terminology()),

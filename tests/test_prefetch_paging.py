@@ -14,9 +14,9 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
+from app.data_requirements import prefetch_templates
 from app.main import create_app
 from app.samples import sample_bundle
-from app.service_definition import prefetch_templates
 from cds_hooks.fallback import PrefetchResolver
 from cds_hooks.models import HookRequest
 from tests.conftest import SERVICE_URL, make_settings

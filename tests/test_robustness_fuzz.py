@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.data_requirements import prefetch_types, record_types
 from app.main import create_app
 from cds_hooks.models import Card
 from tests.conftest import NOW, SERVICE_URL, hook_request, make_settings
@@ -80,9 +81,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 
-RESOURCE_TYPES = ["Patient", "Condition", "Observation", "MedicationRequest", "MedicationStatement",
-                  "ServiceRequest", "Encounter", "CareTeam", "DocumentReference", "Consent", "Goal", "Procedure",
-                  "Medication", "Bundle", "OperationOutcome", "Unknown", ""]
+RESOURCE_TYPES = [*sorted(record_types()), "Bundle", "OperationOutcome", "Unknown", ""]
 # fields the clinical layer reads, by any resource type
 FIELDS = ["id", "subject", "patient", "code", "category", "clinicalStatus", "verificationStatus", "bodySite",
           "onsetDateTime", "onsetPeriod", "onsetAge", "abatementDateTime", "recordedDate", "effectiveDateTime",
@@ -141,9 +140,7 @@ bundles = st.fixed_dictionaries({"resourceType": st.just("Bundle"),
                                  "entry": st.one_of(st.lists(entries, max_size=8), json_values)})
 prefetch_values = st.one_of(bundles, resources(), json_values,
                             st.just({"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}))
-PREFETCH_KEYS = ["patient", "conditions", "observations", "medicationRequests", "medicationStatements",
-                 "serviceRequests", "encounters", "careTeams", "documentReferences", "consents", "goals",
-                 "procedures", "allergies", "extra", "everything"]
+PREFETCH_KEYS = [*prefetch_types(), "extra", "everything"]
 
 
 def valid_base() -> dict[str, Any]:

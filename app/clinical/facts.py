@@ -734,6 +734,10 @@ class _FactBuilder:
         return facts
 
 
+# The resource types the fact pass reads; app/data_requirements.py checks the knowledge declares exactly these.
+HANDLED_TYPES = frozenset(_FactBuilder._handlers)
+
+
 def _short_drug_name(name: str) -> str:
     """'Morphine sulfate 10 MG Oral Tablet' -> 'morphine sulfate'; keeps the words before the first number."""
     words: list[str] = []

@@ -33,6 +33,8 @@ from typing import IO, Any
 
 import orjson
 
+from app.data_requirements import record_types
+
 DEFAULT_BUCKET_BYTES = 128 * 1024 * 1024
 
 # Where a resource names its patient (Patient compartment fields used by the types the engine reads).
@@ -42,22 +44,8 @@ _PATIENT_IN_URL = re.compile(PATIENT_IN_URL)
 _NDJSON_NAME = re.compile(r"^([A-Z][A-Za-z]+)(?:[._\-].*)?\.ndjson(?:\.gz)?$")
 
 
-def engine_types() -> frozenset[str]:
-    """Resource types the engine reads (the fact builder's handlers) plus Patient; other types are skipped."""
-    try:
-        from app.clinical.facts import _FactBuilder
-
-        handled = frozenset(getattr(_FactBuilder, "_handlers", {}).keys())
-    except ImportError:  # pragma: no cover - the engine is part of this package
-        handled = frozenset()
-    if not handled:
-        handled = frozenset({"Condition", "Observation", "Medication", "MedicationRequest", "MedicationStatement",
-                             "ServiceRequest", "Encounter", "CareTeam", "DocumentReference", "Consent", "Goal",
-                             "Procedure", "AllergyIntolerance"})
-    return handled | {"Patient"}
-
-
-ENGINE_TYPES = engine_types()
+# The resource types the rules read (Library-mbc-cds-data-requirements.json); other types are skipped.
+ENGINE_TYPES = record_types()
 
 
 @dataclass
