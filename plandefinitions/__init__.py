@@ -1,4 +1,5 @@
-"""Clinical knowledge as FHIR R4 artifacts: PlanDefinitions, ActivityDefinitions, the rule CodeSystem, Library."""
+"""Clinical knowledge as FHIR R4 artifacts: PlanDefinitions, ActivityDefinitions, the rule CodeSystem, the Libraries
+(predicates; the data the rules read)."""
 
 from plandefinitions.loader import Artifacts, load_artifacts
 

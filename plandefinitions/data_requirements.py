@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plandefinitions.loader import PATIENT_SEARCH_PARAM_URL, PREFETCH_KEY_URL, ArtifactError, Artifacts, load_artifacts
+from plandefinitions.loader import (
+    HERE,
+    PATIENT_SEARCH_PARAM_URL,
+    PREFETCH_KEY_URL,
+    ArtifactError,
+    Artifacts,
+    read_artifact,
+)
 
 LIBRARY_ID = "mbc-cds-data-requirements"
 SUBJECT_TYPE = "Patient"
@@ -108,8 +115,10 @@ def _searches(requirements: tuple[DataRequirement, ...]) -> tuple[PrefetchSearch
 
 
 def data_requirements(artifacts: Artifacts | None = None) -> DataRequirements:
-    """The declaration from the knowledge Library (the artifacts are validated FHIR R4 when loaded)."""
-    library = (artifacts or load_artifacts()).get("Library", LIBRARY_ID)
+    """The declaration from the Library in `artifacts`, or from its own file: a population reader needs it
+    without the cost of validating every PlanDefinition."""
+    library = (artifacts.get("Library", LIBRARY_ID) if artifacts is not None
+               else read_artifact(HERE / f"Library-{LIBRARY_ID}.json"))
     if library is None or not library.get("dataRequirement"):
         raise ArtifactError(f"{_WHERE}: missing, or declares no dataRequirement")
     requirements = tuple(_requirement(d, f"{_WHERE} dataRequirement[{i}]")

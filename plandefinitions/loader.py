@@ -76,15 +76,23 @@ def load_artifacts(directory: Path | None = None) -> Artifacts:
     return _load(directory or HERE)
 
 
+def read_artifact(path: Path) -> dict[str, Any]:
+    """One knowledge file, parsed and validated as FHIR R4."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ArtifactError(f"{path.name}: invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path.name}: not a JSON object")
+    validate_resource(data, path.name)
+    return data
+
+
 @lru_cache(maxsize=4)
 def _load(directory: Path) -> Artifacts:
     artifacts = Artifacts()
     for path in sorted(directory.glob("*.json")):
-        try:
-            data = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise ArtifactError(f"{path.name}: invalid JSON: {exc}") from exc
-        validate_resource(data, path.name)
+        data = read_artifact(path)
         rid = data.get("id")
         if not isinstance(rid, str):
             raise ArtifactError(f"{path.name}: no id")

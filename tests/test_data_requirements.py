@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,7 +25,14 @@ from app.data_requirements import (
 )
 from app.worklist.readers import ENGINE_TYPES, ReadStats, bundle_records
 from plandefinitions.data_requirements import LIBRARY_ID, SUBJECT_TYPE, DataRequirements, data_requirements
-from plandefinitions.loader import PATIENT_SEARCH_PARAM_URL, PREFETCH_KEY_URL, ArtifactError, Artifacts, load_artifacts
+from plandefinitions.loader import (
+    PATIENT_SEARCH_PARAM_URL,
+    PREFETCH_KEY_URL,
+    ArtifactError,
+    Artifacts,
+    load_artifacts,
+    read_artifact,
+)
 from terminology import get_terminology
 
 P = "{{context.patientId}}"
@@ -68,6 +76,14 @@ class _Codes:
 def test_the_declaration_names_exactly_the_handled_types_and_the_patient() -> None:
     assert set(declared().types) == HANDLED_TYPES | {SUBJECT_TYPE}
     check_handled(declared(), HANDLED_TYPES)
+    # read from its own file (population readers) or from the loaded knowledge (served): the same declaration
+    assert data_requirements() == data_requirements(load_artifacts()) == declared()
+
+
+def test_a_knowledge_file_that_is_not_a_json_object_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "Library-x.json").write_text("[1]")
+    with pytest.raises(ArtifactError, match="Library-x.json: not a JSON object"):
+        read_artifact(tmp_path / "Library-x.json")
 
 
 def test_a_handler_without_a_requirement_or_a_requirement_without_a_handler_is_refused() -> None:
