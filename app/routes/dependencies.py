@@ -1,9 +1,10 @@
 """FastAPI dependencies of the routes: the runtime, the verified caller, the called service, the bounded JSON body.
 
-A route lists them in the order they must be checked, and FastAPI resolves them in that order before the
-handler runs: the caller's JWT first (401 / 503), then the service named in the path (404), then the body
-(415, 413, 400). So a caller that cannot prove who it is never gets its body read. They all read the `Request`
-itself, never `Header(...)` or body parameters, so they add nothing to the OpenAPI document.
+A route lists them in the order they must be checked, and FastAPI resolves them in that order (the route's
+`dependencies=[...]`, then its parameters) before the handler runs: the caller's JWT first (401 / 503), then the
+service named in the path (404), then the body (415, 413, 400). So a caller that cannot prove who it is never gets
+its body read. They read headers and body from the `Request` itself, never through `Header(...)` or body
+parameters, so they add nothing to the OpenAPI document.
 """
 
 from __future__ import annotations
