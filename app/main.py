@@ -11,16 +11,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
 from app.logging_setup import configure_logging, request_id_var
 from app.routes import discovery, feedback, health, knowledge, services
-from app.routes.common import ApiError, error_response
+from app.routes.errors import install_error_handlers
 from app.runtime import Runtime, build_runtime
 from app.service_definition import ORDER_SELECT_ID, ORDER_SIGN_ID, SERVICE_ID
 from app.settings import Settings, get_settings
@@ -32,7 +29,9 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 
 
 class RequestIdMiddleware:
-    """Gives every request an id (X-Request-ID, or a new one) for logs and the response header."""
+    """Gives every request an id (X-Request-ID, or a new one) for logs and the response header, and answers
+    any exception the app lets through with the JSON 500 body. Starlette runs a handler registered for
+    `Exception` outside all user middleware, so none is: this middleware catches those exceptions first."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -108,24 +107,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     app.state.settings = settings
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.error, exc.detail, exc.headers, exc.reason)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, "invalid-request", "the request does not match the API")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        return error_response(exc.status_code, "http-error", str(exc.detail)[:200])
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:
-        # The type only: messages can carry request content.
-        log.error("unhandled error", extra={"exc_type": type(exc).__name__})
-        return error_response(500, "internal-error", "the service failed; the error was logged")
-
+    install_error_handlers(app)
     for module in (discovery, services, feedback, health, knowledge):
         app.include_router(module.router)
     from app.routes import viewer  # late import: the viewer is optional HTML on top of the API
@@ -134,7 +116,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _document_request_bodies(app)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_methods=["GET", "POST"],
                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"], max_age=600)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # last added, outermost: it sees every request and every error
     return app
 
 

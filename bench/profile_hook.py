@@ -110,7 +110,8 @@ class AsgiDriver:
 
 def stage_timings(runtime: Any, body: bytes, n: int) -> dict[str, float]:
     """Median ms of each stage of the route, run by hand in the route's order."""
-    from app.routes.common import json_response, parse_json_object
+    from app.routes.common import json_response
+    from app.routes.dependencies import parse_json_object
     from app.routes.services import _extra_resources
     from cds_hooks.models import HookRequest
 
@@ -252,24 +253,24 @@ def apply_whatif(name: str, runtime: Any) -> list[tuple[Any, str, Any]]:
         lg = logging.getLogger("mbc_cds.hook")
         patch(lg, "disabled", True)
     if "gc-off-parse" in names or "no-depth-walk" in names:
-        import app.routes.common as common
+        import app.routes.dependencies as dependencies
 
-        real_parse = common.parse_json_object
+        real_parse = dependencies.parse_json_object
         skip_walk = "no-depth-walk" in names
         no_gc = "gc-off-parse" in names
 
-        def parse(body: bytes, max_depth: int | None = None) -> dict[str, Any]:
+        def parse(body: bytes, max_depth: int | None = None, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
             # JSON text cannot hold a reference cycle: the collector has nothing to find in what orjson builds.
             was = gc.isenabled()
             if no_gc:
                 gc.disable()
             try:
-                return real_parse(body, None if skip_walk else max_depth)
+                return real_parse(body, None if skip_walk else max_depth, skip)
             finally:
                 if was:
                     gc.enable()
 
-        patch(services, "parse_json_object", parse)
+        patch(dependencies, "parse_json_object", parse)
     if "gc-freeze" in names:
         # gc.freeze() after start-up: the terminology index, knowledge and models leave the collected generations,
         # so the collections that parsing a big prefetch triggers no longer walk them.

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from app.routes.common import check_jwt, json_response, runtime_of
+from app.routes.common import json_response
+from app.routes.dependencies import RuntimeDep, verified_client
 
 router = APIRouter()
 
 
-@router.get("/cds-services", summary="CDS Hooks discovery", tags=["cds-hooks"])
-async def discovery(request: Request) -> Response:
-    runtime = runtime_of(request)
-    await check_jwt(request, runtime)
+@router.get("/cds-services", summary="CDS Hooks discovery", tags=["cds-hooks"],
+            dependencies=[Depends(verified_client)])
+async def discovery(runtime: RuntimeDep) -> Response:
     return json_response(runtime.discovery)

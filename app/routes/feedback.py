@@ -7,21 +7,13 @@ from datetime import UTC, datetime
 from functools import partial
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.routes.common import (
-    ApiError,
-    check_jwt,
-    client_of,
-    json_body_doc,
-    json_response,
-    parse_json_object,
-    read_body,
-    runtime_of,
-)
+from app.routes.common import json_body_doc, json_response
+from app.routes.dependencies import ClientDep, FeedbackBody, RuntimeDep, ServiceDep, verified_client
+from app.routes.errors import ApiError, validated
 from app.runtime import Runtime
 from app.store.feedback import (
     FeedbackEntry,
@@ -38,17 +30,8 @@ router = APIRouter()
 
 @router.post("/cds-services/{service_id}/feedback", summary="CDS Hooks feedback", tags=["cds-hooks"],
              openapi_extra=json_body_doc("FeedbackRequest"))
-async def post_feedback(service_id: str, request: Request) -> Response:
-    runtime = runtime_of(request)
-    claims = await check_jwt(request, runtime)
-    if service_id not in runtime.services:
-        raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
-    data = parse_json_object(await read_body(request, 1024 * 1024), runtime.settings.max_json_depth)
-    try:
-        fb = FeedbackRequest.model_validate(data)
-    except ValidationError as exc:
-        parts = [f"{'.'.join(str(x) for x in e.get('loc', ())) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5]]
-        raise ApiError(400, "invalid-feedback", "; ".join(parts)) from None
+async def post_feedback(runtime: RuntimeDep, client: ClientDep, service: ServiceDep, data: FeedbackBody) -> Response:
+    fb = validated(FeedbackRequest, data, "invalid-feedback")
     entries = []
     for item in fb.feedback:
         reason = item.overrideReason.reason if item.overrideReason else None
@@ -60,7 +43,7 @@ async def post_feedback(service_id: str, request: Request) -> Response:
             has_comment=bool(item.overrideReason and item.overrideReason.userComment)))
     # The overview and data-incomplete are never snoozed (their PlanDefinition card tier): nothing to record.
     unsnoozable = {r.id for r in runtime.knowledge.rules if r.uncapped}
-    store = partial(store_feedback, runtime.db, service_id, entries, client=client_of(claims), now=runtime.clock(),
+    store = partial(store_feedback, runtime.db, service.id, entries, client=client, now=runtime.clock(),
                     snooze_days=runtime.settings.snooze_days, snoozable=lambda rule: rule not in unsnoozable)
     try:
         try:
@@ -103,12 +86,8 @@ def _iso(when: datetime) -> str:
 
 
 @router.get("/cds-services/{service_id}/feedback/report", summary="Accept / override counts per rule",
-            tags=["operations"])
-async def get_feedback_report(service_id: str, request: Request) -> Response:
-    runtime = runtime_of(request)
-    await check_jwt(request, runtime)
-    if service_id not in runtime.services:
-        raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}")
-    rows = await anyio.to_thread.run_sync(feedback_report, runtime.db, service_id)
+            tags=["operations"], dependencies=[Depends(verified_client)])
+async def get_feedback_report(runtime: RuntimeDep, service: ServiceDep) -> Response:
+    rows = await anyio.to_thread.run_sync(feedback_report, runtime.db, service.id)
     snoozes = await anyio.to_thread.run_sync(snooze_report, runtime.db, runtime.clock())
-    return json_response({"service": service_id, "rules": rows, "snoozes": snoozes}, prune=False)
+    return json_response({"service": service.id, "rules": rows, "snoozes": snoozes}, prune=False)

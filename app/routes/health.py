@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from app.routes.common import json_response, runtime_of
+from app.routes.common import json_response
+from app.routes.dependencies import RuntimeDep
 
 router = APIRouter()
 
@@ -15,8 +16,7 @@ async def health() -> Response:
 
 
 @router.get("/ready", summary="Readiness: the database answers", tags=["operations"])
-async def ready(request: Request) -> Response:
-    runtime = runtime_of(request)
+async def ready(runtime: RuntimeDep) -> Response:
     ok = await anyio.to_thread.run_sync(runtime.db.ping)
     if not ok:
         return json_response({"status": "unavailable", "database": "unreachable"}, status=503)

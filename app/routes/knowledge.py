@@ -7,15 +7,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.routes.common import json_response, runtime_of
+from app.routes.common import json_response
+from app.routes.dependencies import RuntimeDep
+from app.runtime import Runtime
 
 router = APIRouter()
 TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "CodeSystem", "ValueSet")
 FHIR_JSON = "application/fhir+json"
 
 
-def _resources(request: Request, rtype: str) -> list[dict[str, Any]]:
-    runtime = runtime_of(request)
+def _resources(runtime: Runtime, rtype: str) -> list[dict[str, Any]]:
     if rtype == "ValueSet":
         return runtime.terminology.all_valuesets()
     return runtime.knowledge.artifacts.of(rtype)
@@ -30,10 +31,10 @@ def _outcome(status: int, code: str, text: str) -> Response:
 
 
 @router.get("/fhir/{rtype}", summary="Search knowledge artifacts", tags=["knowledge"])
-async def search(rtype: str, request: Request) -> Response:
+async def search(rtype: str, request: Request, runtime: RuntimeDep) -> Response:
     if rtype not in TYPES:
         return _outcome(404, "not-supported", f"resource type {rtype[:40]!r} is not served here")
-    items = _resources(request, rtype)
+    items = _resources(runtime, rtype)
     params = request.query_params
     if "url" in params:
         items = [r for r in items if r.get("url") == params["url"]]
@@ -41,7 +42,7 @@ async def search(rtype: str, request: Request) -> Response:
         items = [r for r in items if r.get("id") == params["_id"]]
     # The configured public URL, not the request's Host (which the caller chooses): a cached or forwarded
     # Bundle must not point readers at a host an attacker named.
-    public = runtime_of(request).settings.public_base_url
+    public = runtime.settings.public_base_url
     base = public.rstrip("/") if public else str(request.base_url).rstrip("/")
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(items),
               "entry": [{"fullUrl": f"{base}/fhir/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}}
@@ -52,10 +53,10 @@ async def search(rtype: str, request: Request) -> Response:
 
 
 @router.get("/fhir/{rtype}/{rid}", summary="Read one knowledge artifact", tags=["knowledge"])
-async def read(rtype: str, rid: str, request: Request) -> Response:
+async def read(rtype: str, rid: str, runtime: RuntimeDep) -> Response:
     if rtype not in TYPES:
         return _outcome(404, "not-supported", f"resource type {rtype[:40]!r} is not served here")
-    for r in _resources(request, rtype):
+    for r in _resources(runtime, rtype):
         if r.get("id") == rid:
             resp = json_response(r)
             resp.headers["content-type"] = FHIR_JSON

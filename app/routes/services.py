@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.engine.engine import Snooze
 from app.hook import NoDataError
-from app.routes.common import (
-    ApiError,
-    check_jwt,
-    client_of,
-    json_body_doc,
-    json_response,
-    parse_json_object,
-    read_body,
-    runtime_of,
-)
+from app.routes.common import json_body_doc, json_response
+from app.routes.dependencies import ClientDep, HookBody, RuntimeDep, ServiceDep
+from app.routes.errors import ApiError, validated
 from app.store.audit import AuditRecord, patient_hash
 from app.store.feedback import active_snoozes
 from cds_hooks.draft_orders import DraftOrderError
@@ -48,30 +40,27 @@ def _count_resources(prefetch: Any) -> int:
     return total
 
 
+async def _started() -> float:
+    return time.perf_counter()
+
+
+# The hook's duration (log, audit) counts the JWT check and the body read, which run before the handler body.
+StartedDep = Annotated[float, Depends(_started)]
+
+
 @router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view, order-select, order-sign)",
              tags=["cds-hooks"],
              openapi_extra=json_body_doc("HookRequest"))
-async def call_service(service_id: str, request: Request) -> Response:
-    started = time.perf_counter()
-    runtime = runtime_of(request)
-    # The caller proves who it is before anything else is looked at (and before its body is read).
-    claims = await check_jwt(request, runtime)
-    service = runtime.services.get(service_id)
-    if service is None:
-        raise ApiError(404, "unknown-service", f"no CDS service {service_id[:64]!r}; see GET /cds-services")
-    # The prefetch is not walked for depth: it can hold tens of thousands of resources, the engine reads them
-    # at fixed paths without recursion, and orjson already refuses more than 1024 levels.
-    data = parse_json_object(await read_body(request, runtime.settings.max_body_bytes),
-                             runtime.settings.max_json_depth, skip=frozenset({"prefetch"}))
+async def call_service(started: StartedDep, runtime: RuntimeDep, client: ClientDep, service: ServiceDep,
+                       data: HookBody) -> Response:
+    # FastAPI resolves the parameters in order: the caller proves who it is before the service is looked up, and
+    # both before its body is read.
     if _count_resources(data.get("prefetch")) > runtime.settings.max_prefetch_resources:
         raise ApiError(413, "prefetch-too-large",
                        f"more than {runtime.settings.max_prefetch_resources} resources in prefetch")
-    try:
-        hook = HookRequest.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(400, "invalid-request", _message(exc)) from None
+    hook = validated(HookRequest, data, "invalid-request")
     if hook.hook != service.hook:
-        raise ApiError(400, "wrong-hook", f"service {service_id} answers {service.hook!r}, not {hook.hook!r}")
+        raise ApiError(400, "wrong-hook", f"service {service.id} answers {service.hook!r}, not {hook.hook!r}")
     prefetch = hook.prefetch or {}
     if hook.fhirServer and not runtime.settings.fhir_server_allowed(hook.fhirServer):
         raise ApiError(400, "fhir-server-not-allowed",
@@ -93,15 +82,15 @@ async def call_service(service_id: str, request: Request) -> Response:
     duration = (time.perf_counter() - started) * 1000
     ev = outcome.evaluation
     runtime.audit.submit(AuditRecord(
-        hook_instance=hook.hookInstance, service=service_id,
+        hook_instance=hook.hookInstance, service=service.id,
         patient_hash=hashed, rule_ids=tuple(outcome.rule_ids),
         card_uuids=tuple((f.card["uuid"], f.rule.id) for f in outcome.fired),
-        client=client_of(claims),
+        client=client,
         card_details=tuple((f.card["uuid"], f.indicator, tuple(s["uuid"] for s in f.card.get("suggestions") or ()))
                            for f in outcome.fired),
         phase=ev.phase.name if ev and ev.facts.in_scope else None, duration_ms=round(duration, 2), status=200,
         problems=len(outcome.problems), created_at=now))
-    log.info("hook answered", extra={"service": service_id, "hook_instance": hook.hookInstance[:64],
+    log.info("hook answered", extra={"service": service.id, "hook_instance": hook.hookInstance[:64],
                                      "rules": outcome.rule_ids, "duration_ms": round(duration, 2),
                                      "problems": len(outcome.problems)})
     return body
@@ -130,10 +119,3 @@ def _extra_resources(prefetch: dict[str, Any], templates: dict[str, str]) -> tup
             skipped += n
     return extra, skipped
 
-
-def _message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)

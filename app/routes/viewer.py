@@ -14,13 +14,15 @@ from importlib import resources
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
 from app.clinical.timeline import build_timeline
 from app.hook import NoDataError
-from app.routes.common import ApiError, json_response, parse_json_object, read_body, runtime_of
+from app.routes.common import json_response
+from app.routes.dependencies import HookBody, RuntimeDep
+from app.routes.errors import ApiError, validated
+from app.runtime import Runtime
 from app.service_definition import ORDER_SIGN_ID, SERVICE_ID
 from app.timeline_svg import render_timeline_svg
 from cds_hooks.draft_orders import DraftOrderError
@@ -62,7 +64,7 @@ async def favicon() -> Response:
     return Response(_static_bytes("favicon.svg"), media_type="image/svg+xml", headers=_SECURITY_HEADERS)
 
 
-def _require_demo_mode(request: Request) -> None:
+async def _require_demo_mode(request: Request) -> None:
     if request.app.state.settings.require_jwt:
         raise ApiError(404, "demo-mode-off",
                        "the demo routes exist only with JWT verification off (MBC_CDS_REQUIRE_JWT=false, "
@@ -77,41 +79,33 @@ def _samples() -> Any:
     return samples
 
 
-@router.get("/demo/samples", summary="Sample patients (demo mode only)", tags=["viewer"])
-async def demo_samples(request: Request) -> Response:
-    _require_demo_mode(request)
+# Route dependencies run before the parameters are read: off demo mode, every demo route is a 404.
+_DEMO_ONLY = [Depends(_require_demo_mode)]
+
+
+@router.get("/demo/samples", summary="Sample patients (demo mode only)", tags=["viewer"], dependencies=_DEMO_ONLY)
+async def demo_samples() -> Response:
     items = [{"id": s["id"], "title": s.get("title", ""), "description": s.get("description", "")}
              for s in _samples().list_samples()]
     return json_response({"samples": items, "service": SERVICE_ID})
 
 
 @router.get("/demo/request/{sample_id}", summary="A patient-view request for a sample (demo mode only)",
-            tags=["viewer"])
-async def demo_request(sample_id: str, request: Request) -> Response:
+            tags=["viewer"], dependencies=_DEMO_ONLY)
+async def demo_request(sample_id: str, runtime: RuntimeDep) -> Response:
     from app.integrator import demo_request_for_bundle
 
-    _require_demo_mode(request)
     samples = _samples()
     if sample_id not in {s["id"] for s in samples.list_samples()}:
         raise ApiError(404, "unknown-sample", f"no sample patient {sample_id[:64]!r}; see GET /demo/samples")
-    runtime = runtime_of(request)
     bundle = samples.sample_bundle(sample_id, now=runtime.clock())
     body = demo_request_for_bundle(bundle, runtime.services[SERVICE_ID].prefetch)
     # Not json_response: that drops nulls and empty lists, and a null prefetch key means "no data".
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def _timeline_of(request: Request) -> dict[str, Any]:
-    _require_demo_mode(request)
-    runtime = runtime_of(request)
-    data = parse_json_object(await read_body(request, runtime.settings.max_body_bytes),
-                             runtime.settings.max_json_depth, skip=frozenset({"prefetch"}))
-    try:
-        hook = HookRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())) or 'body'}: {e.get('msg', 'invalid')}"
-                           for e in exc.errors()[:5])
-        raise ApiError(400, "invalid-request", errors) from None
+async def _timeline_of(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    hook = validated(HookRequest, data, "invalid-request")
     if not hook.prefetch:
         raise ApiError(412, "no-data", "the timeline is drawn from the request's prefetch; it has none")
     # Only what the request carries: the timeline endpoint never reads a FHIR server.
@@ -126,35 +120,32 @@ async def _timeline_of(request: Request) -> dict[str, Any]:
 
 
 @router.post("/demo/timeline", summary="The patient's timeline as JSON, from a patient-view request (demo mode only)",
-             tags=["viewer"])
-async def demo_timeline(request: Request) -> Response:
-    return json_response(await _timeline_of(request), prune=False)
+             tags=["viewer"], dependencies=_DEMO_ONLY)
+async def demo_timeline(runtime: RuntimeDep, data: HookBody) -> Response:
+    return json_response(await _timeline_of(runtime, data), prune=False)
 
 
 @router.post("/demo/timeline.svg", summary="The patient's timeline as SVG, from a patient-view request "
-             "(demo mode only)", tags=["viewer"])
-async def demo_timeline_svg(request: Request) -> Response:
-    svg = render_timeline_svg(await _timeline_of(request), link_base="#")
+             "(demo mode only)", tags=["viewer"], dependencies=_DEMO_ONLY)
+async def demo_timeline_svg(runtime: RuntimeDep, data: HookBody) -> Response:
+    svg = render_timeline_svg(await _timeline_of(runtime, data), link_base="#")
     return Response(svg, media_type="image/svg+xml", headers=_SECURITY_HEADERS)
 
 
 @router.get("/demo/drafts", summary="Sample draft orders for order-select / order-sign (demo mode only)",
-            tags=["viewer"])
-async def demo_drafts(request: Request) -> Response:
-    _require_demo_mode(request)
+            tags=["viewer"], dependencies=_DEMO_ONLY)
+async def demo_drafts() -> Response:
     return json_response({"drafts": _samples().list_drafts(), "service": ORDER_SIGN_ID})
 
 
 @router.get("/demo/order-request/{sample_id}", summary="An order-sign request: a sample patient with a sample "
-            "draft order (demo mode only)", tags=["viewer"])
-async def demo_order_request(sample_id: str, draft: str, request: Request) -> Response:
+            "draft order (demo mode only)", tags=["viewer"], dependencies=_DEMO_ONLY)
+async def demo_order_request(sample_id: str, draft: str, runtime: RuntimeDep) -> Response:
     from app.integrator import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
 
-    _require_demo_mode(request)
     samples = _samples()
     if sample_id not in {s["id"] for s in samples.list_samples()}:
         raise ApiError(404, "unknown-sample", f"no sample patient {sample_id[:64]!r}; see GET /demo/samples")
-    runtime = runtime_of(request)
     resources = bundle_resources(samples.sample_bundle(sample_id, now=runtime.clock()))
     pid = patient_id_of(resources)
     try:
