@@ -62,10 +62,6 @@ def prefetch_templates(terminology: ConceptCodes) -> dict[str, str]:
     }
 
 
-def resource_type_of(template: str) -> str:
-    return template.split("?", 1)[0].split("/", 1)[0]
-
-
 def service_definition(terminology: ConceptCodes) -> ServiceDefinition:
     return ServiceDefinition(
         id=SERVICE_ID,

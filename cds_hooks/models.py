@@ -28,6 +28,7 @@ __all__ = [
     "FhirAuthorization",
     "HOOK_CONTEXT_REQUIRED",
     "HookRequest",
+    "ORDER_HOOKS",
     "HookResponse",
     "Link",
     "OverrideReason",
@@ -108,6 +109,9 @@ USER_ID_TOKENS: dict[str, str] = {
     "userRelatedPersonId": "RelatedPerson",
 }
 
+
+# The hooks whose context carries draft orders (`context.draftOrders`).
+ORDER_HOOKS = ("order-select", "order-sign")
 
 # Context fields a hook cannot be answered without (CDS Hooks 2.0 hook definitions). `userId` is required by the
 # specification too, but nothing here depends on it, so a client that leaves it out is still answered.

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.routes.common import json_response, runtime_of
+from cds_hooks.paging import FHIR_JSON
 
 router = APIRouter()
 TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "CodeSystem", "ValueSet")
-FHIR_JSON = "application/fhir+json"
 
 
 def _resources(request: Request, rtype: str) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.engine.engine import Snooze
-from app.hook import NoDataError
 from app.routes.common import (
     ApiError,
     check_jwt,
@@ -24,6 +23,7 @@ from app.routes.common import (
     read_body,
     runtime_of,
 )
+from app.service.handle import NoDataError
 from app.store.audit import AuditRecord, patient_hash
 from app.store.feedback import active_snoozes
 from cds_hooks.draft_orders import DraftOrderError
@@ -83,7 +83,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     hashed = patient_hash(hook.patient_id() or "", runtime.settings.audit_salt)
     snoozes = await _snoozes(runtime, hashed, now)
     try:
-        outcome = await runtime.processor.run(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
+        outcome = await runtime.handler.handle(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
     except DraftOrderError as exc:

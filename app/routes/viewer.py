@@ -19,8 +19,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from app.clinical.timeline import build_timeline
-from app.hook import NoDataError
 from app.routes.common import ApiError, json_response, parse_json_object, read_body, runtime_of
+from app.service.handle import NoDataError
 from app.service_definition import ORDER_SIGN_ID, SERVICE_ID
 from app.timeline_svg import render_timeline_svg
 from cds_hooks.draft_orders import DraftOrderError
@@ -88,7 +88,7 @@ async def demo_samples(request: Request) -> Response:
 @router.get("/demo/request/{sample_id}", summary="A patient-view request for a sample (demo mode only)",
             tags=["viewer"])
 async def demo_request(sample_id: str, request: Request) -> Response:
-    from app.integrator import demo_request_for_bundle
+    from app.hook_requests import demo_request_for_bundle
 
     _require_demo_mode(request)
     samples = _samples()
@@ -117,7 +117,7 @@ async def _timeline_of(request: Request) -> dict[str, Any]:
     # Only what the request carries: the timeline endpoint never reads a FHIR server.
     hook = hook.model_copy(update={"fhirServer": None, "fhirAuthorization": None})
     try:
-        outcome = await runtime.processor.run(hook, runtime.clock())
+        outcome = await runtime.handler.handle(hook, runtime.clock())
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
     except DraftOrderError as exc:
@@ -148,7 +148,7 @@ async def demo_drafts(request: Request) -> Response:
 @router.get("/demo/order-request/{sample_id}", summary="An order-sign request: a sample patient with a sample "
             "draft order (demo mode only)", tags=["viewer"])
 async def demo_order_request(sample_id: str, draft: str, request: Request) -> Response:
-    from app.integrator import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
+    from app.hook_requests import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
 
     _require_demo_mode(request)
     samples = _samples()
