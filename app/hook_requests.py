@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from cds_hooks.models import ORDER_HOOKS
+from cds_hooks.hooks import ORDER_HOOKS
 from cds_hooks.prefetch import resource_type_of
 
 DEFAULT_USER = "Practitioner/example"

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from cds_hooks.hooks import HOOK_CONTEXT_REQUIRED, USER_ID_TOKENS
 from cds_hooks.urlpolicy import has_control_chars
 
 __all__ = [
@@ -26,16 +27,13 @@ __all__ = [
     "FeedbackItem",
     "FeedbackRequest",
     "FhirAuthorization",
-    "HOOK_CONTEXT_REQUIRED",
     "HookRequest",
-    "ORDER_HOOKS",
     "HookResponse",
     "Link",
     "OverrideReason",
     "Source",
     "Suggestion",
     "SystemAction",
-    "USER_ID_TOKENS",
 ]
 
 
@@ -102,24 +100,6 @@ def _check_http_url(value: str) -> str:
     return value
 
 
-USER_ID_TOKENS: dict[str, str] = {
-    "userPractitionerId": "Practitioner",
-    "userPractitionerRoleId": "PractitionerRole",
-    "userPatientId": "Patient",
-    "userRelatedPersonId": "RelatedPerson",
-}
-
-
-# The hooks whose context carries draft orders (`context.draftOrders`).
-ORDER_HOOKS = ("order-select", "order-sign")
-
-# Context fields a hook cannot be answered without (CDS Hooks 2.0 hook definitions). `userId` is required by the
-# specification too, but nothing here depends on it, so a client that leaves it out is still answered.
-HOOK_CONTEXT_REQUIRED: dict[str, tuple[str, ...]] = {
-    "patient-view": ("patientId",),
-    "order-select": ("patientId", "draftOrders"),
-    "order-sign": ("patientId", "draftOrders"),
-}
 _REFERENCE_RE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
 

@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from cds_hooks.models import USER_ID_TOKENS
+from cds_hooks.hooks import USER_ID_TOKENS
 
 if TYPE_CHECKING:
     from cds_hooks.models import HookRequest

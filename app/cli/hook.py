@@ -21,7 +21,7 @@ from app.cli.draft_orders import DraftFileError, read_draft_orders
 from app.cli.errors import CliError
 from app.cli.output import print_json, render_cards_table
 from app.hook_requests import DEFAULT_USER, patient_view_request
-from cds_hooks.models import ORDER_HOOKS
+from cds_hooks.hooks import ORDER_HOOKS
 from cds_hooks.paging import FhirReadError, read_all_pages
 
 READ_TIMEOUT = httpx.Timeout(30.0, connect=10.0)

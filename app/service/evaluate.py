@@ -21,7 +21,7 @@ from app.service_definition import prefetch_templates
 from app.settings import Settings
 from cds_hooks.draft_orders import DraftOrders
 from cds_hooks.fallback import FetchProblem
-from cds_hooks.models import ORDER_HOOKS
+from cds_hooks.hooks import ORDER_HOOKS
 from cds_hooks.prefetch import resource_type_of
 from terminology import Terminology
 

@@ -12,7 +12,8 @@ from app.service.evaluate import RecordEvaluator
 from app.service.outcome import HookOutcome
 from cds_hooks.draft_orders import parse_draft_orders
 from cds_hooks.fallback import PrefetchResolver
-from cds_hooks.models import ORDER_HOOKS, HookRequest
+from cds_hooks.hooks import ORDER_HOOKS
+from cds_hooks.models import HookRequest
 
 
 class NoDataError(Exception):
