@@ -29,10 +29,10 @@ READ_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 def register(sub: Any) -> None:
     p = sub.add_parser("hook", help="fire a hook (patient-view, order-select, order-sign) at a CDS service",
-                              description="Fire patient-view (or order-select / order-sign with --draft) with "
-                                          "fhirServer (and fhirAuthorization with --token); with --prefetch, read "
-                                          "the discovery prefetch templates from the FHIR server first and send "
-                                          "them. Prints the cards.")
+                       description="Fire patient-view (or order-select / order-sign with --draft) with "
+                                   "fhirServer (and fhirAuthorization with --token); with --prefetch, read "
+                                   "the discovery prefetch templates from the FHIR server first and send "
+                                   "them. Prints the cards.")
     p.add_argument("--service", required=True,
                    help="service URL, e.g. http://127.0.0.1:8080/cds-services/mbc-palliative-care")
     p.add_argument("--fhir-server", required=True, help="FHIR base URL the service (or this tool) reads")
@@ -94,7 +94,7 @@ def _discovery_url(service_url: str) -> tuple[str, str]:
     head, _, service_id = parts.path.rpartition("/")
     if not service_id or not head.endswith("/cds-services"):
         raise CliError(f"error: --service must be the service URL, e.g. http://host/cds-services/<id>, "
-                     f"not {service_url!r}")
+                       f"not {service_url!r}")
     return urlunsplit((parts.scheme, parts.netloc, head, "", "")), service_id
 
 

@@ -23,8 +23,8 @@ LOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  # public sandboxes take their
 
 def register(sub: Any) -> None:
     p = sub.add_parser("load", help="POST the sample patients (transaction Bundles) to a FHIR server",
-                              description="POST each sample patient as a transaction Bundle, dates shifted to "
-                                          "now, to the FHIR server base (HAPI FHIR, Medplum, ...).")
+                       description="POST each sample patient as a transaction Bundle, dates shifted to "
+                                   "now, to the FHIR server base (HAPI FHIR, Medplum, ...).")
     p.add_argument("--fhir-server", required=True, help="FHIR base URL, e.g. https://hapi.fhir.org/baseR4")
     p.add_argument("--token", help="bearer token for the FHIR server")
     p.add_argument("--sample", action="extend", nargs="+", metavar="ID",

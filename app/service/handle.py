@@ -42,6 +42,9 @@ class HookHandler:
     async def handle(self, request: HookRequest, now: datetime | None = None,
                      extra: list[Any] | None = None, extra_skipped: int = 0,
                      snoozes: list[Snooze] | None = None) -> HookOutcome:
+        """The outcome of `request` at `now`. `extra` are resources sent under prefetch keys the service did not
+        ask for (`extra_skipped` the entries among them that held none); NoDataError when there is nothing to
+        read, DraftOrderError when the draft orders are malformed."""
         now = now or datetime.now(UTC)
         t0 = time.perf_counter()
         # Draft orders are checked before anything is fetched: a malformed one is the caller's error (400).
