@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 
 from app.engine.knowledge import Knowledge, compile_knowledge
-from app.hook import HookProcessor
 from app.safety import check_configuration
+from app.service.factory import build_handler, terminology_for
+from app.service.handle import HookHandler
 from app.service_definition import SERVICE_ID, order_service_definitions, service_definition
 from app.settings import Settings
 from app.store.audit import AuditWriter
@@ -23,8 +24,7 @@ from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
 from cds_hooks.discovery import ServiceDefinition, discovery_document
 from cds_hooks.jwks_fetch import jwks_client
 from cds_hooks.outbound import outbound_client
-from terminology import Terminology, get_terminology
-from terminology.local_codes import LocalCodesError, load_local_codes
+from terminology import Terminology
 
 log = logging.getLogger("mbc_cds.runtime")
 
@@ -39,7 +39,7 @@ class Runtime:
     services: dict[str, ServiceDefinition]
     discovery: dict[str, object]
     http: httpx.AsyncClient
-    processor: HookProcessor
+    handler: HookHandler
     verifier: JwtVerifier | None
     clients: list[TrustedClient] = field(default_factory=list)
     # JWK Sets have their own client: key fetches never queue behind FHIR reads (cds_hooks/jwks_fetch.py).
@@ -53,16 +53,6 @@ class Runtime:
         if self.jwks_http is not None:
             await self.jwks_http.aclose()
         self.db.dispose()
-
-
-def terminology_for(settings: Settings) -> Terminology:
-    """The shared terminology plus the deployment's site-local codes (MBC_CDS_LOCAL_CODES), validated."""
-    try:
-        return load_local_codes(settings.local_codes, get_terminology())
-    except LocalCodesError as exc:
-        # One clear line in the log before start-up stops; the exception carries the same message.
-        log.error("start-up stopped: %s", exc)
-        raise
 
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -102,5 +92,6 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
                     "patient ids in audit rows can be matched against known ids")
     return Runtime(settings=settings, db=db, audit=audit, knowledge=knowledge, terminology=terminology,
                    services=services, discovery=discovery_document(services.values()), http=http,
-                   processor=HookProcessor(settings, terminology, knowledge, http), verifier=verifier,
+                   handler=build_handler(settings, http, terminology=terminology, knowledge=knowledge),
+                   verifier=verifier,
                    clients=clients, jwks_http=jwks_http)

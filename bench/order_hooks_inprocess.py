@@ -1,4 +1,4 @@
-"""The order hooks' own cost, in-process (no HTTP, no JSON): `HookProcessor.run` on the benchmark's typical
+"""The order hooks' own cost, in-process (no HTTP, no JSON): `HookHandler.handle` on the benchmark's typical
 patient as patient-view, order-select (a different draft on every call: nothing reused) and order-sign (the
 drafts order-select saw: the evaluation reused). Less sensitive to a busy machine than bench/run.py.
 
@@ -24,15 +24,14 @@ from bench.run import summarize  # noqa: E402
 async def measure(n: int) -> dict[str, dict[str, float]]:
     import httpx
 
-    from app.engine.knowledge import compile_knowledge
-    from app.hook import HookProcessor
+    from app.service.factory import build_handler
     from app.settings import Settings
     from cds_hooks.models import HookRequest
     from terminology import get_terminology
 
     cases = {c["name"]: c for c in build_cases(quick=True)}
     async with httpx.AsyncClient() as http:
-        proc = HookProcessor(Settings(require_jwt=False), get_terminology(), compile_knowledge(), http)
+        handler = build_handler(Settings(require_jwt=False), http, terminology=get_terminology())
         runs = {
             "patient-view": [HookRequest.model_validate(cases["typical"]["request"])] * n,
             "order-select": [HookRequest.model_validate(v) for v in cases["order-select"]["variants"][:n]],
@@ -41,14 +40,15 @@ async def measure(n: int) -> dict[str, dict[str, float]]:
         out = {}
         for name, requests in runs.items():
             for r in requests[:20]:  # warm-up
-                await proc.run(r)
+                await handler.handle(r)
             times = []
             for r in requests:
                 t0 = time.perf_counter()
-                await proc.run(r)
+                await handler.handle(r)
                 times.append((time.perf_counter() - t0) * 1000)
             out[name] = summarize(times)
-        out["cache"] = {"hits": proc.order_cache.hits, "misses": proc.order_cache.misses}
+        cache = handler.evaluator.order_cache
+        out["cache"] = {"hits": cache.hits, "misses": cache.misses}
         return out
 
 

@@ -1,10 +1,10 @@
 """Where a hook's time goes, in-process: stage timings and a pyinstrument profile of the route.
 
     python bench/profile_hook.py [--case typical|heavy|n=100|n=1000|n=5000|n=20000] [-n N] [--html FILE]
-                                 [--target route|processor] [--top 25]
+                                 [--target route|handler] [--top 25]
 
 `--target route` (default) drives the real ASGI app (middleware, route, JSON, audit submit, logging) without
-HTTP; `--target processor` profiles `HookProcessor.run` alone. pyinstrument must be installed
+HTTP; `--target handler` profiles `HookHandler.handle` (app/service/handle.py) alone. pyinstrument must be installed
 (`pip install pyinstrument`); it is not a dependency of the project. The audit writer runs in its own thread,
 which pyinstrument does not sample, so its cost per row is measured separately.
 """
@@ -115,7 +115,8 @@ def stage_timings(runtime: Any, body: bytes, n: int) -> dict[str, float]:
     from app.routes.services import _extra_resources
     from cds_hooks.models import HookRequest
 
-    proc = runtime.processor
+    handler = runtime.handler
+    evaluator = handler.evaluator
     service = runtime.services["mbc-palliative-care"]
     now = datetime.now(UTC)
     acc: dict[str, list[float]] = defaultdict(list)
@@ -127,16 +128,16 @@ def stage_timings(runtime: Any, body: bytes, n: int) -> dict[str, float]:
         t1 = t()
         hook = HookRequest.model_validate(data)
         t2 = t()
-        result = await proc.resolver.resolve(hook, proc.templates)
+        result = await handler.resolver.resolve(hook, evaluator.templates)
         resources = result.all_resources()
         extra = _extra_resources(hook.prefetch or {}, service.prefetch)
         t3 = t()
         from app.engine.evaluation import evaluate_patient
 
         ev = evaluate_patient(resources, patient_id=hook.patient_id() or "", now=now,
-                              terminology=proc.terminology, problems=[], **proc.windows)
+                              terminology=evaluator.terminology, problems=[], **evaluator.windows)
         t4 = t()
-        fired = proc.engine.fire(ev, hook.hookInstance)
+        fired = evaluator.engine.fire(ev, hook.hookInstance)
         t5 = t()
         json_response({"cards": [f.card for f in fired]})
         t6 = t()
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--case", default="typical")
     p.add_argument("-n", type=int, default=0, help="hooks to profile (default: by size)")
-    p.add_argument("--target", choices=("route", "processor"), default="route")
+    p.add_argument("--target", choices=("route", "handler"), default="route")
     p.add_argument("--html", help="write pyinstrument's HTML report here")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-stages", action="store_true")
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.target == "route":
                 await driver.post(body)
             else:
-                await runtime.processor.run(hook)
+                await runtime.handler.handle(hook)
         profiler.stop()
         wall = (time.perf_counter() - t0) * 1000 / n
         await driver.lifespan_stop()

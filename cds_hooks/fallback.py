@@ -27,13 +27,21 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
 
 from cds_hooks.models import HookRequest
 from cds_hooks.outbound import OriginLimiter
+from cds_hooks.paging import (
+    PageWalk,
+    PagingStop,
+    fhir_headers,
+    first_diagnostics,
+    link_of,
+    next_link,
+    resolve_link,
+)
 from cds_hooks.prefetch import TemplateError, render_template
 from cds_hooks.urls import encode_request_url
 
@@ -50,10 +58,8 @@ ProblemKind = Literal[
 ]
 KeySource = Literal["prefetch", "null", "server", "unavailable"]
 
-FHIR_JSON = "application/fhir+json"
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 _ERROR_BODY_MAX = 64 * 1024
-_DIAG_MAX = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,38 +176,6 @@ def split_resources(value: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int
     return out, skipped
 
 
-def _diagnostics(outcome: Mapping[str, Any]) -> str:
-    issues = outcome.get("issue")
-    if not isinstance(issues, list) or not issues or not isinstance(issues[0], dict):
-        return ""
-    first = issues[0]
-    text = first.get("diagnostics")
-    if not isinstance(text, str) or not text.strip():
-        details = first.get("details")
-        text = details.get("text") if isinstance(details, dict) else None
-    if not isinstance(text, str):
-        code = first.get("code")
-        return code if isinstance(code, str) else ""
-    text = " ".join(text.split())  # no control characters / newlines in logs
-    return text[:_DIAG_MAX]
-
-
-def _next_link(bundle: Mapping[str, Any]) -> str | None:
-    return _link(bundle, "next")
-
-
-def _link(bundle: Mapping[str, Any], relation: str) -> str | None:
-    links = bundle.get("link")
-    if not isinstance(links, list):
-        return None
-    for link in links:
-        if isinstance(link, dict) and link.get("relation") == relation:
-            url = link.get("url")
-            if isinstance(url, str) and url.strip():
-                return url.strip()
-    return None
-
-
 class _Problem(Exception):
     def __init__(self, kind: ProblemKind, status: int | None = None, detail: str = "") -> None:
         super().__init__(kind)
@@ -221,14 +195,17 @@ class _HookBudget:
 @dataclass(slots=True)
 class _KeyState:
     key: str
+    # the key's pages: read so far, and the URLs already read (a sent first page's `self` link among them)
+    walk: PageWalk
     resources: list[dict[str, Any]] = field(default_factory=list)
-    pages: int = 0
     skipped: int = 0
     problem: FetchProblem | None = None
     finished: bool = False
     budget: _HookBudget | None = None
-    # URLs already read for this key (a sent first page's `self` link), for loop detection
-    seen: set[str] = field(default_factory=set)
+
+    @property
+    def pages(self) -> int:
+        return self.walk.pages
 
 
 @dataclass(slots=True)
@@ -245,11 +222,11 @@ def _first_page(value: Mapping[str, Any]) -> _FirstPage | None:
     """The sent Bundle as a first page, or None when it is the whole answer (no `next` link)."""
     if value.get("resourceType") != "Bundle":
         return None
-    link = _next_link(value)
+    link = next_link(value)
     if link is None:
         return None
     found, skipped = split_resources(value)
-    return _FirstPage(found, skipped, link, _link(value, "self"))
+    return _FirstPage(found, skipped, link, link_of(value, "self"))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -312,7 +289,7 @@ class PrefetchResolver:
                     had_value = True
                 elif isinstance(value, dict) and value.get("resourceType") == "OperationOutcome":
                     detail = "prefetch value is an OperationOutcome"
-                    diag = _diagnostics(value)
+                    diag = first_diagnostics(value)
                     problems.append(
                         FetchProblem(key, "operation-outcome", None, f"{detail}: {diag}" if diag else detail)
                     )
@@ -395,11 +372,9 @@ class PrefetchResolver:
 
     async def _fetch_all(self, base: str, token: str | None, urls: dict[str, str],
                          first_pages: Mapping[str, _FirstPage] | None = None) -> dict[str, _KeyState]:
-        headers = {"Accept": FHIR_JSON}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = fhir_headers(token)
         budget = _HookBudget(asyncio.Semaphore(self.per_hook) if self.per_hook else None)
-        states = {key: _KeyState(key, budget=budget) for key in urls}
+        states = {key: _KeyState(key, self._walk(base), budget=budget) for key in urls}
         starts = {key: self._first_url(base, rel) for key, rel in urls.items()}
         for key, page in (first_pages or {}).items():
             states[key], starts[key] = self._continuation(key, base, page)
@@ -422,13 +397,18 @@ class PrefetchResolver:
                 )
         return states
 
+    def _walk(self, base: str) -> PageWalk:
+        return PageWalk(base, self.max_pages, self.url_allowed)
+
     def _continuation(self, key: str, base: str, page: _FirstPage) -> tuple[_KeyState, str]:
         """State and first URL for reading the rest of a sent first page: the sent page counts as page 1
         (against the page cap) and its `self` link as already seen (loop detection)."""
-        st = _KeyState(key, resources=list(page.resources), pages=1, skipped=page.skipped)
+        walk = self._walk(base)
+        walk.pages = 1
         if page.self_link:
-            st.seen.add(self._next_url(base, page.self_link))
-        return st, self._next_url(base, page.next_link)
+            walk.seen.add(resolve_link(base, page.self_link))
+        return _KeyState(key, walk, resources=list(page.resources), skipped=page.skipped), \
+            resolve_link(base, page.next_link)
 
     def _first_url(self, base: str, rendered: str) -> str:
         rel = rendered.lstrip("/")
@@ -436,28 +416,14 @@ class PrefetchResolver:
             rel = f"{rel}&_count={self.page_size}"
         return f"{base}/{rel}"
 
-    @staticmethod
-    def _next_url(base: str, link: str) -> str:
-        """Resolve a next link: absolute, or relative to the server base.  An absolute link to another
-        origin is re-based onto the fhirServer origin so that the bearer token never leaves it."""
-        b = urlsplit(base)
-        if "://" in link:
-            n = urlsplit(link)
-            if (n.scheme.lower(), n.netloc.lower()) != (b.scheme.lower(), b.netloc.lower()):
-                return urlunsplit((b.scheme, b.netloc, n.path, n.query, ""))
-            return urlunsplit((n.scheme, n.netloc, n.path, n.query, ""))
-        if link.startswith("?"):
-            return base + link
-        if link.startswith("/"):
-            return urlunsplit((b.scheme, b.netloc, "", "", "")) + link
-        return f"{base}/{link}"
-
     async def _run_key(self, st: _KeyState, base: str, url: str, headers: dict[str, str]) -> None:
         try:
             async with _limited(st.budget.slots if st.budget else None, self.limiter, base):
-                await self._fetch_pages(st, base, url, headers)
+                await self._fetch_pages(st, url, headers)
         except _Problem as p:
             st.problem = FetchProblem(st.key, p.kind, p.status, p.detail)
+        except PagingStop as stop:
+            st.problem = FetchProblem(st.key, stop.kind, None, stop.detail)
         except httpx.TimeoutException as exc:
             st.problem = FetchProblem(st.key, "timeout", None, type(exc).__name__)
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
@@ -469,39 +435,24 @@ class PrefetchResolver:
         finally:
             st.finished = True
 
-    async def _fetch_pages(self, st: _KeyState, base: str, url: str, headers: dict[str, str]) -> None:
-        if url in st.seen:
-            raise _Problem("paging-loop", None, f"next link repeats after {st.pages} page(s)")
-        if st.pages >= self.max_pages:
-            raise _Problem("too-many-pages", None, f"stopped after {st.pages} page(s)")
-        seen = st.seen
-        seen.add(url)
-        while True:
-            if self.url_allowed is not None and not self.url_allowed(url):
-                raise _Problem("refused-url", None, f"link outside the allowed FHIR server after {st.pages} page(s)")
-            page = await self._get_json(url, headers)
+    async def _fetch_pages(self, st: _KeyState, url: str, headers: dict[str, str]) -> None:
+        walk = st.walk
+        nxt: str | None = walk.admit(url)
+        while nxt is not None:
+            page = await self._get_json(nxt, headers)
             rtype = page.get("resourceType")
             if rtype == "OperationOutcome":
-                raise _Problem("operation-outcome", None, _diagnostics(page))
+                raise _Problem("operation-outcome", None, first_diagnostics(page))
             if not isinstance(rtype, str) or not rtype:
                 raise _Problem("malformed", None, "response is not a FHIR resource")
-            st.pages += 1  # pages read successfully
+            walk.pages += 1  # pages read successfully
             if rtype != "Bundle":
                 st.resources.append(page)
                 return
             found, n_skipped = split_resources(page)
             self._take(st, found)
             st.skipped += n_skipped
-            link = _next_link(page)
-            if link is None:
-                return
-            nxt = self._next_url(base, link)
-            if nxt in seen:
-                raise _Problem("paging-loop", None, f"next link repeats after {st.pages} page(s)")
-            if st.pages >= self.max_pages:
-                raise _Problem("too-many-pages", None, f"stopped after {st.pages} page(s)")
-            seen.add(nxt)
-            url = nxt
+            nxt = walk.next_url(page)
 
     def _take(self, st: _KeyState, found: list[dict[str, Any]]) -> None:
         """Keep a page's resources, up to the hook's resource cap over all keys together."""
@@ -528,7 +479,7 @@ class PrefetchResolver:
                 except orjson.JSONDecodeError:
                     doc = None
                 if isinstance(doc, dict) and doc.get("resourceType") == "OperationOutcome":
-                    diag = _diagnostics(doc)
+                    diag = first_diagnostics(doc)
                     if diag:
                         detail = f"{detail}: {diag}"
             raise _Problem("http", status, detail)

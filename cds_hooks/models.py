@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from cds_hooks.hooks import HOOK_CONTEXT_REQUIRED, USER_ID_TOKENS
 from cds_hooks.urlpolicy import has_control_chars
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "FeedbackItem",
     "FeedbackRequest",
     "FhirAuthorization",
-    "HOOK_CONTEXT_REQUIRED",
     "HookRequest",
     "HookResponse",
     "Link",
@@ -34,7 +34,6 @@ __all__ = [
     "Source",
     "Suggestion",
     "SystemAction",
-    "USER_ID_TOKENS",
 ]
 
 
@@ -101,21 +100,6 @@ def _check_http_url(value: str) -> str:
     return value
 
 
-USER_ID_TOKENS: dict[str, str] = {
-    "userPractitionerId": "Practitioner",
-    "userPractitionerRoleId": "PractitionerRole",
-    "userPatientId": "Patient",
-    "userRelatedPersonId": "RelatedPerson",
-}
-
-
-# Context fields a hook cannot be answered without (CDS Hooks 2.0 hook definitions). `userId` is required by the
-# specification too, but nothing here depends on it, so a client that leaves it out is still answered.
-HOOK_CONTEXT_REQUIRED: dict[str, tuple[str, ...]] = {
-    "patient-view": ("patientId",),
-    "order-select": ("patientId", "draftOrders"),
-    "order-sign": ("patientId", "draftOrders"),
-}
 _REFERENCE_RE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
 
 

@@ -18,12 +18,12 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from cds_hooks.models import USER_ID_TOKENS
+from cds_hooks.hooks import USER_ID_TOKENS
 
 if TYPE_CHECKING:
     from cds_hooks.models import HookRequest
 
-__all__ = ["TemplateError", "render_template", "template_tokens"]
+__all__ = ["TemplateError", "render_template", "resource_type_of", "template_tokens"]
 
 _TOKEN_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
@@ -107,3 +107,8 @@ def render_template(template: str, request: HookRequest) -> str:
         last = m.end()
     out.append(template[last:])
     return "".join(out)
+
+
+def resource_type_of(template: str) -> str:
+    """The resource type a template reads: `Observation` for `Observation?patient=...` and for `Observation/1`."""
+    return template.split("?", 1)[0].split("/", 1)[0]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.cli import main
-from app.integrator import sandbox_launch_url
+from app.cli.demo import sandbox_launch_url
 from tests.fhir_server_fixture import local_fhir_server  # noqa: F401
 
 SANDBOX_ORIGIN = "https://sandbox.cds-hooks.org"

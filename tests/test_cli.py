@@ -162,7 +162,7 @@ def test_demo_prints_the_banner_last_and_its_curl_line_is_plain_sh(monkeypatch: 
 
     import uvicorn
 
-    from app.cli import demo_banner_lines
+    from app.cli.demo import demo_banner_lines
     from app.settings import get_settings
     from tests.served_app import free_port
 

@@ -183,15 +183,15 @@ def test_the_shipped_templates() -> None:
     assert len(listed) == len(set(listed)) and set(listed) == wanted
 
 
-def test_every_service_and_the_hook_processor_use_the_derived_templates_and_types(client: TestClient) -> None:
+def test_every_service_and_the_hook_handler_use_the_derived_templates_and_types(client: TestClient) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     templates = prefetch_templates(runtime.terminology)
     services = client.get("/cds-services").json()["services"]
     assert [s["id"] for s in services] == ["mbc-palliative-care", "mbc-order-select", "mbc-order-sign"]
     for service in services:
         assert service["prefetch"] == templates
-    assert runtime.processor.templates == templates
-    assert runtime.processor.types == prefetch_types()
+    assert runtime.handler.evaluator.templates == templates
+    assert runtime.handler.evaluator.types == prefetch_types()
     for key, template in templates.items():  # the type a key holds is the type its template asks for
         assert template.split("?", 1)[0].split("/", 1)[0] == prefetch_types()[key]
 

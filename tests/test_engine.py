@@ -12,7 +12,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from app.engine.knowledge import INDICATOR_RANK, compile_knowledge
 from app.engine.predicates import KnowledgeError
-from app.hook import HookProcessor
+from app.service.factory import build_evaluator
 from app.settings import Settings
 from plandefinitions.loader import Artifacts, load_artifacts
 from terminology import get_terminology
@@ -28,10 +28,10 @@ def _resources(s: dict) -> list[dict]:
 def _run(path: Path, **settings: object) -> list[dict]:
     s = orjson.loads(path.read_bytes())
     level = settings.pop("resource_level", s.get("resource_level", "enhanced"))
-    processor = HookProcessor(Settings(require_jwt=False, resource_level=level, **settings),  # type: ignore[arg-type]
-                              get_terminology(), compile_knowledge(), None)
+    evaluator = build_evaluator(Settings(require_jwt=False, resource_level=level, **settings),  # type: ignore[arg-type]
+                                terminology=get_terminology())
     pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
-    return processor.evaluate(_resources(s), pid, datetime.fromisoformat(s["now"].replace("Z", "+00:00"))).cards
+    return evaluator.evaluate(_resources(s), pid, datetime.fromisoformat(s["now"].replace("Z", "+00:00"))).cards
 
 
 def _artifacts_with(change) -> Artifacts:  # type: ignore[no-untyped-def]
@@ -145,10 +145,10 @@ def test_unreadable_observations_give_no_missing_data_prompts_and_no_treatment()
     s = orjson.loads(path.read_bytes())
     pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
     now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
-    processor = HookProcessor(Settings(require_jwt=False), get_terminology(), compile_knowledge(), None)
+    evaluator = build_evaluator(Settings(require_jwt=False), terminology=get_terminology())
     no_obs = [r for r in _resources(s) if r["resourceType"] != "Observation"]
     problems = [FetchProblem("observations", "timeout"), FetchProblem("medicationRequests", "http", 500)]
-    codes = [c["source"]["topic"]["code"] for c in processor.evaluate(no_obs, pid, now, problems).cards]
+    codes = [c["source"]["topic"]["code"] for c in evaluator.evaluate(no_obs, pid, now, problems).cards]
     assert "data-incomplete" in codes
     for silent in ("assessment-due", "pain-ladder-step-up",
                    "bone-modifying-agent", "opioid-laxative"):
@@ -179,10 +179,10 @@ def test_snoozes_silence_non_critical_cards_and_are_named_on_the_overview() -> N
     def fire(prefix: str, snoozes: list[Snooze]) -> list[dict]:
         path = next(p for p in SCENARIOS if p.stem.startswith(prefix))
         s = orjson.loads(path.read_bytes())
-        processor = HookProcessor(Settings(require_jwt=False), get_terminology(), compile_knowledge(), None)
+        evaluator = build_evaluator(Settings(require_jwt=False), terminology=get_terminology())
         pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
         now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
-        return processor.evaluate(_resources(s), pid, now, snoozes=snoozes).cards
+        return evaluator.evaluate(_resources(s), pid, now, snoozes=snoozes).cards
 
     until = datetime(2027, 1, 1, tzinfo=UTC)
     snooze = [Snooze("emergency-hypercalcaemia", "already-addressed", until)]
@@ -202,14 +202,14 @@ def test_window_lengths_in_card_text_come_from_the_settings() -> None:
     history window of the rules excepted), and the configured lengths appear."""
     import re
 
-    processor = HookProcessor(Settings(require_jwt=False, acute_window_days=21, assessment_window_days=60,
-                                       info_card_cap=99, card_budget=99), get_terminology(), compile_knowledge(), None)
+    evaluator = build_evaluator(Settings(require_jwt=False, acute_window_days=21, assessment_window_days=60,
+                                         info_card_cap=99, card_budget=99), terminology=get_terminology())
     seen: set[str] = set()
     for path in SCENARIOS:
         s = orjson.loads(path.read_bytes())
         pid = next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
         now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
-        for card in processor.evaluate(_resources(s), pid, now).cards:
+        for card in evaluator.evaluate(_resources(s), pid, now).cards:
             text = card["summary"] + "\n" + card["detail"].split("**Source:**")[0]
             text = re.sub(r"over 90 days ago, no new sign: history", "", text)
             assert not re.search(r"\b(30|90) days\b", text), (path.stem, card["source"]["topic"]["code"])

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
-from app.cli import evaluate_bundle, main
-from app.integrator import bundle_resources, demo_request_for_bundle, prefetch_from_resources
+from app.cli import main
+from app.cli.evaluate import evaluate_bundle
+from app.hook_requests import bundle_resources, demo_request_for_bundle, prefetch_from_resources
 from app.main import create_app
 from app.samples import list_samples, sample_bundle
 from tests.conftest import NOW, SERVICE_URL, make_settings
@@ -200,7 +201,7 @@ def test_load_fails_when_an_entry_is_refused(respx_mock: respx.MockRouter,
 @respx.mock(assert_all_mocked=True)
 def test_load_waits_for_a_starting_server(respx_mock: respx.MockRouter, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("app.integrator.time.sleep", lambda _s: None)
+    monkeypatch.setattr("app.cli.load.time.sleep", lambda _s: None)
     answers = iter([httpx.ConnectError("refused"), httpx.Response(503, text="starting"),
                     httpx.Response(200, json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"})])
 

@@ -16,7 +16,7 @@ import pytest
 from app.engine.context import TemplateValues
 from app.engine.engine import Engine, EngineOptions
 from app.engine.knowledge import Knowledge, compile_knowledge
-from app.hook import HookProcessor
+from app.service.factory import build_evaluator
 from app.settings import RESOURCE_LEVELS, Settings
 from terminology import get_terminology
 
@@ -96,8 +96,8 @@ def _evaluation(path: Path):  # type: ignore[no-untyped-def]
     resources = [e["resource"] for e in s["bundle"]["entry"]]
     pid = next(r["id"] for r in resources if r["resourceType"] == "Patient")
     now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
-    processor = HookProcessor(Settings(require_jwt=False), get_terminology(), _knowledge(), None)
-    return processor.evaluate(resources, pid, now).evaluation
+    evaluator = build_evaluator(Settings(require_jwt=False), terminology=get_terminology(), knowledge=_knowledge())
+    return evaluator.evaluate(resources, pid, now).evaluation
 
 
 def test_every_activity_with_advice_words_is_known() -> None:

@@ -358,7 +358,7 @@ def test_order_select_judges_only_the_selected_drafts(client: TestClient) -> Non
 
 
 def test_order_sign_reuses_what_order_select_computed_and_never_another_patients(client: TestClient) -> None:
-    cache = client.app.state.runtime.processor.order_cache  # type: ignore[attr-defined]
+    cache = client.app.state.runtime.handler.evaluator.order_cache  # type: ignore[attr-defined]
     drafts = [med_draft("request-123", *MORPHINE)]
     call(client, "order-select", patient(), drafts)
     hits = cache.hits

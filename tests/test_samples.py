@@ -306,7 +306,7 @@ def test_samples_fire_exactly_their_expected_rules(shift_days: int) -> None:
     """The demo patients say what a clinician should expect; the engine agrees, today and after a date shift."""
     from datetime import UTC, datetime, timedelta
 
-    from app.cli import evaluate_bundle
+    from app.cli.evaluate import evaluate_bundle
     from app.samples import list_samples, sample_bundle
 
     now = datetime(2026, 11, 20, 10, tzinfo=UTC) + timedelta(days=shift_days)

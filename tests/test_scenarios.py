@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.engine.knowledge import compile_knowledge
-from app.hook import HookProcessor
+from app.service.evaluate import RecordEvaluator
+from app.service.factory import build_evaluator
 from app.settings import Settings
 from cds_hooks.models import Card
 from terminology import get_terminology
@@ -33,16 +34,15 @@ def _patient_id(s: dict) -> str:
     return next(r["id"] for r in _resources(s) if r["resourceType"] == "Patient")
 
 
-def _processor(level: str) -> HookProcessor:
-    return HookProcessor(Settings(require_jwt=False, resource_level=level), get_terminology(),
-                         compile_knowledge(), None)
+def _evaluator(level: str) -> RecordEvaluator:
+    return build_evaluator(Settings(require_jwt=False, resource_level=level), terminology=get_terminology())
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_scenario(path: Path) -> None:
     s = _load(path)
     now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
-    outcome = _processor(s.get("resource_level", "enhanced")).evaluate(_resources(s), _patient_id(s), now)
+    outcome = _evaluator(s.get("resource_level", "enhanced")).evaluate(_resources(s), _patient_id(s), now)
     fired = [c["source"]["topic"]["code"] for c in outcome.cards]
     if s.get("no_cards"):
         assert fired == [], s["description"]
@@ -119,7 +119,7 @@ def test_alert_load(path: Path) -> None:
     s = _load(path)
     now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
     for level in LEVELS:
-        cards = _processor(level).evaluate(_resources(s), _patient_id(s), now).cards
+        cards = _evaluator(level).evaluate(_resources(s), _patient_id(s), now).cards
         if not cards:
             continue
         tiers = {r.id: r.tier for r in compile_knowledge().rules}
@@ -167,7 +167,7 @@ def test_scenario_through_http(path: Path, tmp_path: Path) -> None:
         resp = client.post(SERVICE_URL, json=hook_request(_resources(s), _patient_id(s)))
     assert resp.status_code == 200, resp.text
     fired = [c["source"]["topic"]["code"] for c in resp.json()["cards"]]
-    direct = _processor(s.get("resource_level", "enhanced")).evaluate(_resources(s), _patient_id(s), now)
+    direct = _evaluator(s.get("resource_level", "enhanced")).evaluate(_resources(s), _patient_id(s), now)
     assert fired == [c["source"]["topic"]["code"] for c in direct.cards]
 
 
@@ -194,7 +194,7 @@ def test_cards_carry_no_empty_optional_fields(path: Path) -> None:
     s = _load(path)
     now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
     for level in ("basic", "enhanced", "maximal"):
-        for card in _processor(level).evaluate(_resources(s), _patient_id(s), now).cards:
+        for card in _evaluator(level).evaluate(_resources(s), _patient_id(s), now).cards:
             assert _empty_values(card) == [], card["source"]["topic"]["code"]
 
 
@@ -209,9 +209,9 @@ def test_scenario_at_every_resource_level(path: Path) -> None:
     rule_level = {r.id: r.level for r in compile_knowledge().rules}
     own = LEVELS.index(s.get("resource_level", "enhanced"))
     for i, level in enumerate(LEVELS):
-        processor = HookProcessor(Settings(require_jwt=False, resource_level=level, info_card_cap=99, card_budget=99),
-                                  get_terminology(), compile_knowledge(), None)
-        fired = {c["source"]["topic"]["code"] for c in processor.evaluate(_resources(s), _patient_id(s), now).cards}
+        evaluator = build_evaluator(Settings(require_jwt=False, resource_level=level, info_card_cap=99, card_budget=99),
+                                    terminology=get_terminology())
+        fired = {c["source"]["topic"]["code"] for c in evaluator.evaluate(_resources(s), _patient_id(s), now).cards}
         for rule in s.get("must_fire", []):
             if LEVELS.index(rule_level[rule]) <= i:
                 assert rule in fired, f"{rule} should fire at {level}"

@@ -242,7 +242,7 @@ def test_an_unexpected_error_is_a_json_500_whose_message_is_not_logged(tmp_path:
         async def boom(*args: Any, **kwargs: Any) -> Any:
             raise ValueError(f"cannot handle patient {PID} named {NAME_FAMILY}")
 
-        monkeypatch.setattr(app.state.runtime.processor, "run", boom)
+        monkeypatch.setattr(app.state.runtime.handler, "handle", boom)
         body = {"hook": "patient-view", "hookInstance": "i-boom", "context": {"patientId": PID},
                 "prefetch": {"patient": PATIENT}}
         resp = client.post(SERVICE_URL, json=body, headers={"X-Request-ID": "req-boom"})

@@ -12,7 +12,9 @@ import orjson
 import pytest
 
 from app.cli import main as cli_main
-from app.worklist.core import COLUMNS, HOOK_INSTANCE, make_processor, make_settings, rank_rows, tier_of, top_card
+from app.service.evaluate import RecordEvaluator
+from app.service.factory import build_evaluator
+from app.worklist.core import COLUMNS, HOOK_INSTANCE, make_settings, rank_rows, tier_of, top_card
 from app.worklist.generate import generate
 from app.worklist.local import run_local
 from app.worklist.readers import PopulationReader, bundle_records, patient_of
@@ -22,8 +24,8 @@ POPULATION = 240
 
 
 @pytest.fixture(scope="module")
-def processor() -> Any:
-    return make_processor(make_settings())
+def evaluator() -> RecordEvaluator:
+    return build_evaluator(make_settings())
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +37,8 @@ def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_rows(population: Path, processor: Any) -> list[dict[str, Any]]:
-    result = run_local(population, now=NOW, settings=make_settings(), progress=False, processor=processor)
+def local_rows(population: Path, evaluator: RecordEvaluator) -> list[dict[str, Any]]:
+    result = run_local(population, now=NOW, settings=make_settings(), progress=False, evaluator=evaluator)
     assert result.stats["patients"] == POPULATION
     return result.rows
 
@@ -71,14 +73,14 @@ def test_generated_files_look_like_a_bulk_export(population: Path) -> None:
     assert sum(o["count"] for o in manifest["output"] if o["type"] == "Patient") == POPULATION
 
 
-def test_worklist_agrees_with_the_hook_patient_by_patient(population: Path, processor: Any,
+def test_worklist_agrees_with_the_hook_patient_by_patient(population: Path, evaluator: RecordEvaluator,
                                                            local_rows: list[dict[str, Any]]) -> None:
     rows = {r["patient_id"]: r for r in local_rows}
     patients, groups = _naive_groups(population)
     assert len(patients) == POPULATION >= 200
     with_cards = 0
     for pid in patients:
-        outcome = processor.evaluate(groups[pid], pid, NOW, hook_instance=HOOK_INSTANCE)
+        outcome = evaluator.evaluate(groups[pid], pid, NOW, hook_instance=HOOK_INSTANCE)
         expected = {f.rule.id for f in outcome.fired}
         if not outcome.cards:
             assert pid not in rows, f"{pid}: no cards from the hook but on the worklist"
@@ -133,23 +135,23 @@ def test_ranking_rules() -> None:
                      "p-rest", "p-stable-no-pc"]
 
 
-def test_spilled_buckets_give_the_same_worklist(population: Path, processor: Any,
+def test_spilled_buckets_give_the_same_worklist(population: Path, evaluator: RecordEvaluator,
                                                 local_rows: list[dict[str, Any]]) -> None:
-    result = run_local(population, now=NOW, settings=make_settings(), progress=False, processor=processor,
+    result = run_local(population, now=NOW, settings=make_settings(), progress=False, evaluator=evaluator,
                        bucket_bytes=64 * 1024)
     assert result.stats["buckets"] > 1 and result.stats["spilled_bytes"] > 0
     assert result.rows == local_rows
 
 
-def test_bundle_directory_matches_ndjson(tmp_path: Path, processor: Any) -> None:
+def test_bundle_directory_matches_ndjson(tmp_path: Path, evaluator: RecordEvaluator) -> None:
     generate(tmp_path / "nd", 50, seed=5, now=NOW, filler=1)
     generate(tmp_path / "bu", 50, seed=5, now=NOW, filler=1, fmt="bundles")
     bundle = orjson.loads(next((tmp_path / "bu").glob("wl-*.json")).read_bytes())
     assert bundle["entry"][0]["fullUrl"].startswith("urn:uuid:")
     assert any(e["resource"].get("subject", {}).get("reference", "").startswith("urn:uuid:")
                for e in bundle["entry"])
-    a = run_local(tmp_path / "nd", now=NOW, settings=make_settings(), progress=False, processor=processor)
-    b = run_local(tmp_path / "bu", now=NOW, settings=make_settings(), progress=False, processor=processor)
+    a = run_local(tmp_path / "nd", now=NOW, settings=make_settings(), progress=False, evaluator=evaluator)
+    b = run_local(tmp_path / "bu", now=NOW, settings=make_settings(), progress=False, evaluator=evaluator)
     assert a.rows and a.rows == b.rows
 
 
@@ -174,11 +176,11 @@ def test_urn_uuid_patient_and_medication_references() -> None:
     assert patient_of({"resourceType": "Consent", "patient": {"reference": "Patient/p8/_history/2"}}) == "p8"
 
 
-def test_medication_reference_resolves_like_an_inline_code(tmp_path: Path, processor: Any) -> None:
+def test_medication_reference_resolves_like_an_inline_code(tmp_path: Path, evaluator: RecordEvaluator) -> None:
     from app.samples import sample_bundle
 
     resources = [e["resource"] for e in sample_bundle("mbc-demo-01", now=NOW)["entry"]]
-    inline = processor.evaluate(resources, "mbc-demo-01", NOW, hook_instance=HOOK_INSTANCE)
+    inline = evaluator.evaluate(resources, "mbc-demo-01", NOW, hook_instance=HOOK_INSTANCE)
     meds, lines = [], []
     for i, r in enumerate(resources):
         r = dict(r)
@@ -194,7 +196,7 @@ def test_medication_reference_resolves_like_an_inline_code(tmp_path: Path, proce
     (tmp_path / "Medication.ndjson").write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in meds))
     groups = list(PopulationReader(tmp_path))
     assert [g.patient_id for g in groups] == ["mbc-demo-01"]
-    rows = run_local(tmp_path, now=NOW, settings=make_settings(), progress=False, processor=processor).rows
+    rows = run_local(tmp_path, now=NOW, settings=make_settings(), progress=False, evaluator=evaluator).rows
     assert set(rows[0]["rules"]) == {f.rule.id for f in inline.fired}
     assert "opioid-laxative" in rows[0]["rules"]  # only fires when the referenced Medication (tramadol) is read
 

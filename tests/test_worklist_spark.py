@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from app.worklist.core import make_processor, make_settings
+from app.service.evaluate import RecordEvaluator
+from app.service.factory import build_evaluator
+from app.worklist.core import make_settings
 from app.worklist.generate import generate
 from app.worklist.local import run_local
 from app.worklist.spark import spark_available
@@ -30,8 +32,8 @@ def spark() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def processor() -> Any:
-    return make_processor(make_settings())
+def evaluator() -> RecordEvaluator:
+    return build_evaluator(make_settings())
 
 
 def _drafts(sink: Path) -> list[dict[str, Any]]:
@@ -39,12 +41,13 @@ def _drafts(sink: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("fmt", ["ndjson", "bundles"])
-def test_spark_and_local_give_the_same_worklist(fmt: str, spark: Any, processor: Any, tmp_path: Path) -> None:
+def test_spark_and_local_give_the_same_worklist(fmt: str, spark: Any, evaluator: RecordEvaluator,
+                                                tmp_path: Path) -> None:
     from app.worklist.spark import run_spark
 
     generate(tmp_path / "pop", 80, seed=21, now=NOW, filler=2, fmt=fmt, split=150)
     with open(tmp_path / "local.ndjson", "wb") as sink:
-        local = run_local(tmp_path / "pop", now=NOW, settings=make_settings(), progress=False, processor=processor,
+        local = run_local(tmp_path / "pop", now=NOW, settings=make_settings(), progress=False, evaluator=evaluator,
                           drafts_sink=sink)
     with open(tmp_path / "spark.ndjson", "wb") as sink:
         distributed = run_spark(tmp_path / "pop", now=NOW, settings=make_settings(), spark=spark, progress=False,
@@ -55,7 +58,7 @@ def test_spark_and_local_give_the_same_worklist(fmt: str, spark: Any, processor:
     assert _drafts(tmp_path / "spark.ndjson") == _drafts(tmp_path / "local.ndjson")
 
 
-def test_spark_without_drafts_collects_rows(spark: Any, processor: Any, tmp_path: Path) -> None:
+def test_spark_without_drafts_collects_rows(spark: Any, evaluator: RecordEvaluator, tmp_path: Path) -> None:
     from app.worklist.spark import run_spark
 
     generate(tmp_path / "pop", 30, seed=4, now=NOW, filler=0)

@@ -23,8 +23,6 @@ from app.orders.drafts import ClinicalDraft, OrderContext
 from app.orders.predicates import DraftEvidence
 from app.orders.radiotherapy import with_fractionation
 
-ORDER_HOOKS = ("order-select", "order-sign")
-
 
 def _targets(evidence: list[Evidence]) -> list[ClinicalDraft]:
     seen: dict[int, ClinicalDraft] = {}

@@ -10,10 +10,10 @@ from fastapi.responses import Response
 from app.routes.common import json_response
 from app.routes.dependencies import RuntimeDep
 from app.runtime import Runtime
+from cds_hooks.paging import FHIR_JSON
 
 router = APIRouter()
 TYPES = ("PlanDefinition", "ActivityDefinition", "Library", "CodeSystem", "ValueSet")
-FHIR_JSON = "application/fhir+json"
 
 
 def _resources(runtime: Runtime, rtype: str) -> list[dict[str, Any]]:

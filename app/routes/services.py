@@ -12,10 +12,10 @@ from fastapi.responses import Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.engine.engine import Snooze
-from app.hook import NoDataError
 from app.routes.common import json_body_doc, json_response
 from app.routes.dependencies import ClientDep, HookBody, RuntimeDep, ServiceDep
 from app.routes.errors import ApiError, validated
+from app.service.handle import NoDataError
 from app.store.audit import AuditRecord, patient_hash
 from app.store.feedback import active_snoozes
 from cds_hooks.draft_orders import DraftOrderError
@@ -72,7 +72,7 @@ async def call_service(started: StartedDep, runtime: RuntimeDep, client: ClientD
     hashed = patient_hash(hook.patient_id() or "", runtime.settings.audit_salt)
     snoozes = await _snoozes(runtime, hashed, now)
     try:
-        outcome = await runtime.processor.run(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
+        outcome = await runtime.handler.handle(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
     except DraftOrderError as exc:

@@ -18,11 +18,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app.clinical.timeline import build_timeline
-from app.hook import NoDataError
 from app.routes.common import json_response
 from app.routes.dependencies import HookBody, RuntimeDep
 from app.routes.errors import ApiError, validated
 from app.runtime import Runtime
+from app.service.handle import NoDataError
 from app.service_definition import ORDER_SIGN_ID, SERVICE_ID
 from app.timeline_svg import render_timeline_svg
 from cds_hooks.draft_orders import DraftOrderError
@@ -93,7 +93,7 @@ async def demo_samples() -> Response:
 @router.get("/demo/request/{sample_id}", summary="A patient-view request for a sample (demo mode only)",
             tags=["viewer"], dependencies=_DEMO_ONLY)
 async def demo_request(sample_id: str, runtime: RuntimeDep) -> Response:
-    from app.integrator import demo_request_for_bundle
+    from app.hook_requests import demo_request_for_bundle
 
     samples = _samples()
     if sample_id not in {s["id"] for s in samples.list_samples()}:
@@ -111,7 +111,7 @@ async def _timeline_of(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
     # Only what the request carries: the timeline endpoint never reads a FHIR server.
     hook = hook.model_copy(update={"fhirServer": None, "fhirAuthorization": None})
     try:
-        outcome = await runtime.processor.run(hook, runtime.clock())
+        outcome = await runtime.handler.handle(hook, runtime.clock())
     except NoDataError as exc:
         raise ApiError(412, "no-data", str(exc)) from None
     except DraftOrderError as exc:
@@ -141,7 +141,7 @@ async def demo_drafts() -> Response:
 @router.get("/demo/order-request/{sample_id}", summary="An order-sign request: a sample patient with a sample "
             "draft order (demo mode only)", tags=["viewer"], dependencies=_DEMO_ONLY)
 async def demo_order_request(sample_id: str, draft: str, runtime: RuntimeDep) -> Response:
-    from app.integrator import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
+    from app.hook_requests import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
 
     samples = _samples()
     if sample_id not in {s["id"] for s in samples.list_samples()}:

@@ -1,7 +1,7 @@
 """One worklist row per patient, from the hook's own evaluation; ranking.
 
-Nothing clinical is decided here: every patient goes through :meth:`app.hook.HookProcessor.evaluate`, exactly as
-a ``patient-view`` call would, and the row only reads the outcome (cards, fired rules, phase, sites).
+Nothing clinical is decided here: every patient goes through :meth:`app.service.evaluate.RecordEvaluator.evaluate`,
+exactly as a ``patient-view`` call would, and the row only reads the outcome (cards, fired rules, phase, sites).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this module)
-    from app.hook import HookProcessor
+    from app.service.evaluate import RecordEvaluator
     from app.settings import Settings
 
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
@@ -54,15 +54,6 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
             "acp_revisit_days", "acp_app_url", "assessment_form_url", "snooze_already_addressed_days",
             "snooze_patient_declined_days", "snooze_not_appropriate_days", "snooze_data_wrong_days")
     return {k: getattr(settings, k) for k in keys}
-
-
-def make_processor(settings: Settings) -> HookProcessor:
-    """The same HookProcessor the service builds, without an HTTP client."""
-    from app.engine.knowledge import compile_knowledge
-    from app.hook import HookProcessor
-    from app.runtime import terminology_for
-
-    return HookProcessor(settings, terminology_for(settings), compile_knowledge(), None)
 
 
 def rule_of(card: dict[str, Any]) -> str:
@@ -164,9 +155,9 @@ def draft_requests(outcome: Any) -> list[dict[str, Any]]:
     return out
 
 
-def evaluate_group(processor: Any, patient_id: str, resources: list[dict[str, Any]], now: datetime,
+def evaluate_group(evaluator: RecordEvaluator, patient_id: str, resources: list[dict[str, Any]], now: datetime,
                    *, drafts: bool = False) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    outcome = processor.evaluate(resources, patient_id, now, server=False, hook_instance=HOOK_INSTANCE)
+    outcome = evaluator.evaluate(resources, patient_id, now, server=False, hook_instance=HOOK_INSTANCE)
     row = build_row(patient_id, outcome)
     return row, (draft_requests(outcome) if drafts and row is not None else [])
 

@@ -1,4 +1,4 @@
-"""In-process engine: stream the population patient by patient through one HookProcessor."""
+"""In-process engine: stream the population patient by patient through one RecordEvaluator."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from app.worklist.core import evaluate_group, make_processor, rank_rows
+from app.worklist.core import evaluate_group, rank_rows
 from app.worklist.output import Progress
 from app.worklist.readers import DEFAULT_BUCKET_BYTES, PopulationReader
 
 if TYPE_CHECKING:
-    from app.hook import HookProcessor
+    from app.service.evaluate import RecordEvaluator
     from app.settings import Settings
 
 
@@ -30,16 +30,19 @@ class WorklistResult:
 
 def run_local(path: str | Path, *, now: datetime, settings: Settings, bucket_bytes: int = DEFAULT_BUCKET_BYTES,
               progress: bool = True, drafts_sink: IO[bytes] | None = None, tmpdir: str | None = None,
-              processor: HookProcessor | None = None) -> WorklistResult:
+              evaluator: RecordEvaluator | None = None) -> WorklistResult:
     t0 = time.perf_counter()
     reader = PopulationReader(path, bucket_bytes=bucket_bytes, tmpdir=tmpdir)
-    processor = processor or make_processor(settings)
+    if evaluator is None:
+        from app.service.factory import build_evaluator  # not at import: `mbc-cds --help` imports this package
+
+        evaluator = build_evaluator(settings)
     bar = Progress(reader.patient_count_hint(), enabled=progress)
     rows: list[dict[str, Any]] = []
     n_drafts = 0
     try:
         for group in reader:
-            row, drafts = evaluate_group(processor, group.patient_id, group.resources, now,
+            row, drafts = evaluate_group(evaluator, group.patient_id, group.resources, now,
                                          drafts=drafts_sink is not None)
             if row is not None:
                 rows.append(row)

@@ -8,7 +8,7 @@ Plan (the same code runs on a cluster; here ``local[2]``):
    grouped with ``groupBy(patient).agg(collect_list(line))``; Bundles are parsed with orjson in a Python
    partition function (``urn:uuid`` resolution needs the whole Bundle), keyed, and grouped with ``groupByKey``.
    Either way the raw line (not a parsed dict) goes through the shuffle.
-3. ``mapPartitions`` builds one HookProcessor per Python worker (cached in the worker process, which Spark reuses
+3. ``mapPartitions`` builds one RecordEvaluator per Python worker (cached in the worker process, which Spark reuses
    across tasks) and evaluates every patient of the partition with :func:`app.worklist.core.evaluate_group`,
    exactly as the local engine does.
 4. The rows are collected and ranked in the driver (:func:`app.worklist.core.rank_rows`). Draft ServiceRequests,
@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from app.worklist.core import evaluate_group, make_processor, make_settings, parse_now, rank_rows, settings_payload
+from app.worklist.core import evaluate_group, make_settings, parse_now, rank_rows, settings_payload
 from app.worklist.local import WorklistResult
 from app.worklist.readers import (
     ENGINE_TYPES,
@@ -48,11 +48,12 @@ from app.worklist.readers import (
 )
 
 if TYPE_CHECKING:
+    from app.service.evaluate import RecordEvaluator
     from app.settings import Settings
 
 DEFAULT_MASTER = "local[2]"
 PARTITION_BYTES = 32 * 1024 * 1024
-_PROCESSORS: dict[str, Any] = {}
+_EVALUATORS: dict[str, RecordEvaluator] = {}
 
 
 def spark_available() -> tuple[bool, str]:
@@ -86,12 +87,14 @@ def spark_session(master: str = DEFAULT_MASTER, *, progress: bool = True, app_na
 
 
 # -- functions shipped to the executors (module level: pickled by reference) -----------------------------------
-def _processor(settings_json: str) -> Any:
-    processor = _PROCESSORS.get(settings_json)
-    if processor is None:
-        processor = make_processor(make_settings(**orjson.loads(settings_json)))
-        _PROCESSORS[settings_json] = processor
-    return processor
+def _evaluator(settings_json: str) -> RecordEvaluator:
+    evaluator = _EVALUATORS.get(settings_json)
+    if evaluator is None:
+        from app.service.factory import build_evaluator
+
+        evaluator = build_evaluator(make_settings(**orjson.loads(settings_json)))
+        _EVALUATORS[settings_json] = evaluator
+    return evaluator
 
 
 def _key_bundles(files: Iterable[tuple[str, bytes]], counters: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
@@ -115,11 +118,11 @@ def _medication_of(row: Any) -> tuple[str, dict[str, Any]] | None:
 
 def _evaluate_partition(groups: Iterable[tuple[str, Iterable[bytes]]], *, settings_json: str, now_iso: str,
                         medications: Any, drafts: bool) -> Iterator[tuple[str, Any]]:
-    processor = _processor(settings_json)
+    evaluator = _evaluator(settings_json)
     now = parse_now(now_iso)
     meds = medications.value if medications is not None else None
     for pid, lines in groups:
-        row, found = evaluate_group(processor, pid, prepare_group(lines, meds), now, drafts=drafts)
+        row, found = evaluate_group(evaluator, pid, prepare_group(lines, meds), now, drafts=drafts)
         yield "row", row
         for d in found:
             yield "draft", d

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.cli.errors import CliError
 from app.worklist.core import make_settings, parse_now
 from app.worklist.output import output_paths, summary_table, write_csv, write_fhir, write_ndjson
 from app.worklist.readers import DEFAULT_BUCKET_BYTES
@@ -47,14 +47,12 @@ def cmd_worklist(args: argparse.Namespace) -> int:
     try:
         now = parse_now(args.now)
     except ValueError as exc:
-        print(f"error: --now: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(f"error: --now: {exc}") from None
     settings = make_settings(args.resource_level)
     progress = not args.no_progress
     source = Path(args.input)
     if not source.exists():
-        print(f"error: {source} does not exist", file=sys.stderr)
-        return 2
+        raise CliError(f"error: {source} does not exist")
     drafts_file = None
     if args.fhir_out:
         drafts_file = tempfile.NamedTemporaryFile(prefix="mbc-worklist-drafts-", suffix=".ndjson", delete=False)
@@ -65,8 +63,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
 
                 ok, why = spark_available()
                 if not ok:
-                    print(f"error: --engine spark: {why}", file=sys.stderr)
-                    return 2
+                    raise CliError(f"error: --engine spark: {why}")
                 result = run_spark(source, now=now, settings=settings, master=args.spark_master,
                                    progress=progress, drafts_sink=drafts_file, partitions=args.partitions)
             else:
@@ -75,8 +72,7 @@ def cmd_worklist(args: argparse.Namespace) -> int:
                 result = run_local(source, now=now, settings=settings, progress=progress,
                                    bucket_bytes=int(args.bucket_mb * 2**20), drafts_sink=drafts_file)
         except (OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            raise CliError(f"error: {exc}") from None
         written = []
         for fmt, path in output_paths(args.out, args.format).items():
             path.parent.mkdir(parents=True, exist_ok=True)

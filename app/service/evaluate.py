@@ -1,64 +1,35 @@
-"""One hook call (patient-view, order-select, order-sign): resolve prefetch, evaluate the patient, fire the rules
-of that hook. No HTTP routing here."""
+"""Evaluate one patient's record: the facts, the phase and the rules of patient-view, or of an order hook with
+its draft orders. Pure: given the resources, the patient id, the instant, and what could not be read, it reads
+nothing else (no HTTP client, no database)."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-
 from app.data_requirements import prefetch_templates, prefetch_types
-from app.engine.engine import Engine, EngineOptions, FiredRule, Snooze
+from app.engine.engine import Engine, EngineOptions, Snooze
 from app.engine.evaluation import Evaluation, Windows, evaluate_patient
 from app.engine.knowledge import Knowledge
 from app.orders.cache import LruCache, cache_key
 from app.orders.drafts import order_context
-from app.orders.engine import ORDER_HOOKS, OrderEngine
+from app.orders.engine import OrderEngine
 from app.read_gaps import describe_gaps, gaps_from_problems, unreadable_types
+from app.service.outcome import HookOutcome
 from app.settings import Settings
-from cds_hooks.draft_orders import DraftOrders, parse_draft_orders
-from cds_hooks.fallback import FetchProblem, PrefetchResolver
-from cds_hooks.models import HookRequest
-from cds_hooks.outbound import OriginLimiter
+from cds_hooks.draft_orders import DraftOrders
+from cds_hooks.fallback import FetchProblem
+from cds_hooks.hooks import ORDER_HOOKS
 from terminology import Terminology
 
 
-class NoDataError(Exception):
-    """Nothing to read: no prefetch and no FHIR server (HTTP 412)."""
+class RecordEvaluator:
+    """The rules of every hook over one patient's record. One instance serves many records (its order cache
+    reuses a patient's evaluation between order-select and order-sign)."""
 
-
-@dataclass
-class HookOutcome:
-    cards: list[dict[str, Any]]
-    fired: list[FiredRule]
-    evaluation: Evaluation
-    problems: list[FetchProblem] = field(default_factory=list)
-    resolve_ms: float = 0.0
-    evaluate_ms: float = 0.0
-
-    @property
-    def rule_ids(self) -> list[str]:
-        return [f.rule.id for f in self.fired]
-
-
-def _identity(resource: Any) -> tuple[str, str] | None:
-    """(resourceType, id) when both are non-empty strings; None for anything else (never hashed raw: an id
-    from the wire may be any JSON value)."""
-    if not isinstance(resource, dict):
-        return None
-    rtype, rid = resource.get("resourceType"), resource.get("id")
-    if isinstance(rtype, str) and isinstance(rid, str) and rid:
-        return rtype, rid
-    return None
-
-
-class HookProcessor:
-    def __init__(self, settings: Settings, terminology: Terminology, knowledge: Knowledge,
-                 http: httpx.AsyncClient | None) -> None:
+    def __init__(self, settings: Settings, terminology: Terminology, knowledge: Knowledge) -> None:
         self.settings = settings
         self.terminology = terminology
         self.templates = prefetch_templates(terminology)
@@ -73,51 +44,16 @@ class HookProcessor:
         self.order_cache: LruCache[Evaluation] = LruCache(settings.order_cache_size, settings.order_cache_seconds)
         # Everything in the settings that can change an evaluation is part of the cache key (hashed, never kept).
         self._settings_key = settings.model_dump_json()
-        self.resolver = PrefetchResolver(
-            http, max_pages=settings.fhir_max_pages, timeout_total=settings.fhir_timeout_seconds,
-            limiter=OriginLimiter(settings.fhir_max_connections_per_origin),
-            per_hook=settings.fhir_max_concurrent_fetches_per_hook, max_resources=settings.fetched_resource_cap(),
-            url_allowed=settings.fhir_allow_list().allows) if http else None
         self.windows = Windows(acute_window=timedelta(days=settings.acute_window_days),
                                assessment_window=timedelta(days=settings.assessment_window_days),
                                acp_revisit=timedelta(days=settings.acp_revisit_days))
-
-    async def run(self, request: HookRequest, now: datetime | None = None,
-                  extra: list[Any] | None = None, extra_skipped: int = 0,
-                  snoozes: list[Snooze] | None = None) -> HookOutcome:
-        now = now or datetime.now(UTC)
-        t0 = time.perf_counter()
-        if self.resolver is None:
-            raise RuntimeError("HookProcessor has no HTTP client")
-        # Draft orders are checked before anything is fetched: a malformed one is the caller's error (400).
-        drafts = parse_draft_orders(request.draft_orders(), request.selections() if request.hook == "order-select"
-                                    else None) if request.hook in ORDER_HOOKS else None
-        result = await self.resolver.resolve(request, self.templates)
-        if not result.had_any_data and not request.fhirServer and not extra:
-            raise NoDataError("no prefetch data and no fhirServer to read from")
-        t1 = time.perf_counter()
-        resources = result.all_resources()
-        if extra:
-            seen = {k for r in resources if (k := _identity(r)) is not None}
-            resources.extend(r for r in extra if (k := _identity(r)) is None or k not in seen)
-        skipped = dict(result.skipped)
-        if extra_skipped:
-            skipped["Extra prefetch data"] = extra_skipped
-        if drafts is not None:
-            outcome = self.evaluate_orders(request.hook, drafts, resources, request.patient_id() or "", now,
-                                           result.problems, server=bool(request.fhirServer),
-                                           hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
-        else:
-            outcome = self.evaluate(resources, request.patient_id() or "", now,
-                                    result.problems, server=bool(request.fhirServer),
-                                    hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
-        outcome.resolve_ms = (t1 - t0) * 1000
-        return outcome
 
     def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
                  problems: list[FetchProblem] | None = None, *, server: bool = True,
                  hook_instance: str = "", skipped: dict[str, int] | None = None,
                  snoozes: list[Snooze] | None = None) -> HookOutcome:
+        """patient-view over `resources`; `problems` and `skipped` say what could not be read, `server` whether
+        there was a FHIR server to ask (without one, a key the EHR did not send is not a read failure)."""
         t0 = time.perf_counter()
         ev, real = self._evaluation(resources, patient_id, now, problems, server=server, skipped=skipped)
         fired = self.engine.fire(ev, hook_instance, snoozes or ())
