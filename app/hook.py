@@ -3,7 +3,6 @@ of that hook. No HTTP routing here."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,11 +10,11 @@ from typing import Any
 
 import httpx
 
+from app.clinical.evaluation import Evaluation, Windows, evaluate_patient
 from app.engine.engine import Engine, EngineOptions, FiredRule, Snooze
-from app.engine.evaluation import Evaluation, Windows, evaluate_patient
 from app.engine.knowledge import Knowledge
 from app.orders.cache import LruCache, cache_key
-from app.orders.drafts import order_context
+from app.orders.drafts import order_context, with_orders
 from app.orders.engine import ORDER_HOOKS, OrderEngine
 from app.read_gaps import describe_gaps, gaps_from_problems, unreadable_types
 from app.service_definition import prefetch_templates, resource_type_of
@@ -144,7 +143,7 @@ class HookProcessor:
             if key:
                 self.order_cache.put(key, ev)
         context = order_context(hook, drafts, self.terminology)
-        fired = self.order_engines[hook].fire(dataclasses.replace(ev, orders=context), hook_instance, snoozes or ())
+        fired = self.order_engines[hook].fire(with_orders(ev, context), hook_instance, snoozes or ())
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
                            evaluate_ms=(time.perf_counter() - t0) * 1000)
 

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.clinical.draft_safety import draft_blockers
+from app.clinical.evaluation import evaluate_patient
 from app.clinical.facts import TREATMENTS, PatientFacts, build_facts
 from app.clinical.medications import classify_medication
-from app.engine.evaluation import evaluate_patient
 from app.engine.predicates import compile_condition
 from terminology import ICD10CM, LOINC, RXNORM, SNOMED, get_terminology
 from terminology.local_codes import LocalCodesError, load_local_codes, read_local_codes
@@ -22,6 +22,8 @@ from tests.conftest import make_settings
 
 NOW = datetime(2026, 11, 20, 10, tzinfo=UTC)
 PID = "p1"
+# The deployment defaults (Settings.acute_window_days / assessment_window_days).
+WINDOWS = {"acute_window": timedelta(days=30), "assessment_window": timedelta(days=90)}
 T = get_terminology()
 EXAMPLE_LOCAL = Path(__file__).resolve().parents[1] / "docs" / "examples" / "local-codes.json"
 
@@ -38,7 +40,7 @@ def _cond(rid: str, system: str, code: str, days: int = 10, **extra: Any) -> dic
 
 
 def _facts(*resources: dict[str, Any], terminology: Any = T) -> PatientFacts:
-    return build_facts(list(resources), patient_id=PID, now=NOW, terminology=terminology)
+    return build_facts(list(resources), patient_id=PID, now=NOW, terminology=terminology, **WINDOWS)
 
 
 def _med(cc: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:

@@ -47,6 +47,9 @@ FATIGUE_SCORE = 4.0            # 0-10 fatigue score
 RENAL_SEVERE_BELOW = 30.0
 RENAL_WINDOW = timedelta(days=90)
 
+# Calcium is corrected with an albumin measured this close to it.
+ALBUMIN_PAIRING = timedelta(days=7)
+
 # Weight loss in the assessment window (percent).
 WEIGHT_LOSS_PERCENT = 5.0
 

@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from app.clinical.draft_safety import Withheld, draft_blockers
+from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.fhirtime import fmt_date
+from app.clinical.predicates import overview_history, phase_basis, scope_unreadable
 from app.engine.context import TemplateValues, render
-from app.engine.evaluation import Evaluation, Evidence
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
-from app.engine.predicates import overview_history
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
 from plandefinitions.loader import RULE_SYSTEM
@@ -157,7 +157,7 @@ class Engine:
         # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
         # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
         # case: silence would read as "nothing to do" for a record never seen.
-        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or _conditions_unread(ev)
+        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)
                                    or "Patient" in ev.unreadable_types):
             return []
         rule = next((r for r in self.rules if r.tier == "uncapped"), None)
@@ -255,7 +255,7 @@ class Engine:
                                                          else ""))
             parts.extend(_evidence_lines([Evidence(f"{e.code}: {e.text}", e.refs) for e in phase.evidence]))
             if not phase.evidence:
-                parts.extend(_evidence_lines(_assessment_evidence(ev)))
+                parts.extend(_evidence_lines(phase_basis(ev)))
             parts.append(f"\n**Metastatic sites:** {values['sites']}")
             parts.extend(_evidence_lines([Evidence(f"{s.replace('-', ' ')} (first recorded {fmt_date(f.first)})",
                                                    tuple(f.refs)) for s, f in ev.facts.sites.items()]))
@@ -339,35 +339,3 @@ def _one_draft_per_target(fired: list[FiredRule]) -> None:
         else:
             f.card.pop("suggestions", None)
             f.card.pop("selectionBehavior", None)
-
-
-_ASSESSMENT_LABELS = {"pain-score": "pain", "ecog": "ECOG", "karnofsky": "Karnofsky", "distress": "distress",
-                      "phq9": "PHQ-9", "phq2": "PHQ-2", "gad7": "GAD-7"}
-
-
-def _assessment_evidence(ev: Evaluation) -> list[Evidence]:
-    """Why a phase is stable (assessments without acute signals) or unknown (none in the window)."""
-    window = ev.facts.assessment_window
-    found = []
-    for name, label in _ASSESSMENT_LABELS.items():
-        m = ev.facts.latest(name, window)
-        if m is not None:
-            found.append(Evidence(f"latest {label} {m.value:g} on {fmt_date(m.when)}", (m.ref,)))
-    unread = sorted(ev.unreadable_types & _PHASE_TYPES)
-    if unread:
-        # "no acute-phase signal", "no assessment" are absences: not claimed from a record read in part
-        return [Evidence(f"phase judged on part of the record: {', '.join(unread)} could not be read in full, "
-                         "an acute-phase signal or assessment may be missing"), *found]
-    if not found:
-        return [Evidence(f"no symptom or performance assessment in the last {window.days} days")]
-    return [Evidence(f"no acute-phase signal in the last {ev.facts.acute_window.days} days"), *found]
-
-
-# the resource types that hold the acute-phase signals (A1-A6) and the assessments
-_PHASE_TYPES = frozenset({"Condition", "Observation", "Encounter"})
-
-
-def _conditions_unread(ev: Evaluation) -> bool:
-    """Scope cannot be ruled out when the Patient or the Conditions could not be read (in full)."""
-    return bool({"Condition", "Patient"} & ev.unreadable_types) or any(
-        p.startswith("Condition") or "conditions" in p for p in ev.problems)

@@ -3,9 +3,10 @@ classifier as the patient's medication list) and the target and fractionation of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from app.clinical.evaluation import Evaluation
 from app.clinical.medications import MedicationClass, classify_medication
 from app.orders.radiotherapy import Fractionation, is_radiotherapy_request, is_stereotactic, read_fractionation
 from cds_hooks.draft_orders import DraftOrder, DraftOrders
@@ -60,6 +61,18 @@ class OrderContext:
 
     def any_draft(self, drug_class: str) -> list[ClinicalDraft]:
         return [d for d in self.drafts if d.is_class(drug_class)]
+
+
+@dataclass(slots=True)
+class OrderEvaluation(Evaluation):
+    """The patient's evaluation with the draft orders of one order-select / order-sign call."""
+
+    orders: OrderContext = field(kw_only=True)
+
+
+def with_orders(ev: Evaluation, orders: OrderContext) -> OrderEvaluation:
+    """A copy of `ev` (which may be shared through the order cache) that also carries `orders`."""
+    return OrderEvaluation(**{f.name: getattr(ev, f.name) for f in fields(ev)}, orders=orders)
 
 
 def _codeable_text(cc: Any) -> str:

@@ -14,12 +14,12 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from app.clinical.draft_safety import Withheld, draft_blockers
+from app.clinical.evaluation import Evaluation, Evidence
 from app.engine.context import TemplateValues
 from app.engine.engine import Engine, FiredRule, Snooze, _reasons, _stable_uuid, rule_evidence
-from app.engine.evaluation import Evaluation, Evidence
 from app.engine.knowledge import PRIORITY_TO_INDICATOR, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
-from app.orders.drafts import ClinicalDraft, OrderContext
+from app.orders.drafts import ClinicalDraft, OrderEvaluation
 from app.orders.predicates import DraftEvidence
 from app.orders.radiotherapy import with_fractionation
 
@@ -66,9 +66,8 @@ def _cgy(text: str | None) -> float | None:
 
 class OrderEngine(Engine):
     def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
-        orders = ev.orders
         # Outside the service's scope (no metastatic breast cancer) the order hooks are silent, as patient-view is.
-        if not isinstance(orders, OrderContext) or not orders.judged or not ev.facts.in_scope:
+        if not isinstance(ev, OrderEvaluation) or not ev.orders.judged or not ev.facts.in_scope:
             return []
         # An override snoozes a rule for the patient (clinical-rules section 6); a critical card never is.
         snoozed = {s.rule_id for s in snoozes if s.until > ev.now}
