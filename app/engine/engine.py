@@ -61,6 +61,9 @@ class FiredRule:
     rule: Rule
     indicator: str
     card: dict[str, Any]
+    # What the card's first list says (its "Why", or the overview's phase basis), for readers of the outcome
+    # that must not parse the card's Markdown back (the worklist).
+    evidence: tuple[Evidence, ...] = ()
 
 
 def _level_ok(level: str, allowed: str) -> bool:
@@ -84,16 +87,23 @@ def _summary(text: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
-def _evidence_lines(evidence: list[Evidence]) -> list[str]:
-    lines: list[str] = []
+def evidence_text(e: Evidence) -> str:
+    """One evidence line as the card shows it: the text, then at most four of the resources it rests on."""
+    return f"{e.text} ({', '.join(e.refs[:4])})" if e.refs else e.text
+
+
+def _unique(evidence: Iterable[Evidence]) -> list[Evidence]:
     seen: set[str] = set()
+    out: list[Evidence] = []
     for e in evidence:
-        if e.text in seen:
-            continue
-        seen.add(e.text)
-        refs = f" ({', '.join(e.refs[:4])})" if e.refs else ""
-        lines.append(f"- {e.text}{refs}")
-    return lines
+        if e.text not in seen:
+            seen.add(e.text)
+            out.append(e)
+    return out
+
+
+def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
+    return [f"- {evidence_text(e)}" for e in _unique(evidence)]
 
 
 def _reasons(ev: Evaluation, evidence: list[Evidence]) -> list[str]:
@@ -215,7 +225,8 @@ class Engine:
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
         card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
         suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
-        detail = self._detail(rule, ev, evidence, values, withheld)
+        why = self._why(rule, ev, evidence, values)
+        detail = self._detail(rule, ev, why, values, withheld)
         first = rule.citations[0]
         source: dict[str, Any] = {
             "label": f"mbc-cds: {first.label}"[:200],
@@ -243,9 +254,20 @@ class Engine:
                           "type": "smart"})
         if links:
             card["links"] = list({link["url"]: link for link in links}.values())
-        return FiredRule(rule, indicator, card)
+        return FiredRule(rule, indicator, card, why)
 
-    def _detail(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
+    @staticmethod
+    def _why(rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues) -> tuple[Evidence, ...]:
+        """The card's first list: the overview's phase signals (or what the phase rests on without any), another
+        card's own evidence and the metastatic disease it concerns."""
+        if rule.tier == "overview":
+            signals = [Evidence(f"{e.code}: {e.text}", e.refs) for e in ev.phase.evidence]
+            return tuple(_unique(signals or phase_basis(ev)))
+        met_refs = tuple(dict.fromkeys(d.ref for d in ev.facts.metastasis + ev.facts.staging_m1))
+        met = Evidence(f"metastatic breast cancer: {values['sites']}", met_refs)
+        return (*_unique(evidence), met)
+
+    def _detail(self, rule: Rule, ev: Evaluation, why: tuple[Evidence, ...], values: TemplateValues,
                 withheld_drafts: list[Withheld] | None = None) -> str:
         parts: list[str] = []
         phase = ev.phase
@@ -253,9 +275,7 @@ class Engine:
             parts.append(f"**Phase: {phase.name}**" + (" (JCO OP 2021 acute-phase signals in the last "
                                                          f"{ev.facts.acute_window.days} days)" if phase.evidence
                                                          else ""))
-            parts.extend(_evidence_lines([Evidence(f"{e.code}: {e.text}", e.refs) for e in phase.evidence]))
-            if not phase.evidence:
-                parts.extend(_evidence_lines(phase_basis(ev)))
+            parts.extend(f"- {evidence_text(e)}" for e in why)
             parts.append(f"\n**Metastatic sites:** {values['sites']}")
             parts.extend(_evidence_lines([Evidence(f"{s.replace('-', ' ')} (first recorded {fmt_date(f.first)})",
                                                    tuple(f.refs)) for s, f in ev.facts.sites.items()]))
@@ -267,9 +287,7 @@ class Engine:
                 parts.append(f"\n**Progression pattern:** {phase.pattern}")
         else:
             parts.append("**Why**")
-            parts.extend(_evidence_lines(evidence))
-            met_refs = tuple(dict.fromkeys(d.ref for d in ev.facts.metastasis + ev.facts.staging_m1))
-            parts.extend(_evidence_lines([Evidence(f"metastatic breast cancer: {values['sites']}", met_refs)]))
+            parts.extend(f"- {evidence_text(e)}" for e in why)
             phase_line = f"- Phase: {phase.name}"
             if phase.evidence:
                 phase_line += f" ({values['phase_evidence']})"
