@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ import orjson
 if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
     from app.hook import HookOutcome
     from app.settings import Settings
+    from cds_hooks.cards import Card
 
 DEMO_DATABASE_URL = "sqlite:///./mbc-cds-demo.db"
 SERVICE_PATH = "/cds-services/mbc-palliative-care"
@@ -113,7 +114,8 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def render_cards_table(cards: list[dict[str, Any]], width: int = 100) -> str:
+def render_cards_table(cards: Sequence[Mapping[str, Any]], width: int = 100) -> str:
+    """The cards as text, from this service's engine or from any CDS service's JSON answer."""
     if not cards:
         return "No cards: the service has nothing to say for this patient."
     lines: list[str] = []
@@ -138,7 +140,7 @@ def _parse_now(value: str | None) -> datetime:
 
 def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, now: datetime | None = None,
                     settings: Settings | None = None, hook: str = "patient-view",
-                    draft_orders: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                    draft_orders: dict[str, Any] | None = None) -> list[Card]:
     """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database; with
     `draft_orders` (a Bundle) the cards of order-select / order-sign for those drafts."""
     return evaluate_bundle_outcome(bundle, patient_id=patient_id, now=now, settings=settings, hook=hook,

@@ -19,6 +19,7 @@ from app.orders.engine import ORDER_HOOKS, OrderEngine
 from app.read_gaps import describe_gaps, gaps_from_problems, unreadable_types
 from app.service_definition import prefetch_templates, resource_type_of
 from app.settings import Settings
+from cds_hooks.cards import Card
 from cds_hooks.draft_orders import DraftOrders, parse_draft_orders
 from cds_hooks.fallback import FetchProblem, PrefetchResolver
 from cds_hooks.models import HookRequest
@@ -32,7 +33,7 @@ class NoDataError(Exception):
 
 @dataclass
 class HookOutcome:
-    cards: list[dict[str, Any]]
+    cards: list[Card]
     fired: list[FiredRule]
     evaluation: Evaluation
     problems: list[FetchProblem] = field(default_factory=list)

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
@@ -22,17 +21,18 @@ from app.engine.context import TemplateValues, render
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
+from cds_hooks.cards import Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
 from plandefinitions.loader import RULE_SYSTEM
 
 OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
-OVERRIDE_REASONS = [
+OVERRIDE_REASONS: list[Coding] = [
     {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already addressed"},
     {"system": OVERRIDE_SYSTEM, "code": "patient-declined", "display": "Patient declined"},
     {"system": OVERRIDE_SYSTEM, "code": "not-appropriate", "display": "Not clinically appropriate now"},
     {"system": OVERRIDE_SYSTEM, "code": "data-wrong", "display": "Record is wrong or out of date"},
 ]
 SUMMARY_MAX = 139
-OVERRIDE_LABELS = {r["code"]: r["display"] for r in OVERRIDE_REASONS}
+OVERRIDE_LABELS = {r["code"]: r.get("display", r["code"]) for r in OVERRIDE_REASONS}
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class Snooze:
 @dataclass
 class FiredRule:
     rule: Rule
-    indicator: str
-    card: dict[str, Any]
+    indicator: Indicator
+    card: Card
     # What the card's first list says (its "Why", or the overview's phase basis), for readers of the outcome
     # that must not parse the card's Markdown back (the worklist).
     evidence: tuple[Evidence, ...] = ()
@@ -228,13 +228,13 @@ class Engine:
         why = self._why(rule, ev, evidence, values)
         detail = self._detail(rule, ev, why, values, withheld)
         first = rule.citations[0]
-        source: dict[str, Any] = {
+        source: Source = {
             "label": f"mbc-cds: {first.label}"[:200],
             "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.display},
         }
         if first.url:
             source["url"] = first.url
-        card: dict[str, Any] = {
+        card: Card = {
             "uuid": card_uuid,
             "summary": _summary(render(self._titles[rule.id], values)),
             "detail": detail,
@@ -245,7 +245,7 @@ class Engine:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = rule.selection_behavior
         card["overrideReasons"] = OVERRIDE_REASONS
-        links = [{"label": c.label, "url": c.url, "type": "absolute"} for c in rule.citations if c.url]
+        links: list[Link] = [{"label": c.label, "url": c.url, "type": "absolute"} for c in rule.citations if c.url]
         if rule.link == "acp-app" and self.options.acp_app_url:
             links.append({"label": "Open the advance care planning app", "url": self.options.acp_app_url,
                           "type": "smart"})
@@ -303,8 +303,8 @@ class Engine:
         return "\n".join(parts)
 
     def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                     card_uuid: str) -> tuple[list[dict[str, Any]], list[Withheld]]:
-        out: list[dict[str, Any]] = []
+                     card_uuid: str) -> tuple[list[Suggestion], list[Withheld]]:
+        out: list[Suggestion] = []
         withheld: list[Withheld] = []
         reasons: list[str] | None = None
         for s in rule.suggestions:
@@ -330,7 +330,7 @@ class Engine:
         return out, withheld
 
 
-def _target(resource: dict[str, Any]) -> str:
+def _target(resource: FhirResource) -> str:
     canonical = resource.get("instantiatesCanonical")
     if isinstance(canonical, list):
         canonical = canonical[0] if canonical else None

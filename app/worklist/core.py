@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this modu
     from app.engine.engine import FiredRule
     from app.hook import HookOutcome, HookProcessor
     from app.settings import Settings
+    from cds_hooks.cards import Card, FhirResource
 
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
 HOOK_INSTANCE = "mbc-cds-worklist"
@@ -78,12 +79,12 @@ def why_of(fired: FiredRule) -> str:
     return "; ".join(evidence_text(e) for e in fired.evidence)
 
 
-def action_of(card: dict[str, Any]) -> str:
+def action_of(card: Card) -> str:
     """The first suggestion's label, or the card summary when it offers no suggestion."""
     for s in card.get("suggestions") or []:
-        if s.get("label"):
-            return str(s["label"])
-    return str(card.get("summary") or "")
+        if s["label"]:
+            return s["label"]
+    return card["summary"]
 
 
 @lru_cache(maxsize=1)
@@ -139,21 +140,21 @@ def build_row(patient_id: str, outcome: HookOutcome) -> dict[str, Any] | None:
     }
 
 
-def draft_requests(outcome: Any) -> list[dict[str, Any]]:
+def draft_requests(outcome: HookOutcome) -> list[FhirResource]:
     """The draft ServiceRequests the cards suggest, each with an id (the suggestion's stable uuid)."""
-    out: list[dict[str, Any]] = []
+    out: list[FhirResource] = []
     for card in outcome.cards:
         for s in card.get("suggestions") or []:
             for action in s.get("actions") or []:
                 resource = action.get("resource")
-                if isinstance(resource, dict) and resource.get("resourceType") == "ServiceRequest":
+                if resource is not None and resource.get("resourceType") == "ServiceRequest":
                     draft = dict(resource)
-                    draft["id"] = str(s.get("uuid") or "")
+                    draft["id"] = s.get("uuid", "")
                     out.append(draft)
     return out
 
 
-def evaluate_group(processor: Any, patient_id: str, resources: list[dict[str, Any]], now: datetime,
+def evaluate_group(processor: HookProcessor, patient_id: str, resources: list[dict[str, Any]], now: datetime,
                    *, drafts: bool = False) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     outcome = processor.evaluate(resources, patient_id, now, server=False, hook_instance=HOOK_INSTANCE)
     row = build_row(patient_id, outcome)
