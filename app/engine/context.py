@@ -14,7 +14,6 @@ from app.engine.predicates import KnowledgeError
 
 # The clinical values, and the order-time keys app.orders registers.
 VALUES: dict[str, Callable[[Evaluation], str]] = dict(CARD_VALUES)
-KEYS = frozenset(VALUES)
 
 
 class TemplateValues(dict[str, str]):
@@ -39,7 +38,7 @@ def check_template(template: str, where: str) -> None:
     except ValueError as exc:
         raise KnowledgeError(f"{where}: bad template {template!r}: {exc}") from exc
     for name in fields:
-        if name not in VALUES:  # not KEYS: order-time keys are registered by app.orders
+        if name not in VALUES:
             raise KnowledgeError(f"{where}: unknown template key {{{name}}}")
 
 

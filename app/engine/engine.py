@@ -133,9 +133,7 @@ def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
 
 class Engine:
     def __init__(self, knowledge: Knowledge, options: EngineOptions, hook: str = "patient-view") -> None:
-        self.knowledge = knowledge
         self.options = options
-        self.hook = hook
         mine = [r for r in knowledge.rules if hook in r.hooks]
         self.rules = [r for r in mine if _level_ok(r.level, options.resource_level)]
         self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}

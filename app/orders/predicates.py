@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from app.clinical import thresholds as T
 from app.clinical.evaluation import MEDICATION_TYPES, Evaluation, Evidence
-from app.clinical.facts import Allergy, Dated
+from app.clinical.facts import Allergy
 from app.clinical.fhirtime import fmt_date
 from app.clinical.medications import MedicationClass
 from app.clinical.predicates import Findings
@@ -33,7 +33,6 @@ _OTHER_SITE_CONCEPTS = frozenset({"metastasis-brain", "bodysite-brain", "metasta
                                   "bodysite-peritoneum-bowel", "breast-primary", "treatment-radiotherapy-brain"})
 _SURGERY = ("neurosurgery", "orthopaedic-fixation")
 ZOLEDRONIC_ACID = "zoledronic acid"
-SINGLE_FRACTION_CGY = 800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +148,6 @@ def _draft_allergen(ev: Evaluation, _: str | None) -> Findings:
 
 
 # -- radiotherapy ---------------------------------------------------------------------------------------
-def _refs_of(items: list[Dated] | None) -> set[str]:
-    return {i.ref for i in items or ()}
-
-
 def _bone_target(ev: Evaluation, d: ClinicalDraft) -> bool:
     rt = d.radiotherapy
     if rt is None:
