@@ -16,9 +16,12 @@ from app.clinical.pain import STEP_NAMES
 from app.clinical.predicates import (
     bone_pain_location,
     elevated_distress,
+    fatigue_score_high,
     hypercalcaemia_severe,
+    hypoxaemia,
     missing_assessment_evidence,
     missing_assessments,
+    moderate_pain,
     newest_acp,
 )
 from app.read_gaps import gaps_summary
@@ -62,17 +65,18 @@ def _complications(ev: Evaluation, names: tuple[str, ...]) -> str:
 
 def _lung(ev: Evaluation) -> str:
     parts = [COMPLICATION_LABELS[n] for n in ("dyspnoea", "pleural-effusion") if ev.facts.has_complication(n)]
-    spo2 = ev.facts.latest("spo2", ev.facts.acute_window)
-    if spo2 is not None and spo2.value < T.SPO2_LOW:
+    spo2 = hypoxaemia(ev)
+    if spo2 is not None:
         parts.append(f"SpO2 {spo2.value:g} %")
     return ", ".join(parts) or "none recorded"
 
 
 def _liver(ev: Evaluation) -> str:
     parts = [COMPLICATION_LABELS[n] for n in ("jaundice", "pruritus", "nausea") if ev.facts.has_complication(n)]
-    if ev.pain.score is not None and ev.pain.score >= T.PAIN_MODERATE:
+    pain = moderate_pain(ev)
+    if pain is not None:
         # Named as liver pain only when the record locates it there; the facts carry no pain site.
-        parts.append(f"pain {ev.pain.score:g}/10 (site not recorded)")
+        parts.append(f"pain {pain.value:g}/10 (site not recorded)")
     return ", ".join(parts) or "none recorded"
 
 
@@ -209,8 +213,8 @@ def _fatigue(ev: Evaluation) -> str:
     parts = []
     if ev.facts.has_complication("fatigue"):
         parts.append("fatigue on record")
-    m = ev.facts.latest("fatigue-score", ev.facts.acute_window)
-    if m is not None and m.value >= T.FATIGUE_SCORE:
+    m = fatigue_score_high(ev)
+    if m is not None:
         parts.append(f"fatigue score {m.value:g}/10")
     return ", ".join(parts) or "fatigue"
 

@@ -22,6 +22,7 @@ from app.clinical.facts import (
     TREATMENT_LABELS,
     TREATMENTS,
     Dated,
+    Measurement,
     SiteFact,
 )
 from app.clinical.fhirtime import fmt_date
@@ -208,8 +209,8 @@ def data_incomplete(ev: Evaluation, _: str | None) -> Findings:
 
 
 # -- emergencies ---------------------------------------------------------------------------------------
-def _latest_date(fact: object) -> datetime | None:
-    return getattr(fact, "last", None) or getattr(fact, "first", None)
+def _latest_date(fact: SiteFact | None) -> datetime | None:
+    return None if fact is None else fact.last or fact.first
 
 
 def cord_compression_history(ev: Evaluation) -> Evidence | None:
@@ -373,11 +374,15 @@ def medications_complete(ev: Evaluation, _: str | None) -> Findings:
 
 
 # -- symptoms and site-specific ----------------------------------------------------------------------
-def _pain_at_least(ev: Evaluation, threshold: float) -> Evidence | None:
+def moderate_pain(ev: Evaluation) -> Measurement | None:
+    """The latest pain score of the acute window when it is moderate or worse."""
     pain = ev.facts.latest("pain-score", ev.facts.acute_window)
-    if pain is None or pain.value < threshold:
-        return None
-    return Evidence(f"pain {pain.value:g}/10 on {fmt_date(pain.when)}", (pain.ref,))
+    return pain if pain is not None and pain.value >= T.PAIN_MODERATE else None
+
+
+def _moderate_pain(ev: Evaluation) -> Evidence | None:
+    pain = moderate_pain(ev)
+    return None if pain is None else Evidence(f"pain {pain.value:g}/10 on {fmt_date(pain.when)}", (pain.ref,))
 
 
 _BONE_SITES = frozenset({"bone", "spine", "long-bone"})
@@ -399,7 +404,7 @@ def bone_pain_location(ev: Evaluation) -> Evidence | None:
 
 
 def bone_pain(ev: Evaluation, _: str | None) -> Findings:
-    return _all(_site(ev, "bone"), _pain_at_least(ev, T.PAIN_MODERATE))
+    return _all(_site(ev, "bone"), _moderate_pain(ev))
 
 
 def bone_pain_located(ev: Evaluation, arg: str | None) -> Findings:
@@ -454,28 +459,31 @@ def liver_symptoms(ev: Evaluation, _: str | None) -> Findings:
     site = _site(ev, "liver")
     if site is None:
         return None
-    pain_ev = _pain_at_least(ev, T.PAIN_MODERATE)
     symptoms = _any(_complication(ev, "jaundice"), _complication(ev, "pruritus"), _complication(ev, "nausea"),
-                    pain_ev)
+                    _moderate_pain(ev))
     return [site, *symptoms] if symptoms else None
 
 
-def low_spo2(ev: Evaluation) -> Evidence | None:
+def hypoxaemia(ev: Evaluation) -> Measurement | None:
+    """The latest SpO2 of the acute window when it is below the hypoxaemia cut-off (a zero is no reading)."""
     m = ev.facts.latest("spo2", ev.facts.acute_window)
-    if m is None or m.value >= T.SPO2_LOW or m.value <= 0:
-        return None
-    return Evidence(f"SpO2 {m.value:g} % on {fmt_date(m.when)}", (m.ref,))
+    return m if m is not None and 0 < m.value < T.SPO2_LOW else None
+
+
+def _hypoxaemia(ev: Evaluation) -> Evidence | None:
+    m = hypoxaemia(ev)
+    return None if m is None else Evidence(f"SpO2 {m.value:g} % on {fmt_date(m.when)}", (m.ref,))
 
 
 def spo2_low(ev: Evaluation, _: str | None) -> Findings:
-    return _any(low_spo2(ev))
+    return _any(_hypoxaemia(ev))
 
 
 def breathlessness(ev: Evaluation, _: str | None) -> Findings:
     site = _any(_site(ev, "lung"), _site(ev, "pleura"))
     if site is None:
         return None
-    signs = _any(_complication(ev, "dyspnoea"), _complication(ev, "pleural-effusion"), low_spo2(ev))
+    signs = _any(_complication(ev, "dyspnoea"), _complication(ev, "pleural-effusion"), _hypoxaemia(ev))
     return [*site, *signs] if signs else None
 
 
@@ -484,10 +492,16 @@ def skin_disease(ev: Evaluation, _: str | None) -> Findings:
                 _complication(ev, "uncontrolled-local-disease"))
 
 
+def fatigue_score_high(ev: Evaluation) -> Measurement | None:
+    """The latest 0-10 fatigue score of the acute window when it reaches the cut-off."""
+    m = ev.facts.latest("fatigue-score", ev.facts.acute_window)
+    return m if m is not None and m.value >= T.FATIGUE_SCORE else None
+
+
 def fatigue(ev: Evaluation, _: str | None) -> Findings:
-    score = ev.facts.latest("fatigue-score", ev.facts.acute_window)
-    score_ev = Evidence(f"fatigue score {score.value:g}/10 on {fmt_date(score.when)}", (score.ref,)) \
-        if score is not None and score.value >= T.FATIGUE_SCORE else None
+    score = fatigue_score_high(ev)
+    score_ev = None if score is None else Evidence(f"fatigue score {score.value:g}/10 on {fmt_date(score.when)}",
+                                                   (score.ref,))
     return _any(_complication(ev, "fatigue"), score_ev)
 
 
