@@ -216,6 +216,24 @@ def test_negated_drug_class_is_not_claimed_when_medications_are_incomplete() -> 
     assert lines and "Mystery tonic" in lines[0].text and lines[0].refs == ("MedicationStatement/m1",)
 
 
+def test_an_unreadable_entry_makes_its_type_unreadable_for_absence_claims() -> None:
+    """A Condition the fact pass could not read may be the seizure: "no seizure on record" is not claimed, the
+    phase says it rests on part of the record, and scope cannot be ruled out."""
+    from app.clinical.predicates import phase_basis, scope_unreadable
+
+    def ev(*extra: Any) -> Any:
+        return evaluate_patient([BREAST, BONE, *extra], patient_id=PID, now=NOW, terminology=T,
+                                acute_window=timedelta(days=30), assessment_window=timedelta(days=90),
+                                acp_revisit=timedelta(days=182))
+    no_seizure = compile_condition("not HasComplication(seizure)")
+    whole = ev()
+    assert no_seizure(whole) is not None and not scope_unreadable(whole)
+    broken = ev({"resourceType": "Condition", "id": "c-x", "code": {"text": "seizure"}, "bodySite": 5})
+    assert "Condition" in broken.unreadable_types and "Condition with an unreadable structure" in broken.problems
+    assert no_seizure(broken) is None and scope_unreadable(broken)
+    assert phase_basis(broken)[0].text.startswith("phase judged on part of the record: Condition")
+
+
 # -- allergies and renal function ----------------------------------------------------------------------------
 def _allergy(text: str, verification: str = "confirmed", clinical: str = "active", **extra: Any) -> dict[str, Any]:
     r = {"resourceType": "AllergyIntolerance", "id": f"a-{text.lower()}", "patient": {"reference": f"Patient/{PID}"},

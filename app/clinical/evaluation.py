@@ -42,7 +42,7 @@ class Evaluation:
     weight: WeightLoss | None
     acp_revisit: timedelta
     problems: list[str] = field(default_factory=list)   # what could not be read (no patient data)
-    unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
+    unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem (fetch or fact pass)
     gaps: tuple[ReadGap, ...] = ()                       # the same, typed (resource type, kind, cause)
     terminology: TerminologyLike | None = None           # for checking draft medications (allergy, renal)
 
@@ -70,9 +70,11 @@ def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime,
                      gaps: tuple[ReadGap, ...] = ()) -> Evaluation:
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
                         acute_window=acute_window, assessment_window=assessment_window)
-    # The facts know only what they were given; the fetch layer knows which medication reads failed.
-    facts.medications_readable = not (unreadable_types & MEDICATION_TYPES)
+    # A type the fetch layer could not read in full, or one with an entry the fact pass could not read: an absence
+    # in it proves nothing.
+    unreadable = unreadable_types | facts.malformed_types
+    facts.medications_readable = not (unreadable & MEDICATION_TYPES)
     return Evaluation(facts=facts, phase=determine_phase(facts), pain=pain_status(facts),
                       calcium=latest_calcium(facts), weight=weight_loss(facts), acp_revisit=acp_revisit,
                       problems=[*(problems or []), *_counted(facts.unreadable)],
-                      unreadable_types=unreadable_types, gaps=gaps, terminology=terminology)
+                      unreadable_types=unreadable, gaps=gaps, terminology=terminology)

@@ -705,9 +705,8 @@ def phase_basis(ev: Evaluation) -> list[Evidence]:
 
 
 def scope_unreadable(ev: Evaluation) -> bool:
-    """Scope cannot be ruled out when the Patient or the Conditions could not be read (in full), or when a
-    Condition that was sent could not be read."""
-    return bool({"Condition", "Patient"} & ev.unreadable_types) or "Condition" in ev.facts.malformed_types
+    """Scope cannot be ruled out when the Patient or the Conditions could not be read (in full)."""
+    return bool({"Condition", "Patient"} & ev.unreadable_types)
 
 
 # -- priorities (PlanDefinition dynamicValue) -------------------------------------------------------------
