@@ -118,7 +118,8 @@ def _any(*parts: Evidence | None) -> Findings:
 
 
 # -- phase ---------------------------------------------------------------------------------------------
-def _phase_evidence(ev: Evaluation) -> list[Evidence]:
+def phase_signals(ev: Evaluation) -> list[Evidence]:
+    """The acute-phase signals (A1-A6) found, each under its code."""
     return [Evidence(f"{e.code}: {e.text}", e.refs) for e in ev.phase.evidence]
 
 
@@ -127,7 +128,7 @@ def always(ev: Evaluation, _: str | None) -> Findings:
 
 
 def acute_phase(ev: Evaluation, _: str | None) -> Findings:
-    return _phase_evidence(ev) if ev.phase.name == "acute" else None
+    return phase_signals(ev) if ev.phase.name == "acute" else None
 
 
 def stable_phase(ev: Evaluation, _: str | None) -> Findings:
@@ -604,7 +605,7 @@ def end_of_life(ev: Evaluation, _: str | None) -> Findings:
 
 
 def social_work_indicated(ev: Evaluation, _: str | None) -> Findings:
-    found = _phase_evidence(ev) if ev.phase.name == "acute" else []
+    found = phase_signals(ev) if ev.phase.name == "acute" else []
     concern = _complication(ev, "financial-concern")
     if concern is not None:
         found.append(concern)

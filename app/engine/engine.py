@@ -16,7 +16,7 @@ from datetime import datetime
 from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.fhirtime import fmt_date
-from app.clinical.predicates import overview_history, phase_basis, scope_unreadable
+from app.clinical.predicates import overview_history, phase_basis, phase_signals, scope_unreadable
 from app.engine.context import TemplateValues, render
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
 from app.engine.suggestions import build_draft
@@ -259,8 +259,7 @@ class Engine:
         """The card's first list: the overview's phase signals (or what the phase rests on without any), another
         card's own evidence and the metastatic disease it concerns."""
         if rule.tier == "overview":
-            signals = [Evidence(f"{e.code}: {e.text}", e.refs) for e in ev.phase.evidence]
-            return tuple(_unique(signals or phase_basis(ev)))
+            return tuple(_unique(phase_signals(ev) or phase_basis(ev)))
         met_refs = tuple(dict.fromkeys(d.ref for d in ev.facts.metastasis + ev.facts.staging_m1))
         met = Evidence(f"metastatic breast cancer: {values['sites']}", met_refs)
         return (*_unique(evidence), met)
