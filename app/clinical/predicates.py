@@ -734,3 +734,74 @@ def liver_priority(ev: Evaluation) -> str:
 def read_gap_priority(ev: Evaluation) -> str:
     # Nothing checked at all (no Patient or no Conditions) must not look like a quiet record: a warning.
     return "urgent" if nothing_readable(ev.gaps) else "routine"
+
+
+# -- the names PlanDefinition conditions and dynamicValues use ---------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A predicate under its PlanDefinition name: the function, the arguments it accepts (None: takes none) and
+    what its negation rests on (None: "not X" needs no reading guard and names no absence)."""
+
+    fn: Callable[[Evaluation, str | None], Findings]
+    args: frozenset[str] | None = None
+    negation: Negation | None = None
+
+
+# A new rule's predicate is a function above and a line here (and its documentation in the predicates Library).
+PREDICATES: dict[str, Named] = {
+    "Always": Named(always),
+    "IsAcutePhase": Named(acute_phase),
+    "IsStablePhase": Named(stable_phase),
+    "IsUnknownPhase": Named(unknown_phase),
+    "IsStableOrUnknownPhase": Named(stable_or_unknown_phase),
+    "AssessmentsMissing": Named(assessments_missing),
+    "AssessmentMissing": Named(assessment_missing, frozenset(ASSESSMENT_KINDS)),
+    "DataIncomplete": Named(data_incomplete),
+    "CordCompressionRisk": Named(cord_compression_risk, negation=NO_CONDITION),
+    "Hypercalcaemia": Named(hypercalcaemia),
+    "HypercalcaemiaSevere": Named(severe_hypercalcaemia),
+    "BowelObstruction": Named(bowel_obstruction, negation=NO_CONDITION),
+    "HasSite": Named(has_site, SITE_ARGS),
+    "HasComplication": Named(has_complication, COMPLICATION_ARGS, NO_COMPLICATION),
+    "OnDrugClass": Named(on_drug_class, DRUG_ARGS, NOT_ON_DRUG_CLASS),
+    "HasService": Named(has_service, SERVICE_ARGS, NO_SERVICE),
+    "HasTreatment": Named(has_treatment, TREATMENT_ARGS, NO_TREATMENT),
+    "AllergyToClass": Named(allergy_to_class, DRUG_ARGS, NO_ALLERGY),
+    "RenalImpairmentSevere": Named(renal_impairment_severe, negation=NO_OBSERVATION),
+    "MedicationsComplete": Named(medications_complete),
+    "BonePain": Named(bone_pain),
+    "BonePainLocated": Named(bone_pain_located),
+    "LongBoneFractureRisk": Named(long_bone_fracture_risk),
+    "BrainSymptomatic": Named(brain_symptomatic),
+    "PoorPerformance": Named(poor_performance, negation=NO_OBSERVATION),
+    "GoodPerformance": Named(good_performance),
+    "LiverSymptoms": Named(liver_symptoms),
+    "SpO2Low": Named(spo2_low),
+    "Breathlessness": Named(breathlessness),
+    "SkinDisease": Named(skin_disease),
+    "Fatigue": Named(fatigue),
+    "PainStepUp": Named(pain_step_up),
+    "NoLaxativeRecognised": Named(no_laxative_recognised),
+    "NextStep": Named(next_step, NEXT_STEP_ARGS),
+    "PainUncontrolledOnStrongOpioid": Named(pain_uncontrolled_on_strong_opioid),
+    "RehabilitationIndicated": Named(rehabilitation_indicated),
+    "EndOfLife": Named(end_of_life, negation=NO_OBSERVATION),
+    "SocialWorkIndicated": Named(social_work_indicated),
+    "HospiceIndicated": Named(hospice_indicated),
+    "WeightLoss5": Named(weight_loss_5),
+    "DistressElevated": Named(distress_elevated),
+    "SpiritualConcern": Named(spiritual_concern),
+    "AcpOnRecord": Named(acp_on_record, negation=NO_ACP),
+    "AcpCodeStatusAndPlaceOfDeath": Named(acp_code_status_and_place_of_death,
+                                         negation=NO_CODE_STATUS_OR_PLACE_OF_DEATH),
+    "AcpStale": Named(acp_stale),
+}
+
+PRIORITIES: dict[str, Callable[[Evaluation], str]] = {
+    "PhasePriority": phase_priority,
+    "HypercalcaemiaPriority": hypercalcaemia_priority,
+    "BonePainPriority": bone_pain_priority,
+    "BrainPriority": brain_priority,
+    "LiverPriority": liver_priority,
+    "ReadGapPriority": read_gap_priority,
+}

@@ -63,7 +63,7 @@ class FiredRule:
     card: Card
     # What the card's first list says (its "Why", or the overview's phase basis), for readers of the outcome
     # that must not parse the card's Markdown back (the worklist).
-    evidence: tuple[Evidence, ...] = ()
+    evidence: tuple[Evidence, ...]
 
 
 def _level_ok(level: str, allowed: str) -> bool:
@@ -165,8 +165,7 @@ class Engine:
         # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
         # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
         # case: silence would read as "nothing to do" for a record never seen.
-        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)
-                                   or "Patient" in ev.unreadable_types):
+        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)):
             return []
         rule = next((r for r in self.rules if r.tier == "uncapped"), None)
         if rule is None:
