@@ -15,7 +15,7 @@ from app.clinical.fhirtime import fmt_date
 from app.clinical.pain import STEP_NAMES
 from app.clinical.predicates import (
     bone_pain_location,
-    elevated_distress,
+    elevated_screens,
     fatigue_score_high,
     hypercalcaemia_severe,
     hypoxaemia,
@@ -112,7 +112,7 @@ def _weight(ev: Evaluation) -> str:
 
 
 def _distress(ev: Evaluation) -> str:
-    return ", ".join(e.text.split(" on ")[0] for e in elevated_distress(ev)) or "no elevated score"
+    return ", ".join(f"{s.label} {s.measurement.value:g}" for s in elevated_screens(ev)) or "no elevated score"
 
 
 def _spo2(ev: Evaluation) -> str:
@@ -188,7 +188,7 @@ def _distress_next(ev: Evaluation) -> str:
 
 
 def _phq2_only(ev: Evaluation) -> bool:
-    return [e.text.split(" ")[0] for e in elevated_distress(ev)] == ["PHQ-2"]
+    return [s.name for s in elevated_screens(ev)] == ["phq2"]
 
 
 def _distress_step(ev: Evaluation) -> str:

@@ -631,17 +631,28 @@ DISTRESS_THRESHOLDS = (("distress", "distress thermometer", T.DISTRESS_THERMOMET
                        ("gad7", "GAD-7", T.GAD7), ("phq2", "PHQ-2", T.PHQ2))
 
 
-def elevated_distress(ev: Evaluation) -> list[Evidence]:
-    found: list[Evidence] = []
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """A distress screen at or above its cut-off."""
+
+    name: str          # observation name: distress, phq9, gad7, phq2
+    label: str
+    measurement: Measurement
+
+
+def elevated_screens(ev: Evaluation) -> list[Screen]:
+    """The latest distress screens of the acute window at or above their cut-offs."""
+    found: list[Screen] = []
     for name, label, threshold in DISTRESS_THRESHOLDS:
         m = ev.facts.latest(name, ev.facts.acute_window)
         if m is not None and m.value >= threshold:
-            found.append(Evidence(f"{label} {m.value:g} on {fmt_date(m.when)}", (m.ref,)))
+            found.append(Screen(name, label, m))
     return found
 
 
 def distress_elevated(ev: Evaluation, _: str | None) -> Findings:
-    return elevated_distress(ev) or None
+    return [Evidence(f"{s.label} {s.measurement.value:g} on {fmt_date(s.measurement.when)}", (s.measurement.ref,))
+            for s in elevated_screens(ev)] or None
 
 
 def spiritual_concern(ev: Evaluation, _: str | None) -> Findings:
