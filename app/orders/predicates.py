@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass
 
 from app.clinical import thresholds as T
-from app.clinical.evaluation import MEDICATION_TYPES, Evaluation, Evidence
+from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.facts import Allergy
 from app.clinical.fhirtime import fmt_date
 from app.clinical.medications import MedicationClass
-from app.clinical.predicates import Findings
+from app.clinical.predicates import Findings, medications_unknown
 from app.engine.context import VALUES
 from app.engine.predicates import DYNAMIC_VALUES, predicate
 from app.orders.drafts import ClinicalDraft, OrderContext, OrderEvaluation
@@ -91,7 +91,7 @@ def _no_laxative(ev: Evaluation, _: str | None) -> Findings:
     orders = _orders(ev)
     if orders is None or orders.any_draft("laxative") or ev.facts.on_drug("laxative"):
         return None
-    if ev.unreadable_types & MEDICATION_TYPES or not ev.facts.medications_complete:
+    if medications_unknown(ev):
         return None
     return [Evidence("no active laxative on the medication list and none among the draft orders")]
 
