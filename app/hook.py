@@ -3,7 +3,6 @@ of that hook. No HTTP routing here."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +36,6 @@ class HookOutcome:
     fired: list[FiredRule]
     evaluation: Evaluation
     problems: list[FetchProblem] = field(default_factory=list)
-    resolve_ms: float = 0.0
-    evaluate_ms: float = 0.0
 
     @property
     def rule_ids(self) -> list[str]:
@@ -86,7 +83,6 @@ class HookProcessor:
                   extra: list[Any] | None = None, extra_skipped: int = 0,
                   snoozes: list[Snooze] | None = None) -> HookOutcome:
         now = now or datetime.now(UTC)
-        t0 = time.perf_counter()
         if self.resolver is None:
             raise RuntimeError("HookProcessor has no HTTP client")
         # Draft orders are checked before anything is fetched: a malformed one is the caller's error (400).
@@ -95,7 +91,6 @@ class HookProcessor:
         result = await self.resolver.resolve(request, self.templates)
         if not result.had_any_data and not request.fhirServer and not extra:
             raise NoDataError("no prefetch data and no fhirServer to read from")
-        t1 = time.perf_counter()
         resources = result.all_resources()
         if extra:
             seen = {k for r in resources if (k := _identity(r)) is not None}
@@ -111,18 +106,15 @@ class HookProcessor:
             outcome = self.evaluate(resources, request.patient_id() or "", now,
                                     result.problems, server=bool(request.fhirServer),
                                     hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
-        outcome.resolve_ms = (t1 - t0) * 1000
         return outcome
 
     def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
                  problems: list[FetchProblem] | None = None, *, server: bool = True,
                  hook_instance: str = "", skipped: dict[str, int] | None = None,
                  snoozes: list[Snooze] | None = None) -> HookOutcome:
-        t0 = time.perf_counter()
         ev, real = self._evaluation(resources, patient_id, now, problems, server=server, skipped=skipped)
         fired = self.engine.fire(ev, hook_instance, snoozes or ())
-        return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
-                           evaluate_ms=(time.perf_counter() - t0) * 1000)
+        return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real)
 
     def evaluate_orders(self, hook: str, drafts: DraftOrders, resources: list[Any], patient_id: str, now: datetime,
                         problems: list[FetchProblem] | None = None, *, server: bool = True,
@@ -130,7 +122,6 @@ class HookProcessor:
                         snoozes: list[Snooze] | None = None) -> HookOutcome:
         """order-select / order-sign: the patient's evaluation (reused from an earlier call on the same patient,
         record, drafts and settings) plus the draft orders, through the order-time rules of `hook`."""
-        t0 = time.perf_counter()
         real = [p for p in problems or [] if p.kind != "missing" or server]
         try:
             key: str | None = cache_key(patient_id, resources, [(p.key, p.kind, p.status) for p in real],
@@ -145,8 +136,7 @@ class HookProcessor:
                 self.order_cache.put(key, ev)
         context = order_context(hook, drafts, self.terminology)
         fired = self.order_engines[hook].fire(with_orders(ev, context), hook_instance, snoozes or ())
-        return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real,
-                           evaluate_ms=(time.perf_counter() - t0) * 1000)
+        return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real)
 
     def _evaluation(self, resources: list[Any], patient_id: str, now: datetime,
                     problems: list[FetchProblem] | None, *, server: bool,
