@@ -91,7 +91,8 @@ def test_other_patients_resources_are_ignored() -> None:
     assert not facts(other).has_site("brain")
 
 
-@pytest.mark.parametrize("score,severity", [(0, "none"), (3, "mild"), (4, "moderate"), (6, "moderate"),
+# 3.5 is mild: "moderate" starts at the one cut-off the bone-pain and liver rules use too (PAIN_MODERATE).
+@pytest.mark.parametrize("score,severity", [(0, "none"), (3, "mild"), (3.5, "mild"), (4, "moderate"), (6, "moderate"),
                                             (7, "severe"), (10, "severe"), (None, "unknown")])
 def test_pain_severity_bands(score: float | None, severity: str) -> None:
     assert severity_of(score) == severity

@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 # Pain (0-10 numeric rating): severity bands and the rise that counts as worsening (A5, ladder).
-PAIN_MILD_MAX = 3.0
-PAIN_MODERATE = 4.0             # "pain 4 or more": moderate, bone-pain radiotherapy, liver pain
+PAIN_MODERATE = 4.0             # "pain 4 or more": moderate (below: mild), bone-pain radiotherapy, liver pain
 PAIN_SEVERE = 7.0               # 7-10 severe (A5)
 PAIN_RISE = 2.0                 # up by 2 or more against the previous score
 
