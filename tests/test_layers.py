@@ -44,7 +44,8 @@ def test_clinical_code_imports_nothing_above_it() -> None:
 
 def test_importing_clinical_code_loads_no_engine_orders_or_http() -> None:
     """The same at run time, through every indirect import (app.read_gaps must not pull in the fetch layer)."""
-    names = [f"app.clinical.{p.stem}" for p in _modules("app/clinical") if p.stem != "__init__"]
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+             for p in _modules("app/clinical")]
     code = ("import importlib, sys\n"
             f"for n in {names!r}: importlib.import_module(n)\n"
             f"bad = [m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {CLINICAL_FORBIDDEN!r})]\n"

@@ -219,7 +219,7 @@ def test_negated_drug_class_is_not_claimed_when_medications_are_incomplete() -> 
 def test_an_unreadable_entry_makes_its_type_unreadable_for_absence_claims() -> None:
     """A Condition the fact pass could not read may be the seizure: "no seizure on record" is not claimed, the
     phase says it rests on part of the record, and scope cannot be ruled out."""
-    from app.clinical.predicates import phase_basis, scope_unreadable
+    from app.clinical.predicates.phase import phase_basis, scope_unreadable
 
     def ev(*extra: Any) -> Any:
         return evaluate_patient([BREAST, BONE, *extra], patient_id=PID, now=NOW, terminology=T,

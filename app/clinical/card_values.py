@@ -13,17 +13,11 @@ from app.clinical.evaluation import Evaluation
 from app.clinical.facts import COMPLICATION_LABELS, SITE_LABELS, TREATMENT_LABELS
 from app.clinical.fhirtime import fmt_date
 from app.clinical.pain import STEP_NAMES
-from app.clinical.predicates import (
-    bone_pain_location,
-    elevated_screens,
-    fatigue_score_high,
-    hypercalcaemia_severe,
-    hypoxaemia,
-    missing_assessment_evidence,
-    missing_assessments,
-    moderate_pain,
-    newest_acp,
-)
+from app.clinical.predicates.acp import newest_acp
+from app.clinical.predicates.emergencies import hypercalcaemia_severe
+from app.clinical.predicates.phase import missing_assessment_evidence, missing_assessments
+from app.clinical.predicates.referrals import elevated_screens
+from app.clinical.predicates.symptoms import bone_pain_location, fatigue_score_high, hypoxaemia, moderate_pain
 from app.read_gaps import gaps_summary
 
 

@@ -16,7 +16,8 @@ from datetime import datetime
 from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.fhirtime import fmt_date
-from app.clinical.predicates import overview_history, phase_basis, phase_signals, scope_unreadable
+from app.clinical.predicates.emergencies import overview_history
+from app.clinical.predicates.phase import phase_basis, phase_signals, scope_unreadable
 from app.engine.context import TemplateValues, render
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
 from app.engine.suggestions import build_draft

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.clinical.evaluation import Evaluation
-from app.clinical.predicates import PREDICATES, PRIORITIES, Findings, Named, Negation
+from app.clinical.predicates import PREDICATES, PRIORITIES, Named
+from app.clinical.predicates.base import Findings, Negation
 
 Predicate = Callable[[Evaluation, str | None], Findings]
 DynamicValue = Callable[[Evaluation], str]

@@ -17,7 +17,7 @@ from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.facts import Allergy
 from app.clinical.fhirtime import fmt_date
 from app.clinical.medications import MedicationClass
-from app.clinical.predicates import Findings, medications_unknown
+from app.clinical.predicates.base import Findings, medications_unknown
 from app.engine.context import VALUES
 from app.engine.predicates import DYNAMIC_VALUES, predicate
 from app.orders.drafts import ClinicalDraft, OrderContext, OrderEvaluation
