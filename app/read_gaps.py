@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cds_hooks.fallback import FetchProblem
+if TYPE_CHECKING:  # the clinical evaluation carries ReadGaps and must not pull in the HTTP fetch layer
+    from cds_hooks.fallback import FetchProblem
 
 __all__ = [
     "ReadGap", "describe_gaps", "gaps_from_problems", "gaps_summary", "nothing_readable", "unreadable_types",

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from app.clinical.thresholds import ALBUMIN_PAIRING
+
 WIDTH = 960
 LEFT = 150
 RIGHT = 24
@@ -148,7 +150,7 @@ def _series_panel(c: _Canvas, s: dict[str, Any], y: float, link_base: str, phase
               f'points="{" ".join(f"{x},{yy}" for x, yy in coords)}"/>')
     for p, (x, yy) in zip(points, coords, strict=True):
         shown_unit = "/10" if unit == "/10" else (" " + unit if unit else "")
-        kind = "" if p.get("corrected", True) else " (uncorrected: no albumin within 7 days)"
+        kind = "" if p.get("corrected", True) else f" (uncorrected: no albumin within {ALBUMIN_PAIRING.days} days)"
         title = f"{s['label']} {_fmt(float(p['value']))}{shown_unit}{kind} on {p['t'][:10]} ({p['ref']})"
         shape = f'<circle cx="{x}" cy="{yy}" r="4.5" fill="{colour}" stroke="#ffffff" stroke-width="1.5"/>'
         c.add(_link(link_base, p["ref"], title, "tl-point", shape, (("series", key), ("t", p["t"]))))

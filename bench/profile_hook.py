@@ -132,7 +132,7 @@ def stage_timings(runtime: Any, body: bytes, n: int) -> dict[str, float]:
         resources = result.all_resources()
         extra = _extra_resources(hook.prefetch or {}, service.prefetch)
         t3 = t()
-        from app.engine.evaluation import evaluate_patient
+        from app.clinical.evaluation import evaluate_patient
 
         ev = evaluate_patient(resources, patient_id=hook.patient_id() or "", now=now,
                               terminology=evaluator.terminology, problems=[], **evaluator.windows)

@@ -365,10 +365,6 @@ class JwtVerifier:
             c.iss: _JwksState() for c in self._clients.values() if c.jwks_url is not None
         }
 
-    @property
-    def issuers(self) -> frozenset[str]:
-        return frozenset(self._clients)
-
     # ----------------------------------------------------------------------------------- public API
 
     async def verify(self, authorization_header: str | None, audience: str | list[str]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from terminology import get_terminology
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 PID = "p1"
+# The deployment defaults (Settings.acute_window_days / assessment_window_days).
+WINDOWS = {"acute_window": timedelta(days=30), "assessment_window": timedelta(days=90)}
 SCT, ICD, LOINC, RX = ("http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm", "http://loinc.org",
                        "http://www.nlm.nih.gov/research/umls/rxnorm")
 
@@ -54,15 +56,16 @@ BASE = [cond("breast", SCT, "254837009"), cond("bone", ICD, "C79.51")]
 
 
 def facts(*resources: dict):
-    return build_facts([*BASE, *resources], patient_id=PID, now=NOW, terminology=get_terminology())
+    return build_facts([*BASE, *resources], patient_id=PID, now=NOW, terminology=get_terminology(), **WINDOWS)
 
 
 def test_in_scope_needs_breast_primary_and_metastasis() -> None:
     assert facts().in_scope
-    only_bone = build_facts([cond("bone", ICD, "C79.51")], patient_id=PID, now=NOW, terminology=get_terminology())
+    only_bone = build_facts([cond("bone", ICD, "C79.51")], patient_id=PID, now=NOW, terminology=get_terminology(),
+                            **WINDOWS)
     assert not only_bone.in_scope
     icd_no_dot = build_facts([cond("b", ICD, "C50911"), cond("m", SCT, "94225005")], patient_id=PID, now=NOW,
-                             terminology=get_terminology())
+                             terminology=get_terminology(), **WINDOWS)
     assert icd_no_dot.in_scope and icd_no_dot.has_site("brain")
 
 
@@ -73,7 +76,7 @@ def test_in_scope_needs_breast_primary_and_metastasis() -> None:
 def test_condition_status_is_honoured(verification: str | None, status: str, counts: bool) -> None:
     f = build_facts([cond("breast", SCT, "254837009"), cond("m", SCT, "94381002", status=status,
                                                              verification=verification)],
-                    patient_id=PID, now=NOW, terminology=get_terminology())
+                    patient_id=PID, now=NOW, terminology=get_terminology(), **WINDOWS)
     assert f.has_site("liver") is counts
 
 
@@ -88,7 +91,8 @@ def test_other_patients_resources_are_ignored() -> None:
     assert not facts(other).has_site("brain")
 
 
-@pytest.mark.parametrize("score,severity", [(0, "none"), (3, "mild"), (4, "moderate"), (6, "moderate"),
+# 3.5 is mild: "moderate" starts at the one cut-off the bone-pain and liver rules use too (PAIN_MODERATE).
+@pytest.mark.parametrize("score,severity", [(0, "none"), (3, "mild"), (3.5, "mild"), (4, "moderate"), (6, "moderate"),
                                             (7, "severe"), (10, "severe"), (None, "unknown")])
 def test_pain_severity_bands(score: float | None, severity: str) -> None:
     assert severity_of(score) == severity
@@ -174,7 +178,7 @@ def test_weight_loss_percent() -> None:
 def test_garbage_resources_are_noted_not_fatal() -> None:
     f = build_facts([*BASE, "text", 42, {"no": "type"}, {"resourceType": "Condition", "code": "not-an-object"},
                      {"resourceType": "Observation", "code": {"coding": "x"}, "valueInteger": "5"}],
-                    patient_id=PID, now=NOW, terminology=get_terminology())
+                    patient_id=PID, now=NOW, terminology=get_terminology(), **WINDOWS)
     assert f.in_scope
     assert len(f.unreadable) >= 2
 
@@ -183,5 +187,6 @@ def test_stage_iv_stage_group_counts_as_metastatic() -> None:
     stage = {"resourceType": "Observation", "id": "sg", "status": "final", "subject": {"reference": f"Patient/{PID}"},
              "code": {"coding": [{"system": LOINC, "code": "21908-9"}]}, "effectiveDateTime": day(100),
              "valueCodeableConcept": {"coding": [{"system": SCT, "code": "258228008"}]}}
-    f = build_facts([cond("breast", SCT, "254837009"), stage], patient_id=PID, now=NOW, terminology=get_terminology())
+    f = build_facts([cond("breast", SCT, "254837009"), stage], patient_id=PID, now=NOW, terminology=get_terminology(),
+                    **WINDOWS)
     assert f.in_scope and f.staging_m1 and not f.sites

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.clinical.draft_safety import draft_blockers
+from app.clinical.evaluation import evaluate_patient
 from app.clinical.facts import TREATMENTS, PatientFacts, build_facts
 from app.clinical.medications import classify_medication
-from app.engine.evaluation import evaluate_patient
 from app.engine.predicates import compile_condition
 from terminology import ICD10CM, LOINC, RXNORM, SNOMED, get_terminology
 from terminology.local_codes import LocalCodesError, load_local_codes, read_local_codes
@@ -22,6 +22,8 @@ from tests.conftest import make_settings
 
 NOW = datetime(2026, 11, 20, 10, tzinfo=UTC)
 PID = "p1"
+# The deployment defaults (Settings.acute_window_days / assessment_window_days).
+WINDOWS = {"acute_window": timedelta(days=30), "assessment_window": timedelta(days=90)}
 T = get_terminology()
 EXAMPLE_LOCAL = Path(__file__).resolve().parents[1] / "docs" / "examples" / "local-codes.json"
 
@@ -38,7 +40,7 @@ def _cond(rid: str, system: str, code: str, days: int = 10, **extra: Any) -> dic
 
 
 def _facts(*resources: dict[str, Any], terminology: Any = T) -> PatientFacts:
-    return build_facts(list(resources), patient_id=PID, now=NOW, terminology=terminology)
+    return build_facts(list(resources), patient_id=PID, now=NOW, terminology=terminology, **WINDOWS)
 
 
 def _med(cc: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -212,6 +214,24 @@ def test_negated_drug_class_is_not_claimed_when_medications_are_incomplete() -> 
     data_incomplete = compile_condition("DataIncomplete")
     lines = data_incomplete(ev(_med({"text": "Mystery tonic"})))
     assert lines and "Mystery tonic" in lines[0].text and lines[0].refs == ("MedicationStatement/m1",)
+
+
+def test_an_unreadable_entry_makes_its_type_unreadable_for_absence_claims() -> None:
+    """A Condition the fact pass could not read may be the seizure: "no seizure on record" is not claimed, the
+    phase says it rests on part of the record, and scope cannot be ruled out."""
+    from app.clinical.predicates.phase import phase_basis, scope_unreadable
+
+    def ev(*extra: Any) -> Any:
+        return evaluate_patient([BREAST, BONE, *extra], patient_id=PID, now=NOW, terminology=T,
+                                acute_window=timedelta(days=30), assessment_window=timedelta(days=90),
+                                acp_revisit=timedelta(days=182))
+    no_seizure = compile_condition("not HasComplication(seizure)")
+    whole = ev()
+    assert no_seizure(whole) is not None and not scope_unreadable(whole)
+    broken = ev({"resourceType": "Condition", "id": "c-x", "code": {"text": "seizure"}, "bodySite": 5})
+    assert "Condition" in broken.unreadable_types and "Condition with an unreadable structure" in broken.problems
+    assert no_seizure(broken) is None and scope_unreadable(broken)
+    assert phase_basis(broken)[0].text.startswith("phase judged on part of the record: Condition")
 
 
 # -- allergies and renal function ----------------------------------------------------------------------------

@@ -76,7 +76,9 @@ def test_the_handler_shares_the_terminology_and_knowledge_it_is_given(http: http
     terminology, knowledge = get_terminology(), compile_knowledge()
     handler = build_handler(SETTINGS, http, terminology=terminology, knowledge=knowledge)
     assert handler.evaluator.terminology is terminology
-    assert handler.evaluator.engine.knowledge is knowledge
+    knowledge_rules = {id(r) for r in knowledge.rules}
+    assert handler.evaluator.engine.rules
+    assert all(id(r) in knowledge_rules for r in handler.evaluator.engine.rules)
 
 
 def _imported_modules(module: object) -> set[str]:

@@ -91,19 +91,33 @@ def test_worklist_agrees_with_the_hook_patient_by_patient(population: Path, eval
         assert row["phase"] == outcome.evaluation.phase.name
         assert set(row["sites"]) == set(outcome.evaluation.facts.sites)
         assert row["emergencies"] == [f.rule.id for f in outcome.fired if f.rule.emergency]
-        top = top_card(outcome.fired)
+        top = top_card(outcome.fired).card
         assert row["top_rule"] == top["source"]["topic"]["code"]
         assert row["top_summary"] == top["summary"]
         labels = [s["label"] for s in top.get("suggestions") or []]
         assert row["top_action"] == (labels[0] if labels else top["summary"])
         for part in row["why"].split("; "):
             assert part in top["detail"], (pid, part)
+        # read from the fired rule's evidence, it says what the card's first list says
+        assert row["why"] == _first_list(top["detail"]), pid
     assert with_cards == len(rows)
     assert 150 <= with_cards < POPULATION  # the population has patients out of scope too
     # a varied population: every tier, every phase, emergencies of more than one kind
     assert {r["tier"] for r in local_rows} == {1, 2, 3, 4}
     assert {r["phase"] for r in local_rows} >= {"acute", "stable"}
     assert len({e for r in local_rows for e in r["emergencies"]}) >= 2
+
+
+def _first_list(detail: str) -> str:
+    """The card's first Markdown list without its "Phase: ..." line, as a clinician reads it on the card."""
+    lines = detail.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("- "))
+    items: list[str] = []
+    for line in lines[start:]:
+        if not line.startswith("- "):
+            break
+        items.append(line[2:])
+    return "; ".join(i for i in items if not i.startswith("Phase: "))
 
 
 def test_ranking_order_of_the_population(local_rows: list[dict[str, Any]]) -> None:

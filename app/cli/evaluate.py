@@ -17,6 +17,7 @@ from app.cli.output import print_json, render_cards_table
 if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
     from app.service.outcome import HookOutcome
     from app.settings import Settings
+    from cds_hooks.cards import Card
 
 
 def register(sub: Any) -> None:
@@ -40,7 +41,7 @@ def register(sub: Any) -> None:
 
 def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, now: datetime | None = None,
                     settings: Settings | None = None, hook: str = "patient-view",
-                    draft_orders: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                    draft_orders: dict[str, Any] | None = None) -> list[Card]:
     """Cards for one patient's resources in a Bundle (any Bundle type), without HTTP or a database; with
     `draft_orders` (a Bundle) the cards of order-select / order-sign for those drafts."""
     return evaluate_bundle_outcome(bundle, patient_id=patient_id, now=now, settings=settings, hook=hook,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -13,7 +14,8 @@ def print_json(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def render_cards_table(cards: list[dict[str, Any]], width: int = 100) -> str:
+def render_cards_table(cards: Sequence[Mapping[str, Any]], width: int = 100) -> str:
+    """The cards as text, from this service's engine or from any CDS service's JSON answer."""
     if not cards:
         return "No cards: the service has nothing to say for this patient."
     lines: list[str] = []

@@ -1,8 +1,8 @@
 """Checks a draft medication against the patient's record before the service offers it (rules v2).
 
 A draft is withheld when the patient has a recorded allergy / intolerance to its ingredient or class, or when
-severe renal impairment (eGFR or creatinine clearance below 30 in 90 days) makes the drug unsafe to draft without
-specialist advice (morphine: metabolites accumulate; zoledronic acid: nephrotoxic, product labelling). The reason
+severe renal impairment (PatientFacts.renal_impairment_severe) makes the drug unsafe to draft without specialist
+advice (morphine: metabolites accumulate; zoledronic acid: nephrotoxic, product labelling). The reason
 is returned as text for the card, with the resources it rests on.
 """
 
@@ -14,13 +14,14 @@ from typing import Any
 from app.clinical.facts import PatientFacts
 from app.clinical.fhirtime import fmt_date
 from app.clinical.medications import MedicationTerminology, classify_medication
+from app.clinical.thresholds import RENAL_SEVERE_BELOW
 
 # Ingredients whose draft severe renal impairment blocks (clinical rules v2 section 2 / 5b).
 RENAL_BLOCKED = {
     "morphine": "morphine metabolites accumulate in severe renal impairment; seek specialist palliative advice on "
                 "the opioid and dose",
-    "zoledronic acid": "zoledronic acid is not recommended below a creatinine clearance of 30 mL/min (product "
-                       "labelling); check renal function and seek advice",
+    "zoledronic acid": f"zoledronic acid is not recommended below a creatinine clearance of {RENAL_SEVERE_BELOW:g} "
+                       "mL/min (product labelling); check renal function and seek advice",
 }
 
 

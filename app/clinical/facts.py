@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from app.clinical.fhirtime import parse_fhir_datetime
 from app.clinical.medications import classify_medication
+from app.clinical.thresholds import RENAL_SEVERE_BELOW, RENAL_WINDOW
 
 SITES: tuple[str, ...] = (
     "bone", "spine", "long-bone", "brain", "liver", "lung", "pleura", "skin", "peritoneum-bowel", "other",
@@ -66,8 +67,6 @@ TREATMENT_LABELS: dict[str, str] = {
     "orthopaedic-fixation": "orthopaedic fixation", "thoracentesis": "thoracentesis", "pleurodesis": "pleurodesis",
     "biliary-stent": "biliary stent",
 }
-# Renal thresholds (rules section 2): eGFR / creatinine clearance below 30 within 90 days blocks some drafts.
-from app.clinical.thresholds import RENAL_SEVERE_BELOW, RENAL_WINDOW  # noqa: E402 - one definition of cut-offs
 
 _OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
 _OPIOID_CLASS_WORDS = frozenset({"opioid", "opioids", "opiate", "opiates", "narcotic", "narcotics"})
@@ -182,6 +181,7 @@ class PatientFacts:
     acp: dict[str, list[Dated]] = field(default_factory=dict)
     unplanned_encounters: list[Dated] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    malformed_types: set[str] = field(default_factory=set)   # resource types with an entry that could not be read
     allergies: list[Allergy] = field(default_factory=list)
     unclassified_medications: list[Dated] = field(default_factory=list)
     treatments: dict[str, list[Dated]] = field(default_factory=dict)
@@ -256,7 +256,8 @@ class PatientFacts:
         return None
 
     def renal_impairment_severe(self) -> Measurement | None:
-        """The latest eGFR or creatinine clearance within 90 days, when it is below 30 mL/min(/1.73 m2)."""
+        """The latest eGFR or creatinine clearance within RENAL_WINDOW, when it is below RENAL_SEVERE_BELOW
+        mL/min(/1.73 m2) (severe renal impairment, rules section 2)."""
         candidates = [m for m in (self.latest("egfr", RENAL_WINDOW), self.latest("creatinine-clearance", RENAL_WINDOW))
                       if m is not None]
         if not candidates:
@@ -393,6 +394,7 @@ class _FactBuilder:
         except (TypeError, ValueError, AttributeError, KeyError):
             # A malformed resource must not take the whole hook down; it is reported on data-incomplete.
             self.facts.unreadable.append(f"{rtype} with an unreadable structure")
+            self.facts.malformed_types.add(rtype)
 
     # -- Condition -------------------------------------------------------------------------------------
     def _condition(self, r: dict[str, Any]) -> None:
@@ -751,8 +753,7 @@ def _short_drug_name(name: str) -> str:
 
 
 def build_facts(resources: Iterable[Any], *, patient_id: str, now: datetime, terminology: TerminologyLike,
-                acute_window: timedelta = timedelta(days=30),
-                assessment_window: timedelta = timedelta(days=90)) -> PatientFacts:
+                acute_window: timedelta, assessment_window: timedelta) -> PatientFacts:
     builder = _FactBuilder(patient_id, now, terminology, acute_window, assessment_window)
     for resource in resources:
         builder.add(resource)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.clinical.facts import Measurement, PatientFacts
-from app.clinical.thresholds import HYPERCALCAEMIA, HYPERCALCAEMIA_SEVERE
+from app.clinical.thresholds import ALBUMIN_PAIRING, HYPERCALCAEMIA, HYPERCALCAEMIA_SEVERE
 
 MGDL_PER_MMOLL = 4.008
 
@@ -60,7 +60,8 @@ class CalciumFinding:
 
 
 def latest_calcium(facts: PatientFacts) -> CalciumFinding | None:
-    """The most recent calcium in the acute window, albumin-corrected when an albumin lies within 7 days."""
+    """The most recent calcium in the acute window, albumin-corrected when an albumin lies within
+    ALBUMIN_PAIRING."""
     window = facts.acute_window
     direct = facts.latest("corrected-calcium", window)
     total = facts.latest("calcium", window)
@@ -73,13 +74,14 @@ def latest_calcium(facts: PatientFacts) -> CalciumFinding | None:
 
 
 def _calcium_finding(facts: PatientFacts, m: Measurement, *, reported_corrected: bool) -> CalciumFinding | None:
-    """One calcium value, albumin-corrected when it is a total calcium with an albumin within 7 days."""
+    """One calcium value, albumin-corrected when it is a total calcium with an albumin within
+    ALBUMIN_PAIRING."""
     unit = _calcium_unit(m.unit)
     if unit is None:
         return None
     if reported_corrected:
         return CalciumFinding(m.value, unit, True, m.when, (m.ref,))
-    albumin = _nearest(facts.series("albumin"), m.when, timedelta(days=7))
+    albumin = _nearest(facts.series("albumin"), m.when, ALBUMIN_PAIRING)
     alb = _albumin_g_per_l(albumin) if albumin else None
     if albumin is None or alb is None:
         return CalciumFinding(m.value, unit, False, m.when, (m.ref,))
@@ -136,7 +138,7 @@ class WeightLoss:
 
 
 def weight_loss(facts: PatientFacts) -> WeightLoss | None:
-    """Loss from the highest weight in the 90 days before the latest weight, if the latest is recent."""
+    """Loss from the highest weight in the assessment window before the latest weight, if the latest is recent."""
     weighed = [(m, kilograms(m)) for m in facts.series("body-weight")]
     series = [(m, kg) for m, kg in weighed if kg is not None and kg > 0]
     if len(series) < 2:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from app.clinical.facts import PatientFacts
-from app.clinical.thresholds import PAIN_MILD_MAX, PAIN_RISE, PAIN_SEVERE
+from app.clinical.thresholds import PAIN_MODERATE, PAIN_RISE, PAIN_SEVERE
 
 Severity = Literal["none", "mild", "moderate", "severe", "unknown"]
 STEP_NAMES = {0: "no analgesic", 1: "non-opioid", 2: "weak opioid", 3: "strong opioid"}
@@ -24,7 +24,7 @@ def severity_of(score: float | None) -> Severity:
         return "unknown"
     if score <= 0:
         return "none"
-    if score <= PAIN_MILD_MAX:
+    if score < PAIN_MODERATE:
         return "mild"
     if score < PAIN_SEVERE:
         return "moderate"

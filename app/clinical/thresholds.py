@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 # Pain (0-10 numeric rating): severity bands and the rise that counts as worsening (A5, ladder).
-PAIN_MILD_MAX = 3.0
-PAIN_MODERATE = 4.0             # "pain 4 or more": moderate, bone-pain radiotherapy, liver pain
+PAIN_MODERATE = 4.0             # "pain 4 or more": moderate (below: mild), bone-pain radiotherapy, liver pain
 PAIN_SEVERE = 7.0               # 7-10 severe (A5)
 PAIN_RISE = 2.0                 # up by 2 or more against the previous score
 
@@ -46,6 +45,9 @@ FATIGUE_SCORE = 4.0            # 0-10 fatigue score
 # Renal function: eGFR / creatinine clearance below this within the window = severe impairment (drafts withheld).
 RENAL_SEVERE_BELOW = 30.0
 RENAL_WINDOW = timedelta(days=90)
+
+# Calcium is corrected with an albumin measured this close to it.
+ALBUMIN_PAIRING = timedelta(days=7)
 
 # Weight loss in the assessment window (percent).
 WEIGHT_LOSS_PERCENT = 5.0

@@ -12,27 +12,28 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from app.clinical.draft_safety import Withheld, draft_blockers
+from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.fhirtime import fmt_date
+from app.clinical.predicates.emergencies import overview_history
+from app.clinical.predicates.phase import phase_basis, phase_signals, scope_unreadable
 from app.engine.context import TemplateValues, render
-from app.engine.evaluation import Evaluation, Evidence
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
-from app.engine.predicates import overview_history
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
+from cds_hooks.cards import Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
 from plandefinitions.loader import RULE_SYSTEM
 
 OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
-OVERRIDE_REASONS = [
+OVERRIDE_REASONS: list[Coding] = [
     {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already addressed"},
     {"system": OVERRIDE_SYSTEM, "code": "patient-declined", "display": "Patient declined"},
     {"system": OVERRIDE_SYSTEM, "code": "not-appropriate", "display": "Not clinically appropriate now"},
     {"system": OVERRIDE_SYSTEM, "code": "data-wrong", "display": "Record is wrong or out of date"},
 ]
 SUMMARY_MAX = 139
-OVERRIDE_LABELS = {r["code"]: r["display"] for r in OVERRIDE_REASONS}
+OVERRIDE_LABELS = {r["code"]: r.get("display", r["code"]) for r in OVERRIDE_REASONS}
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,11 @@ class Snooze:
 @dataclass
 class FiredRule:
     rule: Rule
-    indicator: str
-    card: dict[str, Any]
+    indicator: Indicator
+    card: Card
+    # What the card's first list says (its "Why", or the overview's phase basis), for readers of the outcome
+    # that must not parse the card's Markdown back (the worklist).
+    evidence: tuple[Evidence, ...]
 
 
 def _level_ok(level: str, allowed: str) -> bool:
@@ -84,16 +88,23 @@ def _summary(text: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
-def _evidence_lines(evidence: list[Evidence]) -> list[str]:
-    lines: list[str] = []
+def evidence_text(e: Evidence) -> str:
+    """One evidence line as the card shows it: the text, then at most four of the resources it rests on."""
+    return f"{e.text} ({', '.join(e.refs[:4])})" if e.refs else e.text
+
+
+def _unique(evidence: Iterable[Evidence]) -> list[Evidence]:
     seen: set[str] = set()
+    out: list[Evidence] = []
     for e in evidence:
-        if e.text in seen:
-            continue
-        seen.add(e.text)
-        refs = f" ({', '.join(e.refs[:4])})" if e.refs else ""
-        lines.append(f"- {e.text}{refs}")
-    return lines
+        if e.text not in seen:
+            seen.add(e.text)
+            out.append(e)
+    return out
+
+
+def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
+    return [f"- {evidence_text(e)}" for e in _unique(evidence)]
 
 
 def _reasons(ev: Evaluation, evidence: list[Evidence]) -> list[str]:
@@ -123,9 +134,7 @@ def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
 
 class Engine:
     def __init__(self, knowledge: Knowledge, options: EngineOptions, hook: str = "patient-view") -> None:
-        self.knowledge = knowledge
         self.options = options
-        self.hook = hook
         mine = [r for r in knowledge.rules if hook in r.hooks]
         self.rules = [r for r in mine if _level_ok(r.level, options.resource_level)]
         self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}
@@ -157,8 +166,7 @@ class Engine:
         # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
         # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
         # case: silence would read as "nothing to do" for a record never seen.
-        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or _conditions_unread(ev)
-                                   or "Patient" in ev.unreadable_types):
+        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)):
             return []
         rule = next((r for r in self.rules if r.tier == "uncapped"), None)
         if rule is None:
@@ -215,15 +223,16 @@ class Engine:
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
         card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
         suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
-        detail = self._detail(rule, ev, evidence, values, withheld)
+        why = self._why(rule, ev, evidence, values)
+        detail = self._detail(rule, ev, why, values, withheld)
         first = rule.citations[0]
-        source: dict[str, Any] = {
+        source: Source = {
             "label": f"mbc-cds: {first.label}"[:200],
             "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.display},
         }
         if first.url:
             source["url"] = first.url
-        card: dict[str, Any] = {
+        card: Card = {
             "uuid": card_uuid,
             "summary": _summary(render(self._titles[rule.id], values)),
             "detail": detail,
@@ -234,7 +243,7 @@ class Engine:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = rule.selection_behavior
         card["overrideReasons"] = OVERRIDE_REASONS
-        links = [{"label": c.label, "url": c.url, "type": "absolute"} for c in rule.citations if c.url]
+        links: list[Link] = [{"label": c.label, "url": c.url, "type": "absolute"} for c in rule.citations if c.url]
         if rule.link == "acp-app" and self.options.acp_app_url:
             links.append({"label": "Open the advance care planning app", "url": self.options.acp_app_url,
                           "type": "smart"})
@@ -243,9 +252,19 @@ class Engine:
                           "type": "smart"})
         if links:
             card["links"] = list({link["url"]: link for link in links}.values())
-        return FiredRule(rule, indicator, card)
+        return FiredRule(rule, indicator, card, why)
 
-    def _detail(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
+    @staticmethod
+    def _why(rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues) -> tuple[Evidence, ...]:
+        """The card's first list: the overview's phase signals (or what the phase rests on without any), another
+        card's own evidence and the metastatic disease it concerns."""
+        if rule.tier == "overview":
+            return tuple(_unique(phase_signals(ev) or phase_basis(ev)))
+        met_refs = tuple(dict.fromkeys(d.ref for d in ev.facts.metastasis + ev.facts.staging_m1))
+        met = Evidence(f"metastatic breast cancer: {values['sites']}", met_refs)
+        return (*_unique(evidence), met)
+
+    def _detail(self, rule: Rule, ev: Evaluation, why: tuple[Evidence, ...], values: TemplateValues,
                 withheld_drafts: list[Withheld] | None = None) -> str:
         parts: list[str] = []
         phase = ev.phase
@@ -253,9 +272,7 @@ class Engine:
             parts.append(f"**Phase: {phase.name}**" + (" (JCO OP 2021 acute-phase signals in the last "
                                                          f"{ev.facts.acute_window.days} days)" if phase.evidence
                                                          else ""))
-            parts.extend(_evidence_lines([Evidence(f"{e.code}: {e.text}", e.refs) for e in phase.evidence]))
-            if not phase.evidence:
-                parts.extend(_evidence_lines(_assessment_evidence(ev)))
+            parts.extend(f"- {evidence_text(e)}" for e in why)
             parts.append(f"\n**Metastatic sites:** {values['sites']}")
             parts.extend(_evidence_lines([Evidence(f"{s.replace('-', ' ')} (first recorded {fmt_date(f.first)})",
                                                    tuple(f.refs)) for s, f in ev.facts.sites.items()]))
@@ -267,9 +284,7 @@ class Engine:
                 parts.append(f"\n**Progression pattern:** {phase.pattern}")
         else:
             parts.append("**Why**")
-            parts.extend(_evidence_lines(evidence))
-            met_refs = tuple(dict.fromkeys(d.ref for d in ev.facts.metastasis + ev.facts.staging_m1))
-            parts.extend(_evidence_lines([Evidence(f"metastatic breast cancer: {values['sites']}", met_refs)]))
+            parts.extend(f"- {evidence_text(e)}" for e in why)
             phase_line = f"- Phase: {phase.name}"
             if phase.evidence:
                 phase_line += f" ({values['phase_evidence']})"
@@ -285,8 +300,8 @@ class Engine:
         return "\n".join(parts)
 
     def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                     card_uuid: str) -> tuple[list[dict[str, Any]], list[Withheld]]:
-        out: list[dict[str, Any]] = []
+                     card_uuid: str) -> tuple[list[Suggestion], list[Withheld]]:
+        out: list[Suggestion] = []
         withheld: list[Withheld] = []
         reasons: list[str] | None = None
         for s in rule.suggestions:
@@ -312,7 +327,7 @@ class Engine:
         return out, withheld
 
 
-def _target(resource: dict[str, Any]) -> str:
+def _target(resource: FhirResource) -> str:
     canonical = resource.get("instantiatesCanonical")
     if isinstance(canonical, list):
         canonical = canonical[0] if canonical else None
@@ -339,35 +354,3 @@ def _one_draft_per_target(fired: list[FiredRule]) -> None:
         else:
             f.card.pop("suggestions", None)
             f.card.pop("selectionBehavior", None)
-
-
-_ASSESSMENT_LABELS = {"pain-score": "pain", "ecog": "ECOG", "karnofsky": "Karnofsky", "distress": "distress",
-                      "phq9": "PHQ-9", "phq2": "PHQ-2", "gad7": "GAD-7"}
-
-
-def _assessment_evidence(ev: Evaluation) -> list[Evidence]:
-    """Why a phase is stable (assessments without acute signals) or unknown (none in the window)."""
-    window = ev.facts.assessment_window
-    found = []
-    for name, label in _ASSESSMENT_LABELS.items():
-        m = ev.facts.latest(name, window)
-        if m is not None:
-            found.append(Evidence(f"latest {label} {m.value:g} on {fmt_date(m.when)}", (m.ref,)))
-    unread = sorted(ev.unreadable_types & _PHASE_TYPES)
-    if unread:
-        # "no acute-phase signal", "no assessment" are absences: not claimed from a record read in part
-        return [Evidence(f"phase judged on part of the record: {', '.join(unread)} could not be read in full, "
-                         "an acute-phase signal or assessment may be missing"), *found]
-    if not found:
-        return [Evidence(f"no symptom or performance assessment in the last {window.days} days")]
-    return [Evidence(f"no acute-phase signal in the last {ev.facts.acute_window.days} days"), *found]
-
-
-# the resource types that hold the acute-phase signals (A1-A6) and the assessments
-_PHASE_TYPES = frozenset({"Condition", "Observation", "Encounter"})
-
-
-def _conditions_unread(ev: Evaluation) -> bool:
-    """Scope cannot be ruled out when the Patient or the Conditions could not be read (in full)."""
-    return bool({"Condition", "Patient"} & ev.unreadable_types) or any(
-        p.startswith("Condition") or "conditions" in p for p in ev.problems)

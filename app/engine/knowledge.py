@@ -18,6 +18,7 @@ from app.engine.predicates import (
     compile_dynamic_value,
 )
 from app.settings import RESOURCE_LEVELS
+from cds_hooks.cards import Indicator, SelectionBehavior
 from plandefinitions.loader import (
     CARD_LINK_URL,
     CARD_TIER_URL,
@@ -32,8 +33,11 @@ from plandefinitions.loader import (
     plan_hooks,
 )
 
-PRIORITY_TO_INDICATOR = {"routine": "info", "urgent": "warning", "asap": "warning", "stat": "critical"}
-INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
+PRIORITY_TO_INDICATOR: dict[str, Indicator] = {"routine": "info", "urgent": "warning", "asap": "warning",
+                                                "stat": "critical"}
+INDICATOR_RANK: dict[Indicator, int] = {"critical": 0, "warning": 1, "info": 2}
+# The selectionBehavior values CDS Hooks 2.0 defines for a card (FHIR's others have no meaning there).
+SELECTION_BEHAVIORS: dict[str, SelectionBehavior] = {"any": "any", "at-most-one": "at-most-one"}
 
 CARD_TIERS = frozenset({"overview", "emergency", "uncapped"})
 WORKLIST_TIERS = frozenset({"acute-no-palliative-care", "acp-missing"})
@@ -79,7 +83,7 @@ class Rule:
     citations: tuple[Citation, ...]
     conditions: tuple[Condition, ...]
     suggestions: tuple[SuggestionRule, ...]
-    selection_behavior: str
+    selection_behavior: SelectionBehavior
     order: int
     note: str = ""
     hooks: tuple[str, ...] = ("patient-view",)   # the CDS hooks whose trigger events fire this rule
@@ -107,6 +111,13 @@ class Rule:
     def uncapped(self) -> bool:
         """Never capped, never held back (the overview and what could not be read)."""
         return self.tier in ("overview", "uncapped")
+
+
+def _selection_behavior(action: dict[str, Any], where: str) -> SelectionBehavior:
+    value = str(action.get("selectionBehavior") or "any")
+    if value not in SELECTION_BEHAVIORS:
+        raise KnowledgeError(f"{where}: selectionBehavior must be one of {sorted(SELECTION_BEHAVIORS)}")
+    return SELECTION_BEHAVIORS[value]
 
 
 def text_at_level(text: str, level: str) -> str:
@@ -253,7 +264,7 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                 id=rule_id, display=display, group=str(plan["id"]), title=title, description=description,
                 priority=str(action.get("priority") or "routine"), priority_fn=priority_fn, level=level,
                 citations=citations, conditions=_conditions(action, where), suggestions=tuple(suggestions),
-                selection_behavior=str(action.get("selectionBehavior") or "any"),
+                selection_behavior=_selection_behavior(action, where),
                 order=_display_rank(action, len(rules)), note=str(action.get("textEquivalent") or ""),
                 tier=_extension_code(action, CARD_TIER_URL, CARD_TIERS, where),
                 worklist_tier=_extension_code(action, WORKLIST_TIER_URL, WORKLIST_TIERS, where),

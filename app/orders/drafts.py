@@ -3,9 +3,11 @@ classifier as the patient's medication list) and the target and fractionation of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from app.clinical.evaluation import Evaluation
+from app.clinical.facts import TerminologyLike
 from app.clinical.medications import MedicationClass, classify_medication
 from app.orders.radiotherapy import Fractionation, is_radiotherapy_request, is_stereotactic, read_fractionation
 from cds_hooks.draft_orders import DraftOrder, DraftOrders
@@ -62,6 +64,18 @@ class OrderContext:
         return [d for d in self.drafts if d.is_class(drug_class)]
 
 
+@dataclass(slots=True)
+class OrderEvaluation(Evaluation):
+    """The patient's evaluation with the draft orders of one order-select / order-sign call."""
+
+    orders: OrderContext = field(kw_only=True)
+
+
+def with_orders(ev: Evaluation, orders: OrderContext) -> OrderEvaluation:
+    """A copy of `ev` (which may be shared through the order cache) that also carries `orders`."""
+    return OrderEvaluation(**{f.name: getattr(ev, f.name) for f in fields(ev)}, orders=orders)
+
+
 def _codeable_text(cc: Any) -> str:
     if not isinstance(cc, dict):
         return ""
@@ -69,14 +83,14 @@ def _codeable_text(cc: Any) -> str:
     return " ".join(p for p in parts if isinstance(p, str))
 
 
-def _concepts(terminology: Any, ccs: Any) -> set[str]:
+def _concepts(terminology: TerminologyLike, ccs: Any) -> set[str]:
     out: set[str] = set()
     for cc in ccs if isinstance(ccs, list) else ():
         out |= terminology.concepts_of_codeable(cc)
     return out
 
 
-def _radiotherapy(resource: dict[str, Any], terminology: Any) -> Radiotherapy | None:
+def _radiotherapy(resource: dict[str, Any], terminology: TerminologyLike) -> Radiotherapy | None:
     concepts = terminology.concepts_of_codeable(resource.get("code"))
     if not is_radiotherapy_request(resource, concepts):
         return None
@@ -91,7 +105,7 @@ def _radiotherapy(resource: dict[str, Any], terminology: Any) -> Radiotherapy | 
                         stereotactic=is_stereotactic(resource, concepts))
 
 
-def _clinical(order: DraftOrder, terminology: Any) -> ClinicalDraft:
+def _clinical(order: DraftOrder, terminology: TerminologyLike) -> ClinicalDraft:
     resource = order.resource
     if order.resource_type == "MedicationRequest":
         contained = {f"#{c['id']}": c for c in resource.get("contained") or ()
@@ -104,7 +118,7 @@ def _clinical(order: DraftOrder, terminology: Any) -> ClinicalDraft:
     return ClinicalDraft(order, order.resource_type)
 
 
-def order_context(hook: str, orders: DraftOrders, terminology: Any) -> OrderContext:
+def order_context(hook: str, orders: DraftOrders, terminology: TerminologyLike) -> OrderContext:
     """Classify every draft. Unfinished drafts (a required element still missing) are never judged, but what
     they order still counts as being ordered (a laxative draft without its intent yet is still a laxative)."""
     clinical = {o.index: _clinical(o, terminology) for o in orders.drafts}

@@ -14,14 +14,15 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from app.clinical.draft_safety import Withheld, draft_blockers
+from app.clinical.evaluation import Evaluation, Evidence
 from app.engine.context import TemplateValues
 from app.engine.engine import Engine, FiredRule, Snooze, _reasons, _stable_uuid, rule_evidence
-from app.engine.evaluation import Evaluation, Evidence
 from app.engine.knowledge import PRIORITY_TO_INDICATOR, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
-from app.orders.drafts import ClinicalDraft, OrderContext
+from app.orders.drafts import ClinicalDraft, OrderEvaluation
 from app.orders.predicates import DraftEvidence
 from app.orders.radiotherapy import with_fractionation
+from cds_hooks.cards import Suggestion
 
 
 def _targets(evidence: list[Evidence]) -> list[ClinicalDraft]:
@@ -64,9 +65,8 @@ def _cgy(text: str | None) -> float | None:
 
 class OrderEngine(Engine):
     def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
-        orders = ev.orders
         # Outside the service's scope (no metastatic breast cancer) the order hooks are silent, as patient-view is.
-        if not isinstance(orders, OrderContext) or not orders.judged or not ev.facts.in_scope:
+        if not isinstance(ev, OrderEvaluation) or not ev.orders.judged or not ev.facts.in_scope:
             return []
         # An override snoozes a rule for the patient (clinical-rules section 6); a critical card never is.
         snoozed = {s.rule_id for s in snoozes if s.until > ev.now}
@@ -87,8 +87,8 @@ class OrderEngine(Engine):
         return super()._card(rule, ev, evidence, values, hook_instance)
 
     def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                     card_uuid: str) -> tuple[list[dict[str, Any]], list[Withheld]]:
-        out: list[dict[str, Any]] = []
+                     card_uuid: str) -> tuple[list[Suggestion], list[Withheld]]:
+        out: list[Suggestion] = []
         withheld: list[Withheld] = []
         targets = _targets(evidence)
         for s in rule.suggestions:
@@ -104,7 +104,7 @@ class OrderEngine(Engine):
                     continue
                 out.append(created)
             elif s.action_type == "remove":
-                out.extend(self._delete(s, d, card_uuid) for d in targets if d.ref)
+                out.extend(self._delete(s, d, ref, card_uuid) for d in targets if (ref := d.ref))
             elif s.action_type == "update":
                 out.extend(u for d in targets if (u := self._update(s, rule, d, card_uuid)) is not None)
         if len(out) == 1:
@@ -115,18 +115,18 @@ class OrderEngine(Engine):
         return _stable_uuid(self.options.uuid_key, *parts)
 
     def _create(self, s: SuggestionRule, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                card_uuid: str) -> dict[str, Any]:
+                card_uuid: str) -> Suggestion:
         resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=_reasons(ev, evidence), now=ev.now,
                                note=f"Drafted by mbc-cds rule {rule.id}; review before signing.")
         return {"label": s.label[:200], "uuid": self._uuid(card_uuid, s.id), "isRecommended": False,
                 "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}]}
 
-    def _delete(self, s: SuggestionRule, d: ClinicalDraft, card_uuid: str) -> dict[str, Any]:
-        return {"label": f"{s.label}: {d.name}"[:200], "uuid": self._uuid(card_uuid, s.id, d.ref or ""),
+    def _delete(self, s: SuggestionRule, d: ClinicalDraft, ref: str, card_uuid: str) -> Suggestion:
+        return {"label": f"{s.label}: {d.name}"[:200], "uuid": self._uuid(card_uuid, s.id, ref),
                 "isRecommended": False,
-                "actions": [{"type": "delete", "description": f"{s.description} ({d.name})", "resourceId": d.ref}]}
+                "actions": [{"type": "delete", "description": f"{s.description} ({d.name})", "resourceId": ref}]}
 
-    def _update(self, s: SuggestionRule, rule: Rule, d: ClinicalDraft, card_uuid: str) -> dict[str, Any] | None:
+    def _update(self, s: SuggestionRule, rule: Rule, d: ClinicalDraft, card_uuid: str) -> Suggestion | None:
         fx = d.radiotherapy.fractionation if d.radiotherapy else None
         per = _cgy(_dynamic_value(s.activity, "fractionDose"))
         fractions_text = _dynamic_value(s.activity, "fractions")

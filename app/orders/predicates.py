@@ -1,24 +1,26 @@
 """Order-time predicates (clinical-rules section 5b), named in PlanDefinition-order-time conditions.
 
-They read `ev.orders` (app.orders.drafts.OrderContext) besides the patient facts; at patient-view there are no
-draft orders and every one of them is false. A predicate that fires on draft orders returns DraftEvidence naming
-the draft, so the card can say which order it is about and its suggestions can act on that draft. Absence claims
-("no laxative", "no seizure on record") are withheld when the record they rest on could not be read.
+They read the draft orders of an OrderEvaluation (app.orders.drafts) besides the patient facts; at patient-view
+there are no draft orders and every one of them is false. A predicate that fires on draft orders returns
+DraftEvidence naming the draft, so the card can say which order it is about and its suggestions can act on that
+draft. Absence claims ("no laxative", "no seizure on record") are withheld when the record they rest on could not
+be read.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 
-from app.clinical.facts import Allergy, Dated
+from app.clinical import thresholds as T
+from app.clinical.evaluation import Evaluation, Evidence
+from app.clinical.facts import Allergy
 from app.clinical.fhirtime import fmt_date
 from app.clinical.medications import MedicationClass
+from app.clinical.predicates.base import Findings, medications_unknown
 from app.engine.context import VALUES
-from app.engine.evaluation import Evaluation, Evidence
-from app.engine.predicates import DYNAMIC_VALUES, MEDICATION_TYPES, Result, predicate
-from app.orders.drafts import ClinicalDraft, OrderContext
+from app.engine.predicates import DYNAMIC_VALUES, predicate
+from app.orders.drafts import ClinicalDraft, OrderContext, OrderEvaluation
 
 # Site and reason concepts that put a radiotherapy draft on bone (terminology value set ids).
 _BONE_CONCEPTS = frozenset({"metastasis-bone", "metastasis-spine", "bodysite-bone", "bodysite-spine",
@@ -31,7 +33,6 @@ _OTHER_SITE_CONCEPTS = frozenset({"metastasis-brain", "bodysite-brain", "metasta
                                   "bodysite-peritoneum-bowel", "breast-primary", "treatment-radiotherapy-brain"})
 _SURGERY = ("neurosurgery", "orthopaedic-fixation")
 ZOLEDRONIC_ACID = "zoledronic acid"
-SINGLE_FRACTION_CGY = 800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +44,7 @@ class DraftEvidence(Evidence):
 
 
 def _orders(ev: Evaluation) -> OrderContext | None:
-    orders = ev.orders
-    return orders if isinstance(orders, OrderContext) else None
+    return ev.orders if isinstance(ev, OrderEvaluation) else None
 
 
 def _draft_line(d: ClinicalDraft, what: str = "draft order") -> str:
@@ -67,7 +67,7 @@ def _matches(d: ClinicalDraft, arg: str) -> bool:
 
 
 @predicate("DraftDrug", _DRUG_ARGS)
-def _draft_drug(ev: Evaluation, arg: str | None) -> Result:
+def _draft_drug(ev: Evaluation, arg: str | None) -> Findings:
     """A judged draft orders a drug of this class (or this ingredient)."""
     orders = _orders(ev)
     if orders is None or arg is None:
@@ -78,7 +78,7 @@ def _draft_drug(ev: Evaluation, arg: str | None) -> Result:
 
 
 @predicate("DraftDrugTolerated", _DRUG_ARGS)
-def _draft_drug_tolerated(ev: Evaluation, arg: str | None) -> Result:
+def _draft_drug_tolerated(ev: Evaluation, arg: str | None) -> Findings:
     """A judged draft of this class the patient has no recorded allergy to (the allergy card covers the rest)."""
     found: list[Evidence] = [e for e in _draft_drug(ev, arg) or [] if isinstance(e, DraftEvidence)
                              and e.draft is not None and draft_allergy(ev, e.draft) is None]
@@ -86,12 +86,12 @@ def _draft_drug_tolerated(ev: Evaluation, arg: str | None) -> Result:
 
 
 @predicate("NoLaxative")
-def _no_laxative(ev: Evaluation, _: str | None) -> Result:
+def _no_laxative(ev: Evaluation, _: str | None) -> Findings:
     """No active laxative on record and none among the draft orders; never claimed on an incomplete list."""
     orders = _orders(ev)
     if orders is None or orders.any_draft("laxative") or ev.facts.on_drug("laxative"):
         return None
-    if ev.unreadable_types & MEDICATION_TYPES or not ev.facts.medications_complete:
+    if medications_unknown(ev):
         return None
     return [Evidence("no active laxative on the medication list and none among the draft orders")]
 
@@ -134,7 +134,7 @@ def draft_allergy(ev: Evaluation, d: ClinicalDraft) -> Allergy | None:
 
 
 @predicate("DraftAllergen")
-def _draft_allergen(ev: Evaluation, _: str | None) -> Result:
+def _draft_allergen(ev: Evaluation, _: str | None) -> Findings:
     orders = _orders(ev)
     if orders is None:
         return None
@@ -148,10 +148,6 @@ def _draft_allergen(ev: Evaluation, _: str | None) -> Result:
 
 
 # -- radiotherapy ---------------------------------------------------------------------------------------
-def _refs_of(items: list[Dated] | None) -> set[str]:
-    return {i.ref for i in items or ()}
-
-
 def _bone_target(ev: Evaluation, d: ClinicalDraft) -> bool:
     rt = d.radiotherapy
     if rt is None:
@@ -184,7 +180,7 @@ def bone_radiotherapy_drafts(ev: Evaluation) -> list[ClinicalDraft]:
 
 
 @predicate("BoneRadiotherapyMultiFraction")
-def _bone_rt(ev: Evaluation, _: str | None) -> Result:
+def _bone_rt(ev: Evaluation, _: str | None) -> Findings:
     found: list[Evidence] = []
     for d in bone_radiotherapy_drafts(ev):
         fx = d.radiotherapy.fractionation if d.radiotherapy else None
@@ -206,13 +202,13 @@ def _bone_rt(ev: Evaluation, _: str | None) -> Result:
 
 
 @predicate("FractionationReadable")
-def _fractionation_readable(ev: Evaluation, _: str | None) -> Result:
+def _fractionation_readable(ev: Evaluation, _: str | None) -> Findings:
     drafts = [d for d in bone_radiotherapy_drafts(ev) if d.radiotherapy and d.radiotherapy.fractionation]
     return [] if drafts else None
 
 
 @predicate("NoCordCompressionFractureOrSurgery")
-def _no_ccf(ev: Evaluation, _: str | None) -> Result:
+def _no_ccf(ev: Evaluation, _: str | None) -> Findings:
     """Single 8 Gy is for uncomplicated bone pain: not with cord compression, a fracture or bone surgery."""
     if ev.unreadable_types & {"Condition", "Procedure"}:
         return None
@@ -228,26 +224,18 @@ def _no_ccf(ev: Evaluation, _: str | None) -> Result:
 
 # -- brain, renal, bowel ----------------------------------------------------------------------------------
 @predicate("NoSeizureOnRecord")
-def _no_seizure(ev: Evaluation, _: str | None) -> Result:
+def _no_seizure(ev: Evaluation, _: str | None) -> Findings:
     if "Condition" in ev.unreadable_types or ev.facts.has_complication("seizure"):
         return None
     return [Evidence("no seizure on record")]
 
 
-@predicate("RenalImpairmentSevere")
-def _renal(ev: Evaluation, _: str | None) -> Result:
-    m = ev.facts.renal_impairment_severe()
-    if m is None:
-        return None
-    return [Evidence(f"eGFR {m.value:g} {m.unit} on {fmt_date(m.when)} (below 30 in the last 90 days)", (m.ref,))]
-
-
 def _renal_line(ev: Evaluation) -> str:
-    """The latest eGFR (or creatinine clearance) of the last 90 days, with its date and resource."""
-    window = timedelta(days=90)
+    """The latest eGFR (or creatinine clearance) of the renal window, with its date and resource."""
+    window = T.RENAL_WINDOW
     found = [m for m in (ev.facts.latest("egfr", window), ev.facts.latest("creatinine-clearance", window)) if m]
     if not found:
-        return "no eGFR or creatinine clearance in the last 90 days"
+        return f"no eGFR or creatinine clearance in the last {window.days} days"
     m = max(found, key=lambda x: x.when)
     unit = f" {m.unit}" if m.unit else ""
     return f"eGFR {m.value:g}{unit} on {fmt_date(m.when)} ({m.ref})"

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from app.clinical.evaluation import Evaluation
 from app.engine.engine import FiredRule
-from app.engine.evaluation import Evaluation
+from cds_hooks.cards import Card
 from cds_hooks.fallback import FetchProblem
 
 
 @dataclass
 class HookOutcome:
-    cards: list[dict[str, Any]]
+    cards: list[Card]
     fired: list[FiredRule]
     evaluation: Evaluation
     problems: list[FetchProblem] = field(default_factory=list)
-    resolve_ms: float = 0.0
-    evaluate_ms: float = 0.0
 
     @property
     def rule_ids(self) -> list[str]:

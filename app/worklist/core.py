@@ -1,19 +1,22 @@
 """One worklist row per patient, from the hook's own evaluation; ranking.
 
 Nothing clinical is decided here: every patient goes through :meth:`app.service.evaluate.RecordEvaluator.evaluate`,
-exactly as a ``patient-view`` call would, and the row only reads the outcome (cards, fired rules, phase, sites).
+exactly as a ``patient-view`` call would, and the row only reads the outcome's structure (fired rules with
+their evidence, phase, sites), never the cards' Markdown.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this module)
+    from app.engine.engine import FiredRule
     from app.service.evaluate import RecordEvaluator
+    from app.service.outcome import HookOutcome
     from app.settings import Settings
+    from cds_hooks.cards import Card, FhirResource
 
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
 HOOK_INSTANCE = "mbc-cds-worklist"
@@ -25,8 +28,6 @@ COLUMNS: tuple[str, ...] = (
     "n_critical", "n_warning", "n_info", "top_rule", "top_action", "top_summary", "why",
 )
 LIST_COLUMNS = ("phase_evidence", "sites", "emergencies", "rules")
-
-_BULLET = re.compile(r"^- (.*)$")
 
 
 def parse_now(value: str | datetime | None) -> datetime:
@@ -56,36 +57,26 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
     return {k: getattr(settings, k) for k in keys}
 
 
-def rule_of(card: dict[str, Any]) -> str:
-    return str(((card.get("source") or {}).get("topic") or {}).get("code") or "")
-
-
-def top_card(fired: list[Any]) -> dict[str, Any]:
+def top_card(fired: list[FiredRule]) -> FiredRule:
     """The highest-ranked card that recommends something: the engine's order (critical > warning > info, then
     the PlanDefinition display rank), skipping the overview card unless it is the only one."""
-    return next((f.card for f in fired if f.rule.tier != "overview"), fired[0].card)
+    return next((f for f in fired if f.rule.tier != "overview"), fired[0])
 
 
-def why_of(card: dict[str, Any]) -> str:
-    """The card's own evidence lines (the first bullet block of its detail, i.e. the **Why** section), joined.
-    The "Phase: ..." bullet is left out when there is other evidence (the phase has its own column)."""
-    bullets: list[str] = []
-    for line in str(card.get("detail") or "").splitlines():
-        m = _BULLET.match(line.strip())
-        if m:
-            bullets.append(m.group(1))
-        elif bullets and not line.strip().startswith("- "):
-            break
-    evidence = [b for b in bullets if not b.startswith("Phase: ")]
-    return "; ".join(evidence or bullets)
+def why_of(fired: FiredRule) -> str:
+    """The evidence the card lists first (its **Why**, or the overview's phase basis), as the card words each
+    line; the phase has its own column."""
+    from app.engine.engine import evidence_text
+
+    return "; ".join(evidence_text(e) for e in fired.evidence)
 
 
-def action_of(card: dict[str, Any]) -> str:
+def action_of(card: Card) -> str:
     """The first suggestion's label, or the card summary when it offers no suggestion."""
     for s in card.get("suggestions") or []:
-        if s.get("label"):
-            return str(s["label"])
-    return str(card.get("summary") or "")
+        if s["label"]:
+            return s["label"]
+    return card["summary"]
 
 
 @lru_cache(maxsize=1)
@@ -107,19 +98,19 @@ def tier_of(rule_ids: list[str], phase: str) -> int:
     return 4
 
 
-def build_row(patient_id: str, outcome: Any) -> dict[str, Any] | None:
+def build_row(patient_id: str, outcome: HookOutcome) -> dict[str, Any] | None:
     """The worklist row for one HookOutcome, or None when the hook returns no card (patient not in scope)."""
-    cards = outcome.cards
-    if not cards:
+    fired = outcome.fired
+    if not fired:
         return None
     ev = outcome.evaluation
-    rule_ids = [rule_of(c) for c in cards]
-    phase = ev.phase.name if ev is not None else "unknown"
+    rule_ids = [f.rule.id for f in fired]
+    phase = ev.phase.name
     from app.clinical.facts import SITES
 
-    sites = [s for s in SITES if ev is not None and s in ev.facts.sites]
-    top = top_card(outcome.fired)
-    counts = {k: sum(1 for c in cards if c.get("indicator") == k) for k in ("critical", "warning", "info")}
+    sites = [s for s in SITES if s in ev.facts.sites]
+    top = top_card(fired)
+    counts = {k: sum(1 for f in fired if f.indicator == k) for k in ("critical", "warning", "info")}
     tier = tier_of(rule_ids, phase)
     return {
         "rank": 0,
@@ -127,30 +118,30 @@ def build_row(patient_id: str, outcome: Any) -> dict[str, Any] | None:
         "tier": tier,
         "tier_label": TIER_LABELS[tier],
         "phase": phase,
-        "phase_evidence": list(dict.fromkeys(e.code for e in ev.phase.evidence)) if ev is not None else [],
+        "phase_evidence": list(dict.fromkeys(e.code for e in ev.phase.evidence)),
         "sites": sites,
-        "emergencies": [f.rule.id for f in outcome.fired if f.rule.emergency],
+        "emergencies": [f.rule.id for f in fired if f.rule.emergency],
         "rules": rule_ids,
         "n_critical": counts["critical"],
         "n_warning": counts["warning"],
         "n_info": counts["info"],
-        "top_rule": rule_of(top),
-        "top_action": action_of(top),
-        "top_summary": str(top.get("summary") or ""),
+        "top_rule": top.rule.id,
+        "top_action": action_of(top.card),
+        "top_summary": top.card["summary"],
         "why": why_of(top),
     }
 
 
-def draft_requests(outcome: Any) -> list[dict[str, Any]]:
+def draft_requests(outcome: HookOutcome) -> list[FhirResource]:
     """The draft ServiceRequests the cards suggest, each with an id (the suggestion's stable uuid)."""
-    out: list[dict[str, Any]] = []
+    out: list[FhirResource] = []
     for card in outcome.cards:
         for s in card.get("suggestions") or []:
             for action in s.get("actions") or []:
                 resource = action.get("resource")
-                if isinstance(resource, dict) and resource.get("resourceType") == "ServiceRequest":
+                if resource is not None and resource.get("resourceType") == "ServiceRequest":
                     draft = dict(resource)
-                    draft["id"] = str(s.get("uuid") or "")
+                    draft["id"] = s.get("uuid", "")
                     out.append(draft)
     return out
 

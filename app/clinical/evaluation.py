@@ -1,7 +1,9 @@
-"""Everything the rules read about one patient, computed once per request."""
+"""Everything the rules read about one patient, computed once per request: facts, phase, pain, calcium, weight,
+and what could not be read."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
@@ -10,12 +12,15 @@ from app.clinical.facts import PatientFacts, TerminologyLike, build_facts
 from app.clinical.measures import CalciumFinding, WeightLoss, latest_calcium, weight_loss
 from app.clinical.pain import PainStatus, pain_status
 from app.clinical.phase import Phase, determine_phase
-from app.orders.drafts import OrderContext
 from app.read_gaps import ReadGap
+
+MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "Medication"})
 
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
+    """One reason a rule holds (or a finding a card names), with the resources it rests on."""
+
     text: str
     refs: tuple[str, ...] = ()
 
@@ -35,11 +40,10 @@ class Evaluation:
     pain: PainStatus
     calcium: CalciumFinding | None
     weight: WeightLoss | None
+    acp_revisit: timedelta
     problems: list[str] = field(default_factory=list)   # what could not be read (no patient data)
-    unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem
+    unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem (fetch or fact pass)
     gaps: tuple[ReadGap, ...] = ()                       # the same, typed (resource type, kind, cause)
-    acp_revisit: timedelta = timedelta(days=182)
-    orders: OrderContext | None = None                  # the drafts of an order-select / order-sign call
     terminology: TerminologyLike | None = None           # for checking draft medications (allergy, renal)
 
     @property
@@ -51,6 +55,13 @@ class Evaluation:
         return self.facts.now
 
 
+def _counted(notes: Iterable[str]) -> list[str]:
+    counts: dict[str, int] = {}
+    for note in notes:
+        counts[note] = counts.get(note, 0) + 1
+    return [f"{n} x {note}" if n > 1 else note for note, n in counts.items()]
+
+
 def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime,
                      terminology: TerminologyLike,
                      acute_window: timedelta, assessment_window: timedelta, acp_revisit: timedelta,
@@ -59,15 +70,11 @@ def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime,
                      gaps: tuple[ReadGap, ...] = ()) -> Evaluation:
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
                         acute_window=acute_window, assessment_window=assessment_window)
-    # The facts know only what they were given; the fetch layer knows which medication reads failed.
-    facts.medications_readable = not (unreadable_types & {"MedicationRequest", "MedicationStatement", "Medication"})
-    all_problems = list(problems or [])
-    if facts.unreadable:
-        counts: dict[str, int] = {}
-        for note in facts.unreadable:
-            counts[note] = counts.get(note, 0) + 1
-        all_problems.extend(f"{n} x {note}" if n > 1 else note for note, n in counts.items())
+    # A type the fetch layer could not read in full, or one with an entry the fact pass could not read: an absence
+    # in it proves nothing.
+    unreadable = unreadable_types | facts.malformed_types
+    facts.medications_readable = not (unreadable & MEDICATION_TYPES)
     return Evaluation(facts=facts, phase=determine_phase(facts), pain=pain_status(facts),
-                      calcium=latest_calcium(facts), weight=weight_loss(facts), problems=all_problems,
-                      acp_revisit=acp_revisit, unreadable_types=unreadable_types, gaps=gaps,
-                      terminology=terminology)
+                      calcium=latest_calcium(facts), weight=weight_loss(facts), acp_revisit=acp_revisit,
+                      problems=[*(problems or []), *_counted(facts.unreadable)],
+                      unreadable_types=unreadable, gaps=gaps, terminology=terminology)

@@ -1,0 +1,72 @@
+"""The layering the design promises, checked on the source: clinical code imports no engine, order, HTTP or
+protocol code (the engine reads clinical, never the other way); the protocol package knows nothing of the app;
+rule ids live in the PlanDefinitions, not in the engine, the worklist or the routes."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from app.engine.knowledge import compile_knowledge
+
+ROOT = Path(__file__).resolve().parent.parent
+# What clinical code must not reach: the engine and order layers above it, HTTP and the CDS Hooks protocol.
+CLINICAL_FORBIDDEN = ("app.engine", "app.orders", "app.routes", "app.service", "app.hook_requests", "app.runtime",
+                      "app.main", "app.worklist", "app.store", "cds_hooks", "fastapi", "starlette", "httpx")
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    """Every module a file imports, at any depth (TYPE_CHECKING blocks and function bodies included)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+            yield from ((node.lineno, f"{node.module}.{a.name}") for a in node.names)
+
+
+def _hits(name: str, forbidden: tuple[str, ...]) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in forbidden)
+
+
+def test_clinical_code_imports_nothing_above_it() -> None:
+    found = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in _modules("app/clinical")
+             for line, name in _imports(p) if _hits(name, CLINICAL_FORBIDDEN)]
+    assert not found, found
+
+
+def test_importing_clinical_code_loads_no_engine_orders_or_http() -> None:
+    """The same at run time, through every indirect import (app.read_gaps must not pull in the fetch layer)."""
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+             for p in _modules("app/clinical")]
+    code = ("import importlib, sys\n"
+            f"for n in {names!r}: importlib.import_module(n)\n"
+            f"bad = [m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {CLINICAL_FORBIDDEN!r})]\n"
+            "print(' '.join(sorted(bad)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_protocol_package_imports_nothing_of_the_app() -> None:
+    found = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in _modules("cds_hooks")
+             for line, name in _imports(p) if _hits(name, ("app", "plandefinitions", "terminology"))]
+    assert not found, found
+
+
+def test_no_rule_id_is_written_in_the_engine_worklist_routes_or_service_layer() -> None:
+    """Tiers, display order, links and the data-incomplete card come from PlanDefinition data: adding or renaming a
+    rule needs no change here. A rule-id prefix ("emergency-") counts too: tiers by name are what this forbids."""
+    ids = {r.id for r in compile_knowledge().rules}
+    files = [*_modules("app/engine"), *_modules("app/worklist"), *_modules("app/routes"), *_modules("app/service")]
+    found = [f"{p.relative_to(ROOT)}:{node.lineno} {node.value!r}" for p in files
+             for node in ast.walk(ast.parse(p.read_text(), str(p)))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and (node.value in ids or (node.value.endswith("-") and any(i.startswith(node.value) for i in ids)))]
+    assert not found, found
