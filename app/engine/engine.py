@@ -6,7 +6,6 @@ are left out. Suggestion resources are validated with fhir.resources before they
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from collections.abc import Iterable, Sequence
@@ -72,7 +71,7 @@ def _stable_uuid(key: bytes, *parts: str) -> str:
     the same uuid (feedback and repeated hooks match), yet without the deployment secret a uuid stored next
     to its hook instance and rule cannot be tested against guessed patient ids, as a uuid5 could."""
     message = "".join(f"{len(p)}:{p}" for p in parts).encode()
-    digest = bytearray(hmac.new(key, message, hashlib.sha256).digest()[:16])
+    digest = bytearray(hmac.digest(key, message, "sha256")[:16])
     digest[6] = (digest[6] & 0x0F) | 0x80
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
