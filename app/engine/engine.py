@@ -6,6 +6,8 @@ are left out. Suggestion resources are validated with fhir.resources before they
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import uuid
 from collections.abc import Iterable, Sequence
@@ -66,12 +68,22 @@ def _level_ok(level: str, allowed: str) -> bool:
     return RESOURCE_LEVELS.index(level) <= RESOURCE_LEVELS.index(allowed)
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with the key already absorbed (one key per deployment): each uuid copies it."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def _stable_uuid(key: bytes, *parts: str) -> str:
     """An RFC 9562 version-8 uuid from HMAC-SHA256(key, parts): the same hookInstance, patient and rule give
     the same uuid (feedback and repeated hooks match), yet without the deployment secret a uuid stored next
     to its hook instance and rule cannot be tested against guessed patient ids, as a uuid5 could."""
     message = "".join(f"{len(p)}:{p}" for p in parts).encode()
-    digest = bytearray(hmac.digest(key, message, "sha256")[:16])
+    mac = _keyed_hmac(key).copy()
+    # update() keeps the GIL for short input; one-shot hmac.digest() releases it, and getting it back can wait
+    # for the audit writer thread.
+    mac.update(message)
+    digest = bytearray(mac.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x80
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
