@@ -121,6 +121,17 @@ def _source_line(rule: Rule) -> str:
     return f"\n**Source:** {cites}. Suggestions are drafts for a clinician to review and sign."
 
 
+def _source(rule: Rule) -> dict[str, Any]:
+    first = rule.citations[0]
+    source: dict[str, Any] = {
+        "label": f"mbc-cds: {first.label}"[:200],
+        "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.display},
+    }
+    if first.url:
+        source["url"] = first.url
+    return source
+
+
 def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
     """The evidence of every condition of the rule, or None as soon as one condition does not hold."""
     evidence: list[Evidence] = []
@@ -143,6 +154,10 @@ class Engine:
         level = options.resource_level
         self._titles = {r.id: r.title_at(level) for r in knowledge.rules}
         self._descriptions = {r.id: r.description_at(level) for r in knowledge.rules}
+        # The parts of a card that are the same for every patient, built once: cards share them (never mutated).
+        self._sources = {r.id: _source(r) for r in knowledge.rules}
+        self._links = {r.id: self._static_links(r) for r in knowledge.rules}
+        self._offered = {r.id: tuple(s for s in r.suggestions if s.offered_at(level)) for r in knowledge.rules}
 
     def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
         if not ev.facts.in_scope:
@@ -227,24 +242,23 @@ class Engine:
         card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
         suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
         detail = self._detail(rule, ev, evidence, values, withheld)
-        first = rule.citations[0]
-        source: dict[str, Any] = {
-            "label": f"mbc-cds: {first.label}"[:200],
-            "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.display},
-        }
-        if first.url:
-            source["url"] = first.url
         card: dict[str, Any] = {
             "uuid": card_uuid,
             "summary": _summary(render(self._titles[rule.id], values)),
             "detail": detail,
             "indicator": indicator,
-            "source": source,
+            "source": self._sources[rule.id],
         }
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = rule.selection_behavior
         card["overrideReasons"] = OVERRIDE_REASONS
+        links = self._links[rule.id]
+        if links:
+            card["links"] = links
+        return FiredRule(rule, indicator, card)
+
+    def _static_links(self, rule: Rule) -> list[dict[str, str]]:
         links = [{"label": c.label, "url": c.url, "type": "absolute"} for c in rule.citations if c.url]
         if rule.link == "acp-app" and self.options.acp_app_url:
             links.append({"label": "Open the advance care planning app", "url": self.options.acp_app_url,
@@ -252,9 +266,7 @@ class Engine:
         if rule.link == "assessment-form" and self.options.assessment_form_url:
             links.append({"label": "Open the assessment form", "url": self.options.assessment_form_url,
                           "type": "smart"})
-        if links:
-            card["links"] = list({link["url"]: link for link in links}.values())
-        return FiredRule(rule, indicator, card)
+        return list({link["url"]: link for link in links}.values())
 
     def _detail(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
                 withheld_drafts: list[Withheld] | None = None) -> str:
@@ -300,9 +312,7 @@ class Engine:
         out: list[dict[str, Any]] = []
         withheld: list[Withheld] = []
         reasons: list[str] | None = None
-        for s in rule.suggestions:
-            if not s.offered_at(self.options.resource_level):
-                continue
+        for s in self._offered[rule.id]:
             if any(cond(ev) is None for cond in s.conditions):
                 continue
             if reasons is None:
