@@ -353,6 +353,10 @@ class Terminology:
             return hit
         if system not in self._systems:
             system = _SYSTEM_ALIASES.get(system, system)
+        elif system != ICD10CM and code.strip() == code:
+            # Normalising would not change the key: the look-up above was the only one (the common miss, e.g.
+            # each vital sign of a large record).
+            return _EMPTY
         return self._index.get((system, normalise_code(system, code)), _EMPTY)
 
     def concepts_of_codeable(self, cc: Any) -> set[str]:
