@@ -9,8 +9,8 @@ How current the index is:
   table (row count, highest id, sum of ids) and reloads the active snoozes when it changed, so an override
   stored by another worker silences the card here within that time;
 - when the table could not be read for `stale_seconds` (default 5 s; a database fault, or never since start-up),
-  the index answers None and the hook shows every card, as it did when its own query failed: a snooze is never
-  applied from data the service cannot confirm.
+  the index answers None and the hook shows every card, as it did when its own query failed: a snooze is applied
+  only from what the table said within the last `stale_seconds`.
 
 Only what the snooze table holds is kept (salted patient hash, rule id, reason code, end): no patient data.
 Critical cards are never snoozed; the engine decides that per card, whatever the index holds.
