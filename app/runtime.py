@@ -20,6 +20,7 @@ from app.store.audit import AuditWriter
 from app.store.db import Database, DbTimeouts
 from app.store.migrate import upgrade_at_start
 from app.store.replay import DatabaseReplayCache
+from app.store.snoozes import SnoozeIndex
 from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
 from cds_hooks.discovery import ServiceDefinition, discovery_document
 from cds_hooks.jwks_fetch import jwks_client
@@ -41,6 +42,7 @@ class Runtime:
     http: httpx.AsyncClient
     handler: HookHandler
     verifier: JwtVerifier | None
+    snoozes: SnoozeIndex
     clients: list[TrustedClient] = field(default_factory=list)
     # JWK Sets have their own client: key fetches never queue behind FHIR reads (cds_hooks/jwks_fetch.py).
     jwks_http: httpx.AsyncClient | None = None
@@ -48,6 +50,7 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     async def close(self) -> None:
+        self.snoozes.stop()
         self.audit.stop()
         await self.http.aclose()
         if self.jwks_http is not None:
@@ -90,8 +93,13 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     if settings.audit_salt == Settings.model_fields["audit_salt"].default:
         log.warning("MBC_CDS_AUDIT_SALT is the built-in default: set a secret per deployment, or the hashed "
                     "patient ids in audit rows can be matched against known ids")
-    return Runtime(settings=settings, db=db, audit=audit, knowledge=knowledge, terminology=terminology,
-                   services=services, discovery=discovery_document(services.values()), http=http,
-                   handler=build_handler(settings, http, terminology=terminology, knowledge=knowledge),
-                   verifier=verifier,
-                   clients=clients, jwks_http=jwks_http)
+    snoozes = SnoozeIndex(db)
+    runtime = Runtime(settings=settings, db=db, audit=audit, knowledge=knowledge, terminology=terminology,
+                      services=services, discovery=discovery_document(services.values()), http=http,
+                      handler=build_handler(settings, http, terminology=terminology, knowledge=knowledge),
+                      verifier=verifier,
+                      snoozes=snoozes, clients=clients, jwks_http=jwks_http)
+    # Snoozes end by the request clock, which tests and replays replace on the runtime.
+    snoozes.clock = lambda: runtime.clock()
+    snoozes.start()
+    return runtime

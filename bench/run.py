@@ -130,6 +130,15 @@ def loadavg() -> float:
         return float("nan")
 
 
+def _child_env() -> dict[str, str]:
+    """The environment of the servers and of `mbc-cds migrate`: no MBC_CDS_* setting of the caller, and this
+    checkout's code first on the path (the venv's `mbc-cds` would otherwise import the editable install, which
+    may be another worktree)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_CDS_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 @dataclass
 class Server:
     kind: str                 # "project" | "floor"
@@ -159,7 +168,7 @@ class Server:
         return [str(VENV_BIN / "mbc-cds"), "serve", *host]
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_CDS_")}
+        env = _child_env()
         if self.kind == "project":
             env["MBC_CDS_REQUIRE_JWT"] = "false"
             env["MBC_CDS_DATABASE_URL"] = f"sqlite:///{self.db_path}"
@@ -229,9 +238,8 @@ class Server:
 def migrated_template(workdir: Path) -> Path:
     """An empty SQLite database at the latest schema (the documented `mbc-cds migrate` step)."""
     path = workdir / "template.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MBC_CDS_")}
     subprocess.run([str(VENV_BIN / "mbc-cds"), "migrate", "--database-url", f"sqlite:///{path}"], cwd=workdir,
-                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   env=_child_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return path
 
 

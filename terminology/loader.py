@@ -14,8 +14,9 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.conceptmap import ConceptMap
@@ -60,6 +61,8 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _EMPTY: frozenset[str] = frozenset()
+_TEXT_CACHE_SIZE = 4096
+_TEXT_CACHE_LONGEST = 200
 
 # Spellings of the same system seen on the wire (https, trailing slash). Looked up only when the exact system
 # string is not one of ours, so the common case costs one dict lookup.
@@ -73,6 +76,28 @@ _SYSTEM_ALIASES = {
     "https://www.nlm.nih.gov/research/umls/rxnorm": RXNORM,
     "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class NameMatches:
+    """What the medication name table finds in one text."""
+
+    concepts: frozenset[str]      # drug-class ids (exclusion patterns applied)
+    ingredients: frozenset[str]   # canonical ingredient names
+    recognised: bool              # any medicine the table knows, in a class or not
+
+
+_T = TypeVar("_T")
+
+
+def _remember(cache: dict[str, _T], text: str, value: _T) -> _T:
+    """Keep a text scan's result: drug names and procedure texts repeat from patient to patient, and a scan is a
+    pure function of the text and the name tables. Bounded: long texts are not kept, a full cache starts again."""
+    if len(text) <= _TEXT_CACHE_LONGEST:
+        if len(cache) >= _TEXT_CACHE_SIZE:
+            cache.clear()
+        cache[text] = value
+    return value
 
 
 class TerminologyError(RuntimeError):
@@ -219,6 +244,9 @@ class Terminology:
         self._name_re = _word_regex(self._names)
         self._phrases: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in phrases.items()}
         self._phrase_re = _word_regex(self._phrases)
+        # Text scans, remembered (they read the name tables only, which site-local codes do not change).
+        self._name_cache: dict[str, NameMatches] = {}
+        self._phrase_cache: dict[str, frozenset[str]] = {}
         self.name_match_concepts: frozenset[str] = frozenset(
             cid for cid, d in self._valuesets.items() if _ext_value(d, EXT_MATCH_NAME, "valueBoolean") is True
         )
@@ -325,6 +353,10 @@ class Terminology:
             return hit
         if system not in self._systems:
             system = _SYSTEM_ALIASES.get(system, system)
+        elif system != ICD10CM and code.strip() == code:
+            # Normalising would not change the key: the look-up above was the only one (the common miss, e.g.
+            # each vital sign of a large record).
+            return _EMPTY
         return self._index.get((system, normalise_code(system, code)), _EMPTY)
 
     def concepts_of_codeable(self, cc: Any) -> set[str]:
@@ -349,26 +381,15 @@ class Terminology:
         exclude-text-pattern extension (e.g. topical or ophthalmic forms for corticosteroids) does not match a text
         that matches that pattern.
         """
-        out: set[str] = set()
         if not isinstance(text, str) or not text or self._name_re is None:
-            return out
-        for match in self._name_re.finditer(normalise_words(text)):
-            out |= self._names.get(match.group(0), _EMPTY)
-        out.discard(KNOWN_OTHER_MEDICATION)
-        if out and self._exclusions:
-            for cid in [c for c in out if c in self._exclusions]:
-                if self._exclusions[cid].search(text):
-                    out.discard(cid)
-        return out
+            return set()
+        return set(self._name_matches(text).concepts)
 
     def ingredients_of_text(self, text: Any) -> set[str]:
         """Canonical ingredient names (lower case) of the ingredient / brand names found as whole words in ``text``."""
-        out: set[str] = set()
         if not isinstance(text, str) or not text or self._name_re is None:
-            return out
-        for match in self._name_re.finditer(normalise_words(text)):
-            out |= self._name_ingredient.get(match.group(0), _EMPTY)
-        return out
+            return set()
+        return set(self._name_matches(text).ingredients)
 
     def ingredients_of_code(self, system: Any, code: Any) -> frozenset[str]:
         """Canonical ingredient names of an RxNorm ingredient or product code (or local ingredient code)."""
@@ -381,16 +402,38 @@ class Terminology:
         """True when ``text`` names any medicine the name table knows, in or outside the drug classes."""
         if not isinstance(text, str) or not text or self._name_re is None:
             return False
-        return self._name_re.search(normalise_words(text)) is not None
+        return self._name_matches(text).recognised
 
     def concepts_of_phrases(self, text: Any) -> set[str]:
         """Concept ids whose match-text phrases occur as whole words in ``text`` (treatments on record)."""
-        out: set[str] = set()
         if not isinstance(text, str) or not text or self._phrase_re is None:
-            return out
-        for match in self._phrase_re.finditer(normalise_words(text)):
-            out |= self._phrases.get(match.group(0), _EMPTY)
-        return out
+            return set()
+        found = self._phrase_cache.get(text)
+        if found is None:
+            hits: set[str] = set()
+            for match in self._phrase_re.finditer(normalise_words(text)):
+                hits |= self._phrases.get(match.group(0), _EMPTY)
+            found = _remember(self._phrase_cache, text, frozenset(hits))
+        return set(found)
+
+    def _name_matches(self, text: str) -> NameMatches:
+        found = self._name_cache.get(text)
+        if found is not None:
+            return found
+        assert self._name_re is not None  # callers check
+        concepts: set[str] = set()
+        ingredients: set[str] = set()
+        recognised = False
+        for match in self._name_re.finditer(normalise_words(text)):
+            recognised = True
+            concepts |= self._names.get(match.group(0), _EMPTY)
+            ingredients |= self._name_ingredient.get(match.group(0), _EMPTY)
+        concepts.discard(KNOWN_OTHER_MEDICATION)
+        if concepts and self._exclusions:
+            for cid in [c for c in concepts if c in self._exclusions]:
+                if self._exclusions[cid].search(text):
+                    concepts.discard(cid)
+        return _remember(self._name_cache, text, NameMatches(frozenset(concepts), frozenset(ingredients), recognised))
 
     def concepts_of_medication(self, cc: Any) -> set[str]:
         """Codes of a medication CodeableConcept plus ingredient-name matches in its ``text`` and coding displays."""

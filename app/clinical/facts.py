@@ -79,6 +79,8 @@ _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 _OBS_EXCLUDED_STATUS = {"entered-in-error", "cancelled", "registered"}
 _UNPLANNED_CLASSES = {"EMER", "IMP", "ACUTE", "NONAC"}
 _SERVICE_REQUEST_ON_RECORD = {"active", "completed"}
+# "Recent" and "not in the future" allow a day for clocks and time zones.
+_ONE_DAY = timedelta(days=1)
 
 
 class TerminologyLike(Protocol):
@@ -196,7 +198,7 @@ class PatientFacts:
         return bool(self.breast_primary) and (bool(self.metastasis) or bool(self.staging_m1))
 
     def recent(self, when: datetime | None, window: timedelta) -> bool:
-        return when is not None and self.now - window <= when <= self.now + timedelta(days=1)
+        return when is not None and self.now - window <= when <= self.now + _ONE_DAY
 
     def series(self, name: str) -> list[Measurement]:
         """Measurements of one kind, oldest first, none from the future."""
@@ -480,7 +482,7 @@ class _FactBuilder:
             return
         if "acp-code-status" in concepts or "acp-place-of-death" in concepts or "acp-goals-of-care" in concepts:
             self._acp(concepts, ref, when or _first_time(r, "meta"))
-        if when is None or when > self.facts.now + timedelta(days=1):
+        if when is None or when > self.facts.now + _ONE_DAY:
             return
         for concept in concepts:
             if concept.startswith("obs-"):
@@ -744,7 +746,7 @@ def _short_drug_name(name: str) -> str:
     """'Morphine sulfate 10 MG Oral Tablet' -> 'morphine sulfate'; keeps the words before the first number."""
     words: list[str] = []
     for word in name.split():
-        if any(ch.isdigit() for ch in word) or word.startswith("["):
+        if any(map(str.isdigit, word)) or word.startswith("["):
             break
         words.append(word)
         if len(words) == 3:

@@ -8,13 +8,20 @@ free-text names) in the text and coding displays. Nothing here raises on malform
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 DRUG_PREFIX = "drug-"
 # Stimulant laxatives (rules v2 order-stimulant-laxative-obstruction): by ingredient, on top of "laxative".
 STIMULANT_LAXATIVES = frozenset({"senna", "bisacodyl", "sodium picosulfate"})
+# Classifications remembered per terminology (site-local codes make another instance), bounded.
+_MEMO: weakref.WeakKeyDictionary[MedicationTerminology, dict[bytes, MedicationClass]] = weakref.WeakKeyDictionary()
+_MEMO_SIZE = 4096
+_MEMO_LONGEST_KEY = 4096
 
 
 class MedicationTerminology(Protocol):
@@ -96,6 +103,27 @@ def classify_medication(resource: dict[str, Any], terminology: MedicationTermino
     medication = None if resource.get("resourceType") == "Medication" else resolve_medication(
         resource, contained, bundle_medications)
     codeables = _codeables(resource, medication)
+    ref = resource.get("medicationReference")
+    ref_display = ref["display"] if isinstance(ref, dict) and isinstance(ref.get("display"), str) \
+        and ref["display"].strip() else ""
+    # The answer depends on these codes and texts only, and the same drugs recur from patient to patient.
+    try:
+        key: bytes | None = orjson.dumps([codeables, ref_display])
+    except TypeError:  # a value orjson cannot write (an integer over 64 bits): classified, not remembered
+        key = None
+    memo = _MEMO.setdefault(terminology, {})
+    found = memo.get(key) if key is not None else None
+    if found is None:
+        found = _classify(codeables, ref_display, terminology)
+        if key is not None and len(key) <= _MEMO_LONGEST_KEY:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = found
+    return found
+
+
+def _classify(codeables: list[dict[str, Any]], ref_display: str,
+              terminology: MedicationTerminology) -> MedicationClass:
     concepts: set[str] = set()
     ingredients: set[str] = set()
     name = ""
@@ -111,13 +139,12 @@ def classify_medication(resource: dict[str, Any], terminology: MedicationTermino
                 ingredients |= terminology.ingredients_of_code(coding.get("system"), coding.get("code"))
                 ingredients |= terminology.ingredients_of_text(coding.get("display"))
         ingredients |= terminology.ingredients_of_text(cc.get("text"))
-    ref = resource.get("medicationReference")
-    if isinstance(ref, dict) and isinstance(ref.get("display"), str) and ref["display"].strip():
+    if ref_display:
         # A reference that cannot be resolved may still name the drug ("MST Continus 10 mg").
-        concepts |= terminology.concepts_of_medication({"text": ref["display"]})
-        known = known or terminology.recognises_medication_text(ref["display"])
-        ingredients |= terminology.ingredients_of_text(ref["display"])
-        name = name or ref["display"].strip()
+        concepts |= terminology.concepts_of_medication({"text": ref_display})
+        known = known or terminology.recognises_medication_text(ref_display)
+        ingredients |= terminology.ingredients_of_text(ref_display)
+        name = name or ref_display.strip()
     classes = {c.removeprefix(DRUG_PREFIX) for c in concepts if c.startswith(DRUG_PREFIX)}
     if ingredients & STIMULANT_LAXATIVES:
         classes.add("stimulant-laxative")

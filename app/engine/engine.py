@@ -6,6 +6,7 @@ are left out. Suggestion resources are validated with fhir.resources before they
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import uuid
@@ -71,12 +72,22 @@ def _level_ok(level: str, allowed: str) -> bool:
     return RESOURCE_LEVELS.index(level) <= RESOURCE_LEVELS.index(allowed)
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with the key already absorbed (one key per deployment): each uuid copies it."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def _stable_uuid(key: bytes, *parts: str) -> str:
     """An RFC 9562 version-8 uuid from HMAC-SHA256(key, parts): the same hookInstance, patient and rule give
     the same uuid (feedback and repeated hooks match), yet without the deployment secret a uuid stored next
     to its hook instance and rule cannot be tested against guessed patient ids, as a uuid5 could."""
     message = "".join(f"{len(p)}:{p}" for p in parts).encode()
-    digest = bytearray(hmac.new(key, message, hashlib.sha256).digest()[:16])
+    mac = _keyed_hmac(key).copy()
+    # update() keeps the GIL for short input; one-shot hmac.digest() releases it, and getting it back can wait
+    # for the audit writer thread.
+    mac.update(message)
+    digest = bytearray(mac.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x80
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
@@ -121,6 +132,17 @@ def _source_line(rule: Rule) -> str:
     return f"\n**Source:** {cites}. Suggestions are drafts for a clinician to review and sign."
 
 
+def _source(rule: Rule) -> Source:
+    first = rule.citations[0]
+    source: Source = {
+        "label": f"mbc-cds: {first.label}"[:200],
+        "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.display},
+    }
+    if first.url:
+        source["url"] = first.url
+    return source
+
+
 def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
     """The evidence of every condition of the rule, or None as soon as one condition does not hold."""
     evidence: list[Evidence] = []
@@ -141,6 +163,10 @@ class Engine:
         level = options.resource_level
         self._titles = {r.id: r.title_at(level) for r in knowledge.rules}
         self._descriptions = {r.id: r.description_at(level) for r in knowledge.rules}
+        # The parts of a card that are the same for every patient, built once: cards share them (never mutated).
+        self._sources = {r.id: _source(r) for r in knowledge.rules}
+        self._links = {r.id: self._static_links(r) for r in knowledge.rules}
+        self._offered = {r.id: tuple(s for s in r.suggestions if s.offered_at(level)) for r in knowledge.rules}
 
     def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
         if not ev.facts.in_scope:
@@ -225,24 +251,23 @@ class Engine:
         suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
         why = self._why(rule, ev, evidence, values)
         detail = self._detail(rule, ev, why, values, withheld)
-        first = rule.citations[0]
-        source: Source = {
-            "label": f"mbc-cds: {first.label}"[:200],
-            "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.display},
-        }
-        if first.url:
-            source["url"] = first.url
         card: Card = {
             "uuid": card_uuid,
             "summary": _summary(render(self._titles[rule.id], values)),
             "detail": detail,
             "indicator": indicator,
-            "source": source,
+            "source": self._sources[rule.id],
         }
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = rule.selection_behavior
         card["overrideReasons"] = OVERRIDE_REASONS
+        links = self._links[rule.id]
+        if links:
+            card["links"] = links
+        return FiredRule(rule, indicator, card, why)
+
+    def _static_links(self, rule: Rule) -> list[Link]:
         links: list[Link] = [{"label": c.label, "url": c.url, "type": "absolute"} for c in rule.citations if c.url]
         if rule.link == "acp-app" and self.options.acp_app_url:
             links.append({"label": "Open the advance care planning app", "url": self.options.acp_app_url,
@@ -250,9 +275,7 @@ class Engine:
         if rule.link == "assessment-form" and self.options.assessment_form_url:
             links.append({"label": "Open the assessment form", "url": self.options.assessment_form_url,
                           "type": "smart"})
-        if links:
-            card["links"] = list({link["url"]: link for link in links}.values())
-        return FiredRule(rule, indicator, card, why)
+        return list({link["url"]: link for link in links}.values())
 
     @staticmethod
     def _why(rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues) -> tuple[Evidence, ...]:
@@ -304,9 +327,7 @@ class Engine:
         out: list[Suggestion] = []
         withheld: list[Withheld] = []
         reasons: list[str] | None = None
-        for s in rule.suggestions:
-            if not s.offered_at(self.options.resource_level):
-                continue
+        for s in self._offered[rule.id]:
             if any(cond(ev) is None for cond in s.conditions):
                 continue
             if reasons is None:

@@ -44,7 +44,8 @@ async def post_feedback(runtime: RuntimeDep, client: ClientDep, service: Service
     # The overview and data-incomplete are never snoozed (their PlanDefinition card tier): nothing to record.
     unsnoozable = {r.id for r in runtime.knowledge.rules if r.uncapped}
     store = partial(store_feedback, runtime.db, service.id, entries, client=client, now=runtime.clock(),
-                    snooze_days=runtime.settings.snooze_days, snoozable=lambda rule: rule not in unsnoozable)
+                    snooze_days=runtime.settings.snooze_days, snoozable=lambda rule: rule not in unsnoozable,
+                    snooze_index=runtime.snoozes)
     try:
         try:
             result = await anyio.to_thread.run_sync(store)

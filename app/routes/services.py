@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.engine.engine import Snooze
 from app.routes.common import json_body_doc, json_response
 from app.routes.dependencies import ClientDep, HookBody, RuntimeDep, ServiceDep
 from app.routes.errors import ApiError, validated
+from app.runtime import Runtime
 from app.service.handle import NoDataError
 from app.store.audit import AuditRecord, patient_hash
-from app.store.feedback import active_snoozes
 from cds_hooks.draft_orders import DraftOrderError
 from cds_hooks.fallback import split_resources
 from cds_hooks.models import HookRequest
@@ -70,7 +69,7 @@ async def call_service(started: StartedDep, runtime: RuntimeDep, client: ClientD
     now = runtime.clock()
     extra, extra_skipped = _extra_resources(prefetch, service.prefetch)
     hashed = patient_hash(hook.patient_id() or "", runtime.settings.audit_salt)
-    snoozes = await _snoozes(runtime, hashed, now)
+    snoozes = _snoozes(runtime, hashed, now)
     try:
         outcome = await runtime.handler.handle(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
     except NoDataError as exc:
@@ -96,11 +95,11 @@ async def call_service(started: StartedDep, runtime: RuntimeDep, client: ClientD
     return body
 
 
-async def _snoozes(runtime: Any, hashed: str, now: Any) -> list[Snooze]:
-    """The rules snoozed for this patient by earlier overrides. A database fault shows every card (safe)."""
-    try:
-        rows = await anyio.to_thread.run_sync(active_snoozes, runtime.db, hashed, now)
-    except SQLAlchemyError:
+def _snoozes(runtime: Runtime, hashed: str, now: datetime) -> list[Snooze]:
+    """The rules snoozed for this patient by earlier overrides, from the worker's index (app/store/snoozes.py).
+    A database fault shows every card (safe)."""
+    rows = runtime.snoozes.active(hashed, now)
+    if rows is None:
         log.warning("snoozes could not be read; no rule is snoozed for this hook")
         return []
     return [Snooze(rule_id, reason, until) for rule_id, reason, until in rows]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.store.db import Database
 from app.store.models import Feedback, IssuedCard, Snooze
+from app.store.snoozes import SnoozeIndex
 
 # The client name for cards issued while JWT verification is off (demo mode).
 DEMO_CLIENT = "demo"
@@ -36,6 +37,7 @@ class SnoozeMade:
     rule_id: str
     reason: str
     until: datetime
+    patient_hash: str
 
 
 @dataclass
@@ -62,15 +64,21 @@ class FeedbackRefused(Exception):
 
 def store_feedback(db: Database, service: str, entries: list[FeedbackEntry], *, client: str = DEMO_CLIENT,
                    now: datetime | None = None, snooze_days: Callable[[str], int] | None = None,
-                   snoozable: Callable[[str], bool] | None = None) -> FeedbackResult:
+                   snoozable: Callable[[str], bool] | None = None,
+                   snooze_index: SnoozeIndex | None = None) -> FeedbackResult:
     """Store the entries or refuse them all. Retries when a concurrent POST for the same card wins the race,
-    so that exactly one outcome per card is counted."""
+    so that exactly one outcome per card is counted. The snoozes made go into `snooze_index` once committed."""
     for attempt in range(3):
         try:
-            return _store(db, service, client, entries, now or datetime.now(UTC), snooze_days, snoozable)
+            result = _store(db, service, client, entries, now or datetime.now(UTC), snooze_days, snoozable)
         except IntegrityError:
             if attempt == 2:
                 raise
+            continue
+        if snooze_index is not None:
+            for z in result.snoozed:
+                snooze_index.add(z.patient_hash, z.rule_id, z.reason, z.until)
+        return result
     raise RuntimeError("unreachable")
 
 
@@ -152,7 +160,7 @@ def _snooze(s: Session, card: IssuedCard, e: FeedbackEntry, now: datetime,
         return
     until = now + timedelta(days=days)
     s.add(Snooze(patient_hash=card.patient_hash, rule_id=card.rule_id, reason=reason, until=until))
-    result.snoozed.append(SnoozeMade(card.rule_id, reason, until))
+    result.snoozed.append(SnoozeMade(card.rule_id, reason, until, card.patient_hash))
 
 
 def active_snoozes(db: Database, patient_hash: str, now: datetime) -> list[tuple[str, str, datetime]]:
