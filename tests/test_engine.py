@@ -10,9 +10,10 @@ import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from app.engine.knowledge import INDICATOR_RANK, compile_knowledge
+from app.engine.knowledge import INDICATOR_RANK
 from app.engine.predicates import KnowledgeError
 from app.service.factory import build_evaluator
+from app.service.knowledge import load_knowledge
 from app.settings import Settings
 from plandefinitions.loader import Artifacts, load_artifacts
 from terminology import get_terminology
@@ -42,7 +43,7 @@ def _artifacts_with(change) -> Artifacts:  # type: ignore[no-untyped-def]
 
 
 def test_every_artifact_is_valid_fhir_and_every_rule_compiles() -> None:
-    knowledge = compile_knowledge()
+    knowledge = load_knowledge()
     rules_file = (Path(__file__).parents[2] / "shared" / "clinical-rules.md")
     if rules_file.exists():
         import re
@@ -60,7 +61,7 @@ def test_unknown_predicate_fails_at_start_up() -> None:
         plan["action"][0]["condition"] = [{"kind": "applicability", "expression": {
             "language": "text/x-mbc-cds-predicate", "expression": "HasSpaceship"}}]
     with pytest.raises(KnowledgeError, match="unknown predicate"):
-        compile_knowledge(_artifacts_with(break_it))
+        load_knowledge(_artifacts_with(break_it))
 
 
 def test_bad_predicate_argument_and_template_key_fail_at_start_up() -> None:
@@ -69,13 +70,13 @@ def test_bad_predicate_argument_and_template_key_fail_at_start_up() -> None:
         plan["action"][0]["condition"] = [{"kind": "applicability", "expression": {
             "language": "text/x-mbc-cds-predicate", "expression": "HasSite(moon)"}}]
     with pytest.raises(KnowledgeError):
-        compile_knowledge(_artifacts_with(bad_arg))
+        load_knowledge(_artifacts_with(bad_arg))
 
     def bad_key(a: Artifacts) -> None:
         plan = next(iter(a.by_type["PlanDefinition"].values()))
         plan["action"][0]["title"] = "Patient {name} needs care"
     with pytest.raises(KnowledgeError, match="template key"):
-        compile_knowledge(_artifacts_with(bad_key))
+        load_knowledge(_artifacts_with(bad_key))
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.engine.knowledge import compile_knowledge
+from app.service.knowledge import load_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 # What clinical code must not reach: the engine and order layers above it, HTTP and the CDS Hooks protocol.
@@ -63,7 +63,7 @@ def test_protocol_package_imports_nothing_of_the_app() -> None:
 def test_no_rule_id_is_written_in_the_engine_worklist_routes_or_service_layer() -> None:
     """Tiers, display order, links and the data-incomplete card come from PlanDefinition data: adding or renaming a
     rule needs no change here. A rule-id prefix ("emergency-") counts too: tiers by name are what this forbids."""
-    ids = {r.id for r in compile_knowledge().rules}
+    ids = {r.id for r in load_knowledge().rules}
     files = [*_modules("app/engine"), *_modules("app/worklist"), *_modules("app/routes"), *_modules("app/service")]
     found = [f"{p.relative_to(ROOT)}:{node.lineno} {node.value!r}" for p in files
              for node in ast.walk(ast.parse(p.read_text(), str(p)))
