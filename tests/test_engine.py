@@ -216,3 +216,46 @@ def test_window_lengths_in_card_text_come_from_the_settings() -> None:
             assert not re.search(r"\b(30|90) days\b", text), (path.stem, card["source"]["topic"]["code"])
             seen |= set(re.findall(r"\b(21|60) days\b", text))
     assert seen == {"21", "60"}
+
+
+def test_the_engine_knows_only_the_vocabulary_it_is_handed() -> None:
+    """Without the order-time names (app.orders) the order-time PlanDefinition is refused at start-up, naming
+    where: nothing registers itself into the engine behind the caller's back."""
+    from app.clinical.card_values import CARD_VALUES
+    from app.clinical.predicates import PREDICATES, PRIORITIES
+    from app.engine.vocabulary import Vocabulary
+    from app.orders.predicates import ORDER_CARD_VALUES
+
+    clinical_only = Vocabulary(PREDICATES, PRIORITIES, {**CARD_VALUES, **ORDER_CARD_VALUES})
+    with pytest.raises(KnowledgeError, match=r"PlanDefinition/order-time .*unknown predicate"):
+        load_knowledge(vocabulary=clinical_only)
+
+
+def test_a_vocabulary_refuses_a_name_twice_and_keeps_its_own_copy() -> None:
+    from app.clinical.predicates import PREDICATES
+    from app.clinical.predicates.base import Named
+    from app.service.knowledge import SERVICE_VOCABULARY
+
+    with pytest.raises(KnowledgeError, match="defined twice.*IsAcutePhase"):
+        SERVICE_VOCABULARY.extended(predicates={"IsAcutePhase": PREDICATES["Always"]})
+    with pytest.raises(KnowledgeError, match="template keys defined twice"):
+        SERVICE_VOCABULARY.extended(values={"sites": lambda ev: ""})
+    table = {"Seen": Named(PREDICATES["Always"].fn)}
+    vocabulary = SERVICE_VOCABULARY.extended(predicates=table)
+    table["Later"] = PREDICATES["Always"]
+    assert "Seen" in vocabulary.predicates and "Later" not in vocabulary.predicates
+    assert "Seen" not in SERVICE_VOCABULARY.predicates
+
+
+def test_the_predicates_library_documents_exactly_the_service_vocabulary() -> None:
+    """Library-mbc-cds-predicates is what a knowledge author reads: every predicate and priority the shipped
+    PlanDefinitions may name has its line there, and it lists nothing the service lacks."""
+    import re
+
+    from app.service.knowledge import SERVICE_VOCABULARY
+
+    text = load_artifacts().of("Library")
+    library = next(lib for lib in text if lib["id"] == "mbc-cds-predicates")["description"]
+    listed = set(re.findall(r"^- `([A-Za-z0-9]+)", library, flags=re.M)) | set(
+        re.findall(r"`([A-Z][A-Za-z0-9]+Priority)`", library))
+    assert listed == {*SERVICE_VOCABULARY.predicates, *SERVICE_VOCABULARY.priorities}
