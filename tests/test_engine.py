@@ -259,3 +259,28 @@ def test_the_predicates_library_documents_exactly_the_service_vocabulary() -> No
     listed = set(re.findall(r"^- `([A-Za-z0-9]+)", library, flags=re.M)) | set(
         re.findall(r"`([A-Z][A-Za-z0-9]+Priority)`", library))
     assert listed == {*SERVICE_VOCABULARY.predicates, *SERVICE_VOCABULARY.priorities}
+
+
+def test_the_reference_lists_exactly_the_service_vocabulary() -> None:
+    """docs/reference.md names every predicate, dynamic value and template key the knowledge may use, and no
+    other: a name added to (or dropped from) a table shows up here until the reference says so."""
+    import re
+
+    from app.clinical.card_values import CARD_VALUES
+    from app.clinical.predicates import PREDICATES, PRIORITIES
+    from app.orders.predicates import ORDER_CARD_VALUES, ORDER_PREDICATES, ORDER_PRIORITIES
+
+    text = (Path(__file__).parents[1] / "docs" / "reference.md").read_text(encoding="utf-8")
+    table = text.split("### Predicates", 1)[1].split("Dynamic values", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert {m for row in rows for m in re.findall(r"`([A-Z][A-Za-z0-9]*)", row)} == set(PREDICATES)
+    dynamic = text.split("Dynamic values (", 1)[1].split("###", 1)[0]
+    assert set(re.findall(r"`([A-Z][A-Za-z0-9]*Priority)`", dynamic)) == set(PRIORITIES)
+    keys = text.split("### Template keys", 1)[1].split("###", 1)[0].split("\n", 1)[1]
+    assert set(re.findall(r"`([a-z_0-9]+)`", keys)) == set(CARD_VALUES)
+    order = text.split("### Order-time names", 1)[1].split("\n", 1)[1]
+    order_predicates = order.split("dynamic values", 1)[0]
+    assert {n for n in re.findall(r"`([A-Z][A-Za-z0-9]*)", order_predicates)} == set(ORDER_PREDICATES)
+    assert set(re.findall(r"`([A-Z][A-Za-z0-9]*Priority)`", order)) == set(ORDER_PRIORITIES)
+    order_keys = order.split("template keys", 1)[1].split("(filled", 1)[0]
+    assert set(re.findall(r"`([a-z_0-9]+)`", order_keys)) == set(ORDER_CARD_VALUES)
