@@ -185,3 +185,27 @@ def test_the_new_rule_is_quiet_without_recent_nausea_or_with_an_antiemetic() -> 
 def test_without_the_predicate_start_up_refuses_the_rule() -> None:
     with pytest.raises(KnowledgeError, match=f"action {RULE_ID}: .*unknown predicate 'NauseaRecent'"):
         load_knowledge(artifacts_with_the_rule(), SERVICE_VOCABULARY)
+
+
+def test_design_md_quotes_this_example() -> None:
+    """docs/design.md ("A new rule") shows the function, the vocabulary line, the action and the start-up refusal
+    of this file: the doc and the code that runs cannot drift apart."""
+    import inspect
+    import json
+    import re
+    import sys
+    import textwrap
+
+    doc = (Path(__file__).parents[1] / "docs" / "design.md").read_text(encoding="utf-8")
+    section = doc.split("### A new rule", 1)[1].split("\n### ", 1)[0]
+    blocks = [(lang, textwrap.dedent(body)) for lang, body in re.findall(r"```(\w+)\n(.*?)\n\s*```", section, re.S)]
+    python = [body for lang, body in blocks if lang == "python"]
+    assert python[0].strip() == inspect.getsource(nausea_recent).strip()
+    source = inspect.getsource(sys.modules[__name__])
+    assert python[1].strip() in source
+    [action] = [json.loads(body) for lang, body in blocks if lang == "json"]
+    assert action == ACTION
+    with pytest.raises(KnowledgeError) as refused:
+        load_knowledge(artifacts_with_the_rule(), SERVICE_VOCABULARY)
+    quoted = re.search(r"the example is refused: `(.*?)`", section, re.S)
+    assert quoted is not None and " ".join(quoted.group(1).split()) == str(refused.value)
