@@ -10,10 +10,11 @@ from pathlib import Path
 
 import httpx
 
-from app.engine.knowledge import Knowledge, compile_knowledge
+from app.engine.knowledge import Knowledge
 from app.safety import check_configuration
 from app.service.factory import build_handler, terminology_for
 from app.service.handle import HookHandler
+from app.service.knowledge import load_knowledge
 from app.service_definition import SERVICE_ID, order_service_definitions, service_definition
 from app.settings import Settings
 from app.store.audit import AuditWriter
@@ -65,7 +66,7 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     # Before anything is opened: an unsafe configuration stops here with one message.
     check_configuration(settings, clients)
     terminology = terminology_for(settings)
-    knowledge = compile_knowledge()
+    knowledge = load_knowledge()
     db = Database(settings.database_url, DbTimeouts(
         connect_seconds=settings.db_connect_timeout_seconds, statement_seconds=settings.db_statement_timeout_seconds,
         pool_seconds=settings.db_statement_timeout_seconds))

@@ -10,9 +10,10 @@ import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from app.engine.knowledge import INDICATOR_RANK, compile_knowledge
+from app.engine.knowledge import INDICATOR_RANK
 from app.engine.predicates import KnowledgeError
 from app.service.factory import build_evaluator
+from app.service.knowledge import load_knowledge
 from app.settings import Settings
 from plandefinitions.loader import Artifacts, load_artifacts
 from terminology import get_terminology
@@ -42,7 +43,7 @@ def _artifacts_with(change) -> Artifacts:  # type: ignore[no-untyped-def]
 
 
 def test_every_artifact_is_valid_fhir_and_every_rule_compiles() -> None:
-    knowledge = compile_knowledge()
+    knowledge = load_knowledge()
     rules_file = (Path(__file__).parents[2] / "shared" / "clinical-rules.md")
     if rules_file.exists():
         import re
@@ -60,7 +61,7 @@ def test_unknown_predicate_fails_at_start_up() -> None:
         plan["action"][0]["condition"] = [{"kind": "applicability", "expression": {
             "language": "text/x-mbc-cds-predicate", "expression": "HasSpaceship"}}]
     with pytest.raises(KnowledgeError, match="unknown predicate"):
-        compile_knowledge(_artifacts_with(break_it))
+        load_knowledge(_artifacts_with(break_it))
 
 
 def test_bad_predicate_argument_and_template_key_fail_at_start_up() -> None:
@@ -69,13 +70,13 @@ def test_bad_predicate_argument_and_template_key_fail_at_start_up() -> None:
         plan["action"][0]["condition"] = [{"kind": "applicability", "expression": {
             "language": "text/x-mbc-cds-predicate", "expression": "HasSite(moon)"}}]
     with pytest.raises(KnowledgeError):
-        compile_knowledge(_artifacts_with(bad_arg))
+        load_knowledge(_artifacts_with(bad_arg))
 
     def bad_key(a: Artifacts) -> None:
         plan = next(iter(a.by_type["PlanDefinition"].values()))
         plan["action"][0]["title"] = "Patient {name} needs care"
     with pytest.raises(KnowledgeError, match="template key"):
-        compile_knowledge(_artifacts_with(bad_key))
+        load_knowledge(_artifacts_with(bad_key))
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
@@ -215,3 +216,71 @@ def test_window_lengths_in_card_text_come_from_the_settings() -> None:
             assert not re.search(r"\b(30|90) days\b", text), (path.stem, card["source"]["topic"]["code"])
             seen |= set(re.findall(r"\b(21|60) days\b", text))
     assert seen == {"21", "60"}
+
+
+def test_the_engine_knows_only_the_vocabulary_it_is_handed() -> None:
+    """Without the order-time names (app.orders) the order-time PlanDefinition is refused at start-up, naming
+    where: nothing registers itself into the engine behind the caller's back."""
+    from app.clinical.card_values import CARD_VALUES
+    from app.clinical.predicates import PREDICATES, PRIORITIES
+    from app.engine.vocabulary import Vocabulary
+    from app.orders.predicates import ORDER_CARD_VALUES
+
+    clinical_only = Vocabulary(PREDICATES, PRIORITIES, {**CARD_VALUES, **ORDER_CARD_VALUES})
+    with pytest.raises(KnowledgeError, match=r"PlanDefinition/order-time .*unknown predicate"):
+        load_knowledge(vocabulary=clinical_only)
+
+
+def test_a_vocabulary_refuses_a_name_twice_and_keeps_its_own_copy() -> None:
+    from app.clinical.predicates import PREDICATES
+    from app.clinical.predicates.base import Named
+    from app.service.knowledge import SERVICE_VOCABULARY
+
+    with pytest.raises(KnowledgeError, match="defined twice.*IsAcutePhase"):
+        SERVICE_VOCABULARY.extended(predicates={"IsAcutePhase": PREDICATES["Always"]})
+    with pytest.raises(KnowledgeError, match="template keys defined twice"):
+        SERVICE_VOCABULARY.extended(values={"sites": lambda ev: ""})
+    table = {"Seen": Named(PREDICATES["Always"].fn)}
+    vocabulary = SERVICE_VOCABULARY.extended(predicates=table)
+    table["Later"] = PREDICATES["Always"]
+    assert "Seen" in vocabulary.predicates and "Later" not in vocabulary.predicates
+    assert "Seen" not in SERVICE_VOCABULARY.predicates
+
+
+def test_the_predicates_library_documents_exactly_the_service_vocabulary() -> None:
+    """Library-mbc-cds-predicates is what a knowledge author reads: every predicate and priority the shipped
+    PlanDefinitions may name has its line there, and it lists nothing the service lacks."""
+    import re
+
+    from app.service.knowledge import SERVICE_VOCABULARY
+
+    text = load_artifacts().of("Library")
+    library = next(lib for lib in text if lib["id"] == "mbc-cds-predicates")["description"]
+    listed = set(re.findall(r"^- `([A-Za-z0-9]+)", library, flags=re.M)) | set(
+        re.findall(r"`([A-Z][A-Za-z0-9]+Priority)`", library))
+    assert listed == {*SERVICE_VOCABULARY.predicates, *SERVICE_VOCABULARY.priorities}
+
+
+def test_the_reference_lists_exactly_the_service_vocabulary() -> None:
+    """docs/reference.md names every predicate, dynamic value and template key the knowledge may use, and no
+    other: a name added to (or dropped from) a table shows up here until the reference says so."""
+    import re
+
+    from app.clinical.card_values import CARD_VALUES
+    from app.clinical.predicates import PREDICATES, PRIORITIES
+    from app.orders.predicates import ORDER_CARD_VALUES, ORDER_PREDICATES, ORDER_PRIORITIES
+
+    text = (Path(__file__).parents[1] / "docs" / "reference.md").read_text(encoding="utf-8")
+    table = text.split("### Predicates", 1)[1].split("Dynamic values", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert {m for row in rows for m in re.findall(r"`([A-Z][A-Za-z0-9]*)", row)} == set(PREDICATES)
+    dynamic = text.split("Dynamic values (", 1)[1].split("###", 1)[0]
+    assert set(re.findall(r"`([A-Z][A-Za-z0-9]*Priority)`", dynamic)) == set(PRIORITIES)
+    keys = text.split("### Template keys", 1)[1].split("###", 1)[0].split("\n", 1)[1]
+    assert set(re.findall(r"`([a-z_0-9]+)`", keys)) == set(CARD_VALUES)
+    order = text.split("### Order-time names", 1)[1].split("\n", 1)[1]
+    order_predicates = order.split("dynamic values", 1)[0]
+    assert {n for n in re.findall(r"`([A-Z][A-Za-z0-9]*)", order_predicates)} == set(ORDER_PREDICATES)
+    assert set(re.findall(r"`([A-Z][A-Za-z0-9]*Priority)`", order)) == set(ORDER_PRIORITIES)
+    order_keys = order.split("template keys", 1)[1].split("(filled", 1)[0]
+    assert set(re.findall(r"`([a-z_0-9]+)`", order_keys)) == set(ORDER_CARD_VALUES)

@@ -11,7 +11,7 @@ import app.clinical.medications as medications
 import terminology.loader as loader
 from app.clinical.medications import classify_medication
 from app.engine.engine import Engine, EngineOptions
-from app.engine.knowledge import compile_knowledge
+from app.service.knowledge import load_knowledge
 from terminology import Terminology, get_terminology
 from terminology.local_codes import LocalCode, with_local_codes
 
@@ -80,7 +80,7 @@ def test_the_classification_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_static_card_parts_are_built_once_per_rule_at_the_level() -> None:
-    knowledge = compile_knowledge()
+    knowledge = load_knowledge()
     basic = Engine(knowledge, EngineOptions(resource_level="basic", acp_app_url="https://acp.example.org/app"))
     enhanced = Engine(knowledge, EngineOptions(resource_level="enhanced"))
     for rule in knowledge.rules:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.engine.knowledge import compile_knowledge
+from app.service.knowledge import load_knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 # What clinical code must not reach: the engine and order layers above it, HTTP and the CDS Hooks protocol.
@@ -63,10 +63,54 @@ def test_protocol_package_imports_nothing_of_the_app() -> None:
 def test_no_rule_id_is_written_in_the_engine_worklist_routes_or_service_layer() -> None:
     """Tiers, display order, links and the data-incomplete card come from PlanDefinition data: adding or renaming a
     rule needs no change here. A rule-id prefix ("emergency-") counts too: tiers by name are what this forbids."""
-    ids = {r.id for r in compile_knowledge().rules}
+    ids = {r.id for r in load_knowledge().rules}
     files = [*_modules("app/engine"), *_modules("app/worklist"), *_modules("app/routes"), *_modules("app/service")]
     found = [f"{p.relative_to(ROOT)}:{node.lineno} {node.value!r}" for p in files
              for node in ast.walk(ast.parse(p.read_text(), str(p)))
              if isinstance(node, ast.Constant) and isinstance(node.value, str)
              and (node.value in ids or (node.value.endswith("-") and any(i.startswith(node.value) for i in ids)))]
     assert not found, found
+
+
+def test_the_engine_imports_nothing_of_the_order_layer_or_the_service() -> None:
+    """The engine sits under app.orders and app.service: it is handed its vocabulary, nothing registers into it."""
+    above = ("app.orders", "app.service", "app.routes", "app.worklist", "app.cli", "app.runtime", "app.main")
+    found = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in _modules("app/engine")
+             for line, name in _imports(p) if _hits(name, above)]
+    assert not found, found
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in _modules("app/engine")]
+    code = ("import importlib, sys\n"
+            f"for n in {names!r}: importlib.import_module(n)\n"
+            f"bad = [m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {above!r})]\n"
+            "print(' '.join(sorted(bad)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_the_engine_names_no_predicate_or_priority() -> None:
+    """No predicate or priority name is written in app/engine, and no function of the vocabulary (card values
+    included) is imported there: a new predicate, priority or card value needs no change to the engine. (Template
+    keys are not checked by name: the card frame reads `sites` and `phase_evidence`, and "draft" is a FHIR
+    status.)"""
+    import importlib
+
+    from app.service.knowledge import SERVICE_VOCABULARY
+
+    vocabulary = SERVICE_VOCABULARY
+    names = {*vocabulary.predicates, *vocabulary.priorities}
+    functions = {id(n.fn) for n in vocabulary.predicates.values()} | {id(f) for f in vocabulary.priorities.values()} \
+        | {id(f) for f in vocabulary.values.values()}
+    written: list[str] = []
+    imported: list[str] = []
+    for path in _modules("app/engine"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                written.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if node.module == "app.clinical.predicates" or \
+                            id(getattr(module, alias.name, None)) in functions:
+                        imported.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{alias.name}")
+    assert not written, written
+    assert not imported, imported

@@ -15,8 +15,9 @@ import pytest
 
 from app.engine.context import TemplateValues
 from app.engine.engine import Engine, EngineOptions
-from app.engine.knowledge import Knowledge, compile_knowledge
+from app.engine.knowledge import Knowledge
 from app.service.factory import build_evaluator
+from app.service.knowledge import SERVICE_VOCABULARY, load_knowledge
 from app.settings import RESOURCE_LEVELS, Settings
 from terminology import get_terminology
 
@@ -58,7 +59,7 @@ FACT_KEYS = ("analgesics", "opioids", "anticonvulsants", "corticosteroids", "bra
 
 @lru_cache(maxsize=1)
 def _knowledge() -> Knowledge:
-    return compile_knowledge()
+    return load_knowledge()
 
 
 @cache
@@ -126,7 +127,7 @@ def test_every_rule_at_every_level_names_only_what_the_level_offers(level: str) 
         ev = _evaluation(path)
         if ev is None or not ev.facts.in_scope:
             continue
-        values = TemplateValues(ev)
+        values = TemplateValues(ev, SERVICE_VOCABULARY.values)
         for rule in engine.rules:
             card = engine._card(rule, ev, [], values, "level-true").card
             text = _advice_text(card, values).lower()

@@ -15,6 +15,7 @@ from app.clinical.draft_safety import draft_blockers
 from app.clinical.evaluation import evaluate_patient
 from app.clinical.facts import TREATMENTS, PatientFacts, build_facts
 from app.clinical.medications import classify_medication
+from app.clinical.predicates import PREDICATES
 from app.engine.predicates import compile_condition
 from terminology import ICD10CM, LOINC, RXNORM, SNOMED, get_terminology
 from terminology.local_codes import LocalCodesError, load_local_codes, read_local_codes
@@ -208,10 +209,10 @@ def test_negated_drug_class_is_not_claimed_when_medications_are_incomplete() -> 
         return evaluate_patient([BREAST, BONE, *meds], patient_id=PID, now=NOW, terminology=T,
                                 acute_window=timedelta(days=30), assessment_window=timedelta(days=90),
                                 acp_revisit=timedelta(days=182))
-    not_laxative = compile_condition("not OnDrugClass(laxative)")
+    not_laxative = compile_condition("not OnDrugClass(laxative)", PREDICATES)
     assert not_laxative(ev()) is not None
     assert not_laxative(ev(_med({"text": "Mystery tonic"}))) is None
-    data_incomplete = compile_condition("DataIncomplete")
+    data_incomplete = compile_condition("DataIncomplete", PREDICATES)
     lines = data_incomplete(ev(_med({"text": "Mystery tonic"})))
     assert lines and "Mystery tonic" in lines[0].text and lines[0].refs == ("MedicationStatement/m1",)
 
@@ -225,7 +226,7 @@ def test_an_unreadable_entry_makes_its_type_unreadable_for_absence_claims() -> N
         return evaluate_patient([BREAST, BONE, *extra], patient_id=PID, now=NOW, terminology=T,
                                 acute_window=timedelta(days=30), assessment_window=timedelta(days=90),
                                 acp_revisit=timedelta(days=182))
-    no_seizure = compile_condition("not HasComplication(seizure)")
+    no_seizure = compile_condition("not HasComplication(seizure)", PREDICATES)
     whole = ev()
     assert no_seizure(whole) is not None and not scope_unreadable(whole)
     broken = ev({"resourceType": "Condition", "id": "c-x", "code": {"text": "seizure"}, "bodySite": 5})

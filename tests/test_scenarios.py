@@ -9,9 +9,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from app.engine.knowledge import compile_knowledge
 from app.service.evaluate import RecordEvaluator
 from app.service.factory import build_evaluator
+from app.service.knowledge import load_knowledge
 from app.settings import Settings
 from cds_hooks.models import Card
 from terminology import get_terminology
@@ -122,7 +122,7 @@ def test_alert_load(path: Path) -> None:
         cards = _evaluator(level).evaluate(_resources(s), _patient_id(s), now).cards
         if not cards:
             continue
-        tiers = {r.id: r.tier for r in compile_knowledge().rules}
+        tiers = {r.id: r.tier for r in load_knowledge().rules}
         critical = any(c["indicator"] == "critical" for c in cards)
         if not critical:
             assert len(cards) <= 8, (level, [c["source"]["topic"]["code"] for c in cards])
@@ -141,7 +141,7 @@ def test_alert_load(path: Path) -> None:
 
 def test_every_rule_fires_somewhere_and_is_silent_somewhere() -> None:
     # Order-time rules have their own positive and negative cases (tests/test_orders.py).
-    rules = {r.id for r in compile_knowledge().rules if "patient-view" in r.hooks}
+    rules = {r.id for r in load_knowledge().rules if "patient-view" in r.hooks}
     fired_somewhere: set[str] = set()
     silent_somewhere: set[str] = set()
     for path in SCENARIOS:
@@ -206,7 +206,7 @@ def test_scenario_at_every_resource_level(path: Path) -> None:
     if s.get("no_cards"):
         return
     now = datetime.fromisoformat(s["now"].replace("Z", "+00:00"))
-    rule_level = {r.id: r.level for r in compile_knowledge().rules}
+    rule_level = {r.id: r.level for r in load_knowledge().rules}
     own = LEVELS.index(s.get("resource_level", "enhanced"))
     for i, level in enumerate(LEVELS):
         evaluator = build_evaluator(Settings(require_jwt=False, resource_level=level, info_card_cap=99, card_budget=99),

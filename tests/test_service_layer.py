@@ -70,10 +70,10 @@ async def test_order_sign_offline_and_through_the_handler_give_the_same_cards(ht
 
 
 def test_the_handler_shares_the_terminology_and_knowledge_it_is_given(http: httpx.AsyncClient) -> None:
-    from app.engine.knowledge import compile_knowledge
+    from app.service.knowledge import load_knowledge
     from terminology import get_terminology
 
-    terminology, knowledge = get_terminology(), compile_knowledge()
+    terminology, knowledge = get_terminology(), load_knowledge()
     handler = build_handler(SETTINGS, http, terminology=terminology, knowledge=knowledge)
     assert handler.evaluator.terminology is terminology
     knowledge_rules = {id(r) for r in knowledge.rules}

@@ -27,7 +27,7 @@ from terminology.loader import EXT_CODE_SOURCE, EXT_EXCLUDE_TEXT, EXT_MATCH_NAME
 ROOT = Path(__file__).resolve().parents[1]
 TERM_DIR = ROOT / "terminology"
 VS_DIR = TERM_DIR / "valuesets"
-DESIGN = ROOT / "docs" / "design.md"
+REFERENCE = ROOT / "docs" / "reference.md"
 
 CONCEPT_IDS = {
     # conditions
@@ -201,10 +201,10 @@ def test_every_design_concept_has_exactly_one_valueset() -> None:
     assert {p.stem for p in _files()} == CONCEPT_IDS
 
 
-def test_design_md_concept_list_matches() -> None:
-    if not DESIGN.exists():
-        pytest.skip("docs/design.md not present")
-    text = DESIGN.read_text(encoding="utf-8")
+def test_reference_md_concept_list_matches() -> None:
+    if not REFERENCE.exists():
+        pytest.skip("docs/reference.md not present")
+    text = REFERENCE.read_text(encoding="utf-8")
     section = text.split("Concept ids (one ValueSet each):", 1)[1].split("## cds_hooks", 1)[0]
     ids = set(re.findall(r"`([a-z][a-z0-9-]+)`", section))
     assert ids == CONCEPT_IDS

@@ -157,6 +157,7 @@ def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
 class Engine:
     def __init__(self, knowledge: Knowledge, options: EngineOptions, hook: str = "patient-view") -> None:
         self.options = options
+        self._values = knowledge.vocabulary.values
         mine = [r for r in knowledge.rules if hook in r.hooks]
         self.rules = [r for r in mine if _level_ok(r.level, options.resource_level)]
         self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}
@@ -172,7 +173,7 @@ class Engine:
         if not ev.facts.in_scope:
             return self._out_of_scope(ev, hook_instance)
         active = {s.rule_id: s for s in snoozes if s.until > ev.now}
-        values = TemplateValues(ev)
+        values = TemplateValues(ev, self._values)
         fired: list[FiredRule] = []
         silenced: list[tuple[Rule, Snooze]] = []
         for rule in self.rules:
@@ -198,7 +199,7 @@ class Engine:
         if rule is None:
             return []
         evidence = [Evidence(f"could not be read: {p}") for p in ev.problems]
-        return [self._card(rule, ev, evidence, TemplateValues(ev), hook_instance)]
+        return [self._card(rule, ev, evidence, TemplateValues(ev, self._values), hook_instance)]
 
     def _rank_and_cap(self, fired: list[FiredRule], ev: Evaluation,
                       silenced: Sequence[tuple[Rule, Snooze]] = ()) -> list[FiredRule]:

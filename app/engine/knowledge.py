@@ -1,13 +1,16 @@
-"""Compile the PlanDefinitions once at start-up into rules the engine can apply in microseconds."""
+"""Compile the PlanDefinitions once at start-up into rules the engine can apply in microseconds.
+
+The names the artifacts use (predicates, priorities, template keys) resolve in the vocabulary the caller hands
+in (app.engine.vocabulary); an unknown name or argument stops start-up with a KnowledgeError.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-# Order-time predicates (section 5b) register themselves with the same predicate language.
-import app.orders.predicates  # noqa: E402, F401, I001
 from app.engine.context import check_template
 from app.engine.predicates import (
     LANGUAGE,
@@ -17,6 +20,7 @@ from app.engine.predicates import (
     compile_condition,
     compile_dynamic_value,
 )
+from app.engine.vocabulary import Vocabulary
 from app.settings import RESOURCE_LEVELS
 from cds_hooks.cards import Indicator, SelectionBehavior
 from plandefinitions.loader import (
@@ -156,7 +160,7 @@ def _display_rank(action: dict[str, Any], fallback: int) -> int:
     return 100_000 + fallback
 
 
-def _level_titles(action: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+def _level_titles(action: dict[str, Any], where: str, keys: Collection[str]) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for ext in action.get("extension") or []:
         if ext.get("url") != LEVEL_TITLE_URL:
@@ -166,7 +170,7 @@ def _level_titles(action: dict[str, Any], where: str) -> tuple[tuple[str, str], 
         title = (parts.get("title") or {}).get("valueString")
         if level not in RESOURCE_LEVELS or not isinstance(title, str):
             raise KnowledgeError(f"{where}: level-title needs a level code and a title string")
-        check_template(title, where)
+        check_template(title, where, keys)
         out.append((str(level), title))
     return tuple(sorted(out, key=lambda t: RESOURCE_LEVELS.index(t[0])))
 
@@ -175,6 +179,7 @@ def _level_titles(action: dict[str, Any], where: str) -> tuple[tuple[str, str], 
 class Knowledge:
     rules: list[Rule]
     artifacts: Artifacts
+    vocabulary: Vocabulary
     rule_ids: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -188,7 +193,7 @@ def _level(element: dict[str, Any], default: str, where: str, url: str = RESOURC
     return default
 
 
-def _conditions(action: dict[str, Any], where: str) -> tuple[Condition, ...]:
+def _conditions(action: dict[str, Any], where: str, vocabulary: Vocabulary) -> tuple[Condition, ...]:
     out = []
     for cond in action.get("condition") or []:
         expr = cond.get("expression") or {}
@@ -196,7 +201,10 @@ def _conditions(action: dict[str, Any], where: str) -> tuple[Condition, ...]:
             continue
         if expr.get("language") != LANGUAGE:
             raise KnowledgeError(f"{where}: condition language must be {LANGUAGE}")
-        out.append(compile_condition(str(expr.get("expression", ""))))
+        try:
+            out.append(compile_condition(str(expr.get("expression", "")), vocabulary.predicates))
+        except KnowledgeError as exc:
+            raise KnowledgeError(f"{where}: {exc}") from exc
     return tuple(out)
 
 
@@ -215,8 +223,10 @@ def _action_type(action: dict[str, Any]) -> str:
     return "create"
 
 
-def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
+def compile_knowledge(artifacts: Artifacts | None = None, *, vocabulary: Vocabulary) -> Knowledge:
+    """The rules of `artifacts` (default: the shipped ones) over `vocabulary`, checked and in display order."""
     artifacts = artifacts or load_artifacts()
+    keys = vocabulary.values.keys()
     activities = {a.get("url"): a for a in artifacts.of("ActivityDefinition")}
     rules: list[Rule] = []
     for plan in sorted(artifacts.of("PlanDefinition"), key=lambda p: p["id"]):
@@ -226,13 +236,14 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
             if action.get("id") and action["id"] != rule_id:
                 raise KnowledgeError(f"{where}: action id and rule code differ")
             title, description = str(action.get("title", "")), str(action.get("description", ""))
-            check_template(title, where)
+            check_template(title, where, keys)
             for level_name in RESOURCE_LEVELS:
-                check_template(text_at_level(description, level_name), where)
+                check_template(text_at_level(description, level_name), where, keys)
             priority_fn = None
             for dv in action.get("dynamicValue") or []:
                 if dv.get("path") == "priority":
-                    priority_fn = compile_dynamic_value(str((dv.get("expression") or {}).get("expression", "")))
+                    priority_fn = compile_dynamic_value(str((dv.get("expression") or {}).get("expression", "")),
+                                                        vocabulary.priorities)
             level = _level(action, "basic", where)
             suggestions = []
             for child in action.get("action") or []:
@@ -248,7 +259,7 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
                     id=str(child.get("id") or activity["id"]),
                     label=str(child.get("title") or activity.get("title") or activity.get("id") or child.get("id")),
                     description=str(child.get("description") or activity.get("description") or ""),
-                    conditions=_conditions(child, cwhere),
+                    conditions=_conditions(child, cwhere, vocabulary),
                     level=_level(child, _level(activity, level, cwhere), cwhere),
                     activity=activity,
                     action_type=action_type,
@@ -263,13 +274,14 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
             rules.append(Rule(
                 id=rule_id, display=display, group=str(plan["id"]), title=title, description=description,
                 priority=str(action.get("priority") or "routine"), priority_fn=priority_fn, level=level,
-                citations=citations, conditions=_conditions(action, where), suggestions=tuple(suggestions),
+                citations=citations, conditions=_conditions(action, where, vocabulary),
+                suggestions=tuple(suggestions),
                 selection_behavior=_selection_behavior(action, where),
                 order=_display_rank(action, len(rules)), note=str(action.get("textEquivalent") or ""),
                 tier=_extension_code(action, CARD_TIER_URL, CARD_TIERS, where),
                 worklist_tier=_extension_code(action, WORKLIST_TIER_URL, WORKLIST_TIERS, where),
                 link=_extension_code(action, CARD_LINK_URL, CARD_LINKS, where),
-                level_titles=_level_titles(action, where),
+                level_titles=_level_titles(action, where, keys),
                 hooks=plan_hooks(plan, action),
             ))
     ids = [r.id for r in rules]
@@ -280,4 +292,4 @@ def compile_knowledge(artifacts: Artifacts | None = None) -> Knowledge:
     if len(set(ranks)) != len(ranks):
         raise KnowledgeError("two rules share a display-rank: the display order must be total")
     return Knowledge(rules=sorted(rules, key=lambda r: r.order), artifacts=artifacts,
-                     rule_ids=frozenset(ids))
+                     vocabulary=vocabulary, rule_ids=frozenset(ids))

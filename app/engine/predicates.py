@@ -1,21 +1,19 @@
 """The condition language of the PlanDefinitions (text/x-mbc-cds-predicate): '[not ]Name[(arg)]'.
 
-Names resolve to the clinical predicates (app.clinical.predicates.PREDICATES: function, accepted arguments, what
-the negation rests on) and to the order-time ones app.orders registers; names and arguments are checked when the
-knowledge is loaded. Nothing clinical is decided here, and a new predicate needs no change here.
+Names resolve in the predicate table the engine is handed (app.engine.vocabulary.Vocabulary: function, accepted
+arguments, what the negation rests on); names and arguments are checked when the knowledge is compiled. Nothing
+clinical is decided here, no predicate is named here, and a new predicate needs no change here.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from app.clinical.evaluation import Evaluation
-from app.clinical.predicates import PREDICATES, PRIORITIES, Named
-from app.clinical.predicates.base import Findings, Negation
+from app.clinical.predicates.base import Findings, Named
 
-Predicate = Callable[[Evaluation, str | None], Findings]
 DynamicValue = Callable[[Evaluation], str]
 
 LANGUAGE = "text/x-mbc-cds-predicate"
@@ -23,21 +21,7 @@ _EXPR = re.compile(r"^(not )?([A-Z][A-Za-z0-9]*)(?:\(([a-z0-9-]+)\))?$")
 
 
 class KnowledgeError(ValueError):
-    """The knowledge artifacts refer to something the engine does not define."""
-
-
-# The clinical names, and the order-time ones app.orders adds (`predicate`).
-REGISTRY: dict[str, Named] = dict(PREDICATES)
-DYNAMIC_VALUES: dict[str, DynamicValue] = dict(PRIORITIES)
-
-
-def predicate(name: str, args: frozenset[str] | None = None,
-              negation: Negation | None = None) -> Callable[[Predicate], Predicate]:
-    """Add a predicate defined outside app.clinical (the order-time ones of app.orders) to the table."""
-    def register(fn: Predicate) -> Predicate:
-        REGISTRY[name] = Named(fn, args, negation)
-        return fn
-    return register
+    """The knowledge artifacts refer to something the vocabulary does not define."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +30,11 @@ class Condition:
     name: str
     arg: str | None
     source: str
+    # Resolved once at compile time: applying a condition looks nothing up by name.
+    spec: Named = field(compare=False, repr=False)
 
     def __call__(self, ev: Evaluation) -> Findings:
-        spec = REGISTRY[self.name]
+        spec = self.spec
         if not self.negate:
             return spec.fn(ev, self.arg)
         if spec.negation is not None and spec.negation.withheld(ev):
@@ -59,23 +45,23 @@ class Condition:
         return spec.negation.evidence(self.arg) if spec.negation is not None else []
 
 
-def compile_condition(expression: str) -> Condition:
+def compile_condition(expression: str, predicates: Mapping[str, Named]) -> Condition:
     m = _EXPR.match(expression.strip())
     if not m:
         raise KnowledgeError(f"condition {expression!r} does not follow the grammar '[not ]Name[(arg)]'")
     negate, name, arg = bool(m.group(1)), m.group(2), m.group(3)
-    spec = REGISTRY.get(name)
+    spec = predicates.get(name)
     if spec is None:
         raise KnowledgeError(f"condition {expression!r} names an unknown predicate {name!r}")
     if spec.args is None and arg is not None:
         raise KnowledgeError(f"predicate {name} takes no argument ({expression!r})")
     if spec.args is not None and arg not in spec.args:
         raise KnowledgeError(f"predicate {name} needs one of {sorted(spec.args)} ({expression!r})")
-    return Condition(negate, name, arg, expression)
+    return Condition(negate, name, arg, expression, spec)
 
 
-def compile_dynamic_value(expression: str) -> DynamicValue:
-    fn = DYNAMIC_VALUES.get(expression.strip())
+def compile_dynamic_value(expression: str, priorities: Mapping[str, DynamicValue]) -> DynamicValue:
+    fn = priorities.get(expression.strip())
     if fn is None:
         raise KnowledgeError(f"unknown dynamic value {expression!r}")
     return fn

@@ -78,7 +78,7 @@ class OrderEngine(Engine):
                     continue
             evidence = rule_evidence(rule, ev)
             if evidence is not None and _targets(evidence):
-                fired.append(self._card(rule, ev, evidence, TemplateValues(ev), hook_instance))
+                fired.append(self._card(rule, ev, evidence, TemplateValues(ev, self._values), hook_instance))
         return self._rank_and_cap(fired, ev)
 
     def _card(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,

@@ -10,6 +10,7 @@ be read.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.clinical import thresholds as T
@@ -17,9 +18,7 @@ from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.facts import Allergy
 from app.clinical.fhirtime import fmt_date
 from app.clinical.medications import MedicationClass
-from app.clinical.predicates.base import Findings, medications_unknown
-from app.engine.context import VALUES
-from app.engine.predicates import DYNAMIC_VALUES, predicate
+from app.clinical.predicates.base import Findings, Named, medications_unknown
 from app.orders.drafts import ClinicalDraft, OrderContext, OrderEvaluation
 
 # Site and reason concepts that put a radiotherapy draft on bone (terminology value set ids).
@@ -66,7 +65,6 @@ def _matches(d: ClinicalDraft, arg: str) -> bool:
     return d.has_ingredient(arg) if arg in _INGREDIENT_ARGS else d.is_class(arg)
 
 
-@predicate("DraftDrug", _DRUG_ARGS)
 def _draft_drug(ev: Evaluation, arg: str | None) -> Findings:
     """A judged draft orders a drug of this class (or this ingredient)."""
     orders = _orders(ev)
@@ -77,7 +75,6 @@ def _draft_drug(ev: Evaluation, arg: str | None) -> Findings:
     return found or None
 
 
-@predicate("DraftDrugTolerated", _DRUG_ARGS)
 def _draft_drug_tolerated(ev: Evaluation, arg: str | None) -> Findings:
     """A judged draft of this class the patient has no recorded allergy to (the allergy card covers the rest)."""
     found: list[Evidence] = [e for e in _draft_drug(ev, arg) or [] if isinstance(e, DraftEvidence)
@@ -85,7 +82,6 @@ def _draft_drug_tolerated(ev: Evaluation, arg: str | None) -> Findings:
     return found or None
 
 
-@predicate("NoLaxative")
 def _no_laxative(ev: Evaluation, _: str | None) -> Findings:
     """No active laxative on record and none among the draft orders; never claimed on an incomplete list."""
     orders = _orders(ev)
@@ -133,7 +129,6 @@ def draft_allergy(ev: Evaluation, d: ClinicalDraft) -> Allergy | None:
     return medication_allergy(ev, d.medication, d.name)
 
 
-@predicate("DraftAllergen")
 def _draft_allergen(ev: Evaluation, _: str | None) -> Findings:
     orders = _orders(ev)
     if orders is None:
@@ -179,7 +174,6 @@ def bone_radiotherapy_drafts(ev: Evaluation) -> list[ClinicalDraft]:
     return out
 
 
-@predicate("BoneRadiotherapyMultiFraction")
 def _bone_rt(ev: Evaluation, _: str | None) -> Findings:
     found: list[Evidence] = []
     for d in bone_radiotherapy_drafts(ev):
@@ -201,13 +195,11 @@ def _bone_rt(ev: Evaluation, _: str | None) -> Findings:
     return found
 
 
-@predicate("FractionationReadable")
 def _fractionation_readable(ev: Evaluation, _: str | None) -> Findings:
     drafts = [d for d in bone_radiotherapy_drafts(ev) if d.radiotherapy and d.radiotherapy.fractionation]
     return [] if drafts else None
 
 
-@predicate("NoCordCompressionFractureOrSurgery")
 def _no_ccf(ev: Evaluation, _: str | None) -> Findings:
     """Single 8 Gy is for uncomplicated bone pain: not with cord compression, a fracture or bone surgery."""
     if ev.unreadable_types & {"Condition", "Procedure"}:
@@ -223,7 +215,6 @@ def _no_ccf(ev: Evaluation, _: str | None) -> Findings:
 
 
 # -- brain, renal, bowel ----------------------------------------------------------------------------------
-@predicate("NoSeizureOnRecord")
 def _no_seizure(ev: Evaluation, _: str | None) -> Findings:
     if "Condition" in ev.unreadable_types or ev.facts.has_complication("seizure"):
         return None
@@ -254,17 +245,34 @@ def _radiotherapy_priority(ev: Evaluation) -> str:
     return "urgent" if readable else "routine"
 
 
-DYNAMIC_VALUES["BoneAgentPriority"] = _bone_agent_priority
-DYNAMIC_VALUES["RadiotherapyFractionationPriority"] = _radiotherapy_priority
-
-
 def _judged_names(ev: Evaluation) -> str:
     orders = _orders(ev)
     return ", ".join(d.name for d in orders.judged) if orders and orders.judged else "the draft order"
 
 
-# Card template keys; the order engine fills them per card from the DraftEvidence of the drafts it names.
-VALUES.setdefault("draft", _judged_names)
-VALUES.setdefault("allergy", lambda ev: "a recorded allergy")
-VALUES.setdefault("fractionation", lambda ev: "more than one fraction")
-VALUES.setdefault("egfr", _renal_line)
+# -- the names PlanDefinition-order-time uses, in the shape of the clinical tables (app.clinical.predicates) ------
+# Documented in plandefinitions/Library-mbc-cds-predicates.json with the clinical ones.
+ORDER_PREDICATES: dict[str, Named] = {
+    "DraftDrug": Named(_draft_drug, _DRUG_ARGS),
+    "DraftDrugTolerated": Named(_draft_drug_tolerated, _DRUG_ARGS),
+    "NoLaxative": Named(_no_laxative),
+    "DraftAllergen": Named(_draft_allergen),
+    "BoneRadiotherapyMultiFraction": Named(_bone_rt),
+    "FractionationReadable": Named(_fractionation_readable),
+    "NoCordCompressionFractureOrSurgery": Named(_no_ccf),
+    "NoSeizureOnRecord": Named(_no_seizure),
+}
+
+ORDER_PRIORITIES: dict[str, Callable[[Evaluation], str]] = {
+    "BoneAgentPriority": _bone_agent_priority,
+    "RadiotherapyFractionationPriority": _radiotherapy_priority,
+}
+
+# Card template keys: the order engine fills them per card from the DraftEvidence of the drafts it names; these
+# are what a card shows when no draft gave one.
+ORDER_CARD_VALUES: dict[str, Callable[[Evaluation], str]] = {
+    "draft": _judged_names,
+    "allergy": lambda ev: "a recorded allergy",
+    "fractionation": lambda ev: "more than one fraction",
+    "egfr": _renal_line,
+}

@@ -11,9 +11,10 @@ import logging
 
 import httpx
 
-from app.engine.knowledge import Knowledge, compile_knowledge
+from app.engine.knowledge import Knowledge
 from app.service.evaluate import RecordEvaluator
 from app.service.handle import HookHandler
+from app.service.knowledge import load_knowledge
 from app.settings import Settings
 from cds_hooks.fallback import PrefetchResolver
 from cds_hooks.outbound import OriginLimiter
@@ -37,7 +38,7 @@ def build_evaluator(settings: Settings, *, terminology: Terminology | None = Non
                     knowledge: Knowledge | None = None) -> RecordEvaluator:
     """The pure evaluator; `terminology` and `knowledge` when the caller already holds them (shared)."""
     return RecordEvaluator(settings, terminology if terminology is not None else terminology_for(settings),
-                           knowledge if knowledge is not None else compile_knowledge())
+                           knowledge if knowledge is not None else load_knowledge())
 
 
 def build_handler(settings: Settings, http: httpx.AsyncClient, *, terminology: Terminology | None = None,

@@ -67,7 +67,7 @@
   }
 
   // ---------------------------------------------------------------------------------------------------
-  // Bundle -> prefetch (same rules as app/integrator.py)
+  // Bundle -> prefetch (same rules as app/hook_requests.py)
   // ---------------------------------------------------------------------------------------------------
   function rewriteRefs(value, map) {
     if (Array.isArray(value)) return value.map((v) => rewriteRefs(v, map));

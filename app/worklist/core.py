@@ -81,9 +81,9 @@ def action_of(card: Card) -> str:
 
 @lru_cache(maxsize=1)
 def _rules_by_id() -> dict[str, Any]:
-    from app.engine.knowledge import compile_knowledge
+    from app.service.knowledge import load_knowledge
 
-    return {r.id: r for r in compile_knowledge().rules}
+    return {r.id: r for r in load_knowledge().rules}
 
 
 def tier_of(rule_ids: list[str], phase: str) -> int:

@@ -1,15 +1,15 @@
 """The clinical predicates that PlanDefinition conditions name, and the priorities their dynamicValues name.
 
-`PREDICATES` and `PRIORITIES` are the vocabulary of the PlanDefinitions (documented in
-plandefinitions/Library-mbc-cds-predicates.json); the engine compiles conditions against them
-(app.engine.predicates). A new rule's predicate is a function in one of the modules of this package and a line
+`PREDICATES` and `PRIORITIES` are the clinical part of the vocabulary the PlanDefinitions are written in
+(documented in plandefinitions/Library-mbc-cds-predicates.json). The service hands them, with the order-time
+names of app.orders.predicates, to the engine when it compiles the knowledge (app.service.knowledge); the engine
+itself names none of them. A new rule's predicate is a function in one of the modules of this package and a line
 here: nothing in app/engine changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from app.clinical.evaluation import Evaluation
 from app.clinical.predicates.acp import acp_code_status_and_place_of_death, acp_on_record, acp_stale
@@ -23,8 +23,7 @@ from app.clinical.predicates.base import (
     NO_SERVICE,
     NO_TREATMENT,
     NOT_ON_DRUG_CLASS,
-    Findings,
-    Negation,
+    Named,
 )
 from app.clinical.predicates.emergencies import (
     bowel_obstruction,
@@ -119,16 +118,6 @@ def read_gap_priority(ev: Evaluation) -> str:
 
 
 # -- the names PlanDefinition conditions and dynamicValues use ---------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Named:
-    """A predicate under its PlanDefinition name: the function, the arguments it accepts (None: takes none) and
-    what its negation rests on (None: "not X" needs no reading guard and names no absence)."""
-
-    fn: Callable[[Evaluation, str | None], Findings]
-    args: frozenset[str] | None = None
-    negation: Negation | None = None
-
-
 # Documented in plandefinitions/Library-mbc-cds-predicates.json: a new name gets its line there too.
 PREDICATES: dict[str, Named] = {
     "Always": Named(always),

@@ -34,6 +34,15 @@ class Negation:
         return [Evidence(self.text.format(arg=(arg or "").replace("-", " ")))] if self.text else []
 
 
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A predicate under its PlanDefinition name: the function, the arguments it accepts (None: takes none) and
+    what its negation rests on (None: "not X" needs no reading guard and names no absence)."""
+
+    fn: Callable[[Evaluation, str | None], Findings]
+    args: frozenset[str] | None = None
+    negation: Negation | None = None
+
 
 # -- medication completeness (record helper, rules v2) ---------------------------------------------------
 def medications_unknown(ev: Evaluation) -> bool:
