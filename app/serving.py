@@ -1,9 +1,12 @@
-"""How `mbc-cds serve` runs uvicorn: connection limits, a header timeout, no `server` header, proxy headers
-only from configured proxies, JSON logs.
+"""How `mbc-cds serve` runs uvicorn: connection limits, a header timeout, a header size limit, no `server` header,
+proxy headers only from configured proxies, JSON logs.
 
 uvicorn closes idle keep-alive connections, but a client that sends its request headers one byte at a time
-(slow-loris) is never timed out: `HeaderTimeoutH11Protocol` closes a connection whose request line and
-headers are not complete within `timeout_header` seconds of its first byte (or of the connection opening).
+(slow-loris) is never timed out, and its httptools protocol buffers a request head of any size:
+`GuardedHttpToolsProtocol` closes a connection whose request line and headers are not complete within
+`timeout_header` seconds of its first byte (or of the connection opening), and answers 400 to a head over
+`--max-header-bytes`. httptools (llhttp, in C) rather than h11 (pure Python): it is what a bare uvicorn runs (the
+benchmark floor too), and it parses a request head faster (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, cast
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.logging_setup import uvicorn_log_config
 from app.settings import Settings, get_settings
@@ -23,23 +25,45 @@ DEFAULT_TIMEOUT_KEEP_ALIVE = 5
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # room for the largest JWT accepted (16 KiB) and the other headers
 
 
-class HeaderTimeoutH11Protocol(H11Protocol):
-    """Read from the settings (MBC_CDS_HEADER_TIMEOUT_SECONDS), not a class attribute: worker processes
-    re-import this module and only the environment reaches them."""
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on the time and the bytes a request head may take. The timeout is
+    read from the settings (MBC_CDS_HEADER_TIMEOUT_SECONDS), not a class attribute: worker processes re-import
+    this module and only the environment reaches them; the size limit is uvicorn's own
+    `h11_max_incomplete_event_size` setting, which means the same for h11."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.timeout_header = get_settings().header_timeout_seconds
-        # asyncio hands a stream protocol a Transport; uvicorn's H11Protocol declares exactly that.
-        super().connection_made(cast(asyncio.Transport, transport))
+        self.max_head_bytes = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
+        self._in_head = True     # between requests or inside a request line / headers
+        self._head_bytes = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        # asyncio hands a stream protocol a Transport; uvicorn's protocol declares exactly that.
+        super().connection_made(cast(asyncio.Transport, transport))
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE:
-            self._arm_header_timer()  # a new request begins: its headers get the same bound
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                # Refused before the parser buffers it; the same answer uvicorn gives any bad request.
+                self._cancel_header_timer()
+                self.send_400_response("Invalid HTTP request received.")
+                return
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._cancel_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_timer()  # a new request begins: its head gets the same bound
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -57,7 +81,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._in_head and not self.transport.is_closing():
             self.transport.close()
 
 
@@ -81,6 +105,6 @@ def uvicorn_kwargs(options: ServeOptions, settings: Settings) -> dict[str, Any]:
         "proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None,
         "server_header": False,
         "limit_concurrency": options.limit_concurrency, "timeout_keep_alive": options.timeout_keep_alive,
-        "http": HeaderTimeoutH11Protocol,
+        "http": GuardedHttpToolsProtocol,
         "h11_max_incomplete_event_size": options.max_header_bytes,
     }

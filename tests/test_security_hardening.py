@@ -423,6 +423,75 @@ def test_connections_beyond_the_limit_get_503(served: tuple[str, Path]) -> None:
     assert httpx.get(f"{served[0]}/health").status_code == 200
 
 
+def _read_response(s: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response with a Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk, data
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_request_heads_over_the_limit_get_400_and_are_closed(served: tuple[str, Path]) -> None:
+    port = int(served[0].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # 20 KiB of headers: under 32 KiB
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        assert _read_response(s).startswith(b"HTTP/1.1 200")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # one 40 KiB header, sent at once
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 400")
+        assert _closed_by_server(s)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # the same in small pieces, no end
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(40):
+                s.sendall(b"X-More: " + b"b" * 1000 + b"\r\n")
+        except OSError:
+            pass  # closed by the server mid-way
+        assert _read_until_closed(s).startswith(b"HTTP/1.1 400")
+
+
+def _read_until_closed(s: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_keep_alive_and_pipelined_requests_are_served_and_the_header_timeout_starts_per_request(
+        served: tuple[str, Path]) -> None:
+    port = int(served[0].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined
+        assert _read_response(s).startswith(b"HTTP/1.1 200")
+        assert _read_response(s).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # idle between requests (keep-alive 5 s): longer than the 1 s header timeout, still open
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_response(s).startswith(b"HTTP/1.1 200")
+        body = b'{"hook": "patient-view"}'
+        s.sendall(b"POST /cds-services/nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        assert _read_response(s).startswith(b"HTTP/1.1 404")  # a request with a body keeps the connection usable
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # the next request's head stalls
+        time.sleep(1.5)
+        try:
+            s.sendall(b"a")
+        except OSError:
+            pass
+        assert _closed_by_server(s)
+
+
 def _closed_by_server(s: socket.socket) -> bool:
     """EOF or a reset (the byte sent after the close draws an RST); an open connection would block in recv
     until the socket timeout and fail the test."""
