@@ -25,6 +25,13 @@ DEFAULT_TIMEOUT_KEEP_ALIVE = 5
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024  # room for the largest JWT accepted (16 KiB) and the other headers
 
 
+_BAD_REQUEST = "Invalid HTTP request received."  # uvicorn's own answer to a malformed request
+
+
+class HeadTooLarge(Exception):
+    """A request line and headers over `--max-header-bytes`."""
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a bound on the time and the bytes a request head may take. The timeout is
     read from the settings (MBC_CDS_HEADER_TIMEOUT_SECONDS), not a class attribute: worker processes re-import
@@ -35,28 +42,48 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.timeout_header = get_settings().header_timeout_seconds
         self.max_head_bytes = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
         self._in_head = True     # between requests or inside a request line / headers
-        self._head_bytes = 0
+        self._head_bytes = 0            # reads of an incomplete head
+        self._parsed_head_bytes = 0     # request line and headers parsed so far
+        self._heads_done = 0
         self._header_timer: asyncio.TimerHandle | None = None
         # asyncio hands a stream protocol a Transport; uvicorn's protocol declares exactly that.
         super().connection_made(cast(asyncio.Transport, transport))
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
+        heads_before, was_in_head = self._heads_done, self._in_head
+        super().data_received(data)
+        # A head split over reads is held by the parser until it completes: count the reads that completed no head,
+        # so that an endless header is refused at the limit plus one read. Complete heads are measured exactly by
+        # on_url / on_header.
+        if was_in_head and self._heads_done == heads_before and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes:
-                # Refused before the parser buffers it; the same answer uvicorn gives any bad request.
                 self._cancel_header_timer()
-                self.send_400_response("Invalid HTTP request received.")
-                return
-        super().data_received(data)
+                self.send_400_response(_BAD_REQUEST)
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        self._parsed_head_bytes += size
+        if self._parsed_head_bytes > self.max_head_bytes:
+            # Raised inside a parser callback: uvicorn answers it as any malformed request (400, connection closed).
+            raise HeadTooLarge(f"request head over {self.max_head_bytes} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._parsed_head_bytes = 0
         self._arm_header_timer()  # a new request begins: its head gets the same bound
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_done += 1
         self._cancel_header_timer()
         super().on_headers_complete()
 
