@@ -11,6 +11,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.data_requirements import prefetch_types
+
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 LOINC = "http://loinc.org"
@@ -25,13 +27,8 @@ TYPICAL_ID = "bench-typical"
 HEAVY_ID = "bench-heavy"
 
 # Same prefetch keys as the service's discovery document (app/service_definition.py) and tests/conftest.py.
-PREFETCH_KEYS: dict[str, str] = {
-    "Patient": "patient", "Condition": "conditions", "Observation": "observations",
-    "MedicationRequest": "medicationRequests", "MedicationStatement": "medicationStatements",
-    "ServiceRequest": "serviceRequests", "Encounter": "encounters", "CareTeam": "careTeams",
-    "DocumentReference": "documentReferences", "Consent": "consents", "Goal": "goals", "Procedure": "procedures",
-    "AllergyIntolerance": "allergies",
-}
+# Resource type -> the prefetch key that holds it, from the service's data declaration (one place).
+PREFETCH_KEYS: dict[str, str] = {rtype: key for key, rtype in prefetch_types().items()}
 
 
 def _ts(when: datetime) -> str:
