@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.clinical.facts import Measurement, PatientFacts
-from app.clinical.thresholds import ALBUMIN_PAIRING, HYPERCALCAEMIA, HYPERCALCAEMIA_SEVERE
+from app.clinical.thresholds import (
+    ALBUMIN_PAIRING,
+    ALBUMIN_REFERENCE,
+    CALCIUM_CORRECTION_PER_ALBUMIN,
+    HYPERCALCAEMIA,
+    HYPERCALCAEMIA_SEVERE,
+)
 
 MGDL_PER_MMOLL = 4.008
 
@@ -85,10 +91,8 @@ def _calcium_finding(facts: PatientFacts, m: Measurement, *, reported_corrected:
     alb = _albumin_g_per_l(albumin) if albumin else None
     if albumin is None or alb is None:
         return CalciumFinding(m.value, unit, False, m.when, (m.ref,))
-    if unit == "mmol/L":
-        value = m.value + 0.02 * (40.0 - alb)
-    else:
-        value = m.value + 0.8 * (4.0 - alb / 10.0)
+    albumin_in_unit = alb if unit == "mmol/L" else alb / 10.0   # g/L, or g/dL beside mg/dL
+    value = m.value + CALCIUM_CORRECTION_PER_ALBUMIN[unit] * (ALBUMIN_REFERENCE[unit] - albumin_in_unit)
     return CalciumFinding(round(value, 3), unit, True, m.when, (m.ref, albumin.ref))
 
 

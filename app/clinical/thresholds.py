@@ -46,8 +46,11 @@ FATIGUE_SCORE = 4.0            # 0-10 fatigue score
 RENAL_SEVERE_BELOW = 30.0
 RENAL_WINDOW = timedelta(days=90)
 
-# Calcium is corrected with an albumin measured this close to it.
+# Calcium is corrected with an albumin measured this close to it, to this reference albumin: corrected = total +
+# coefficient x (reference - albumin), in the unit the calcium is reported in (albumin in g/L or g/dL to match).
 ALBUMIN_PAIRING = timedelta(days=7)
+ALBUMIN_REFERENCE = {"mmol/L": 40.0, "mg/dL": 4.0}          # g/L with mmol/L calcium; g/dL with mg/dL
+CALCIUM_CORRECTION_PER_ALBUMIN = {"mmol/L": 0.02, "mg/dL": 0.8}
 
 # Weight loss in the assessment window (percent).
 WEIGHT_LOSS_PERCENT = 5.0
@@ -56,6 +59,13 @@ WEIGHT_LOSS_PERCENT = 5.0
 CORD_COMPRESSION_CURRENT = timedelta(days=90)    # an older cord compression with no new sign is history
 BONE_RADIOTHERAPY_RECENT = timedelta(days=30)    # bone radiotherapy on record this recently: no new referral
 DE_NOVO_POOR_DAYS = 30                           # ECOG 3-4 within 30 days of the first metastasis
+
+# Radiotherapy for painful bone metastases: one fraction of this dose (NICE CG81 1.5.16); the order-time update
+# (ActivityDefinition radiotherapy-bone-single-fraction, fractionDose) writes the same dose, a test holds them equal.
+BONE_PAIN_SINGLE_FRACTION_GY = 8.0
+# A fractionation read from free text beyond these is a misread, not a palliative prescription to act on.
+RADIOTHERAPY_MAX_GY_PER_FRACTION = 30.0
+RADIOTHERAPY_MAX_TOTAL_GY = 80.0
 
 
 def ecog_poor(value: float) -> bool:

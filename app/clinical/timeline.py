@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.clinical import thresholds as T
 from app.clinical.facts import (
     COMPLICATION_LABELS,
     SITE_LABELS,
@@ -36,11 +37,10 @@ DRUG_CLASS_LABELS: dict[str, str] = {
 # Fixed axes for scores, so that two patients' charts read the same way; measured values get data-driven axes.
 _SCORE_SERIES: tuple[tuple[str, str, str, float, float, float | None], ...] = (
     # key, label, unit, min, max, threshold drawn as a line (the value the rules treat as a signal)
-    ("pain-score", "Pain score", "/10", 0, 10, 7),
-    ("ecog", "ECOG", "", 0, 4, 3),
-    ("karnofsky", "Karnofsky", "%", 0, 100, 40),
+    ("pain-score", "Pain score", "/10", 0, 10, T.PAIN_SEVERE),
+    ("ecog", "ECOG", "", 0, 4, T.ECOG_POOR_MIN),
+    ("karnofsky", "Karnofsky", "%", 0, 100, T.KARNOFSKY_POOR_MAX),
 )
-HYPERCALCAEMIA_MMOL = 2.6
 
 
 def _iso(when: datetime) -> str:
@@ -68,7 +68,7 @@ def _calcium(facts: PatientFacts) -> dict[str, Any]:
     values = [p["value"] for p in points]
     return {"key": "corrected-calcium", "label": "Corrected calcium", "unit": "mmol/L",
             "min": math.floor(min([2.0, *values]) * 10) / 10, "max": math.ceil(max([3.2, *values]) * 10) / 10,
-            "threshold": HYPERCALCAEMIA_MMOL, "points": points}
+            "threshold": T.HYPERCALCAEMIA["mmol/L"], "points": points}
 
 
 def _weight(facts: PatientFacts) -> dict[str, Any]:

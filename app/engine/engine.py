@@ -249,7 +249,7 @@ class Engine:
         priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
         card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
-        suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
+        suggestions, withheld = self._suggestions(rule, ev, evidence, values, card_uuid)
         why = self._why(rule, ev, evidence, values)
         detail = self._detail(rule, ev, why, values, withheld)
         card: Card = {
@@ -323,7 +323,7 @@ class Engine:
         parts.append(self._source_lines[rule.id])
         return "\n".join(parts)
 
-    def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
+    def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
                      card_uuid: str) -> tuple[list[Suggestion], list[Withheld]]:
         out: list[Suggestion] = []
         withheld: list[Withheld] = []
@@ -334,17 +334,20 @@ class Engine:
             if reasons is None:
                 reasons = _reasons(ev, evidence)
             resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=reasons, now=ev.now,
-                                   note=f"Drafted by mbc-cds rule {rule.id}; review before signing.")
+                                   note=f"Drafted by mbc-cds rule {rule.id}; review before signing.",
+                                   task_description=render(s.task_description, values))
             if ev.terminology is not None and resource.get("resourceType") == "MedicationRequest":
                 blocked = draft_blockers(ev.facts, resource, ev.terminology)
                 if blocked:
                     withheld.extend(b for b in blocked if b not in withheld)
                     continue
+            label = render(s.label, values)
             out.append({
-                "label": s.label[:200],
+                "label": label[:200],
                 "uuid": _stable_uuid(self.options.uuid_key, card_uuid, s.id),
                 "isRecommended": len(rule.suggestions) == 1,
-                "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}],
+                "actions": [{"type": "create", "description": render(s.description, values) or label,
+                             "resource": resource}],
             })
         return out, withheld
 

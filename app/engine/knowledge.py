@@ -68,6 +68,8 @@ class SuggestionRule:
     activity: dict[str, Any]
     action_type: str = "create"   # PlanDefinition action type: create | update | remove
     max_level: str = "maximal"
+    # A drafted Task carries a description (the ActivityDefinition's): a template like the label and description.
+    task_description: str = ""
 
     def offered_at(self, level: str) -> bool:
         rank = RESOURCE_LEVELS.index(level)
@@ -255,15 +257,22 @@ def compile_knowledge(artifacts: Artifacts | None = None, *, vocabulary: Vocabul
                     {"id": str(child.get("id") or "")} if action_type == "remove" else None)
                 if activity is None:
                     raise KnowledgeError(f"{cwhere}: ActivityDefinition {canonical!r} not found")
+                label = str(child.get("title") or activity.get("title") or activity.get("id") or child.get("id"))
+                text = str(child.get("description") or activity.get("description") or "")
+                task_description = str(activity.get("description") or activity.get("title") or "") \
+                    if activity.get("kind") == "Task" else ""
+                for template in (label, text, task_description):
+                    check_template(template, cwhere, keys)
                 suggestions.append(SuggestionRule(
                     id=str(child.get("id") or activity["id"]),
-                    label=str(child.get("title") or activity.get("title") or activity.get("id") or child.get("id")),
-                    description=str(child.get("description") or activity.get("description") or ""),
+                    label=label,
+                    description=text,
                     conditions=_conditions(child, cwhere, vocabulary),
                     level=_level(child, _level(activity, level, cwhere), cwhere),
                     activity=activity,
                     action_type=action_type,
                     max_level=_level(child, "maximal", cwhere, RESOURCE_LEVEL_MAX_URL),
+                    task_description=task_description,
                 ))
             citations = tuple(
                 Citation(str(d.get("label") or d.get("display") or "source"), str(d.get("display") or ""),

@@ -20,7 +20,8 @@ class SuggestionError(ValueError):
 
 
 def build_draft(activity: dict[str, Any], *, patient_id: str, reasons: list[str], now: datetime,
-                note: str) -> dict[str, Any]:
+                note: str, task_description: str = "") -> dict[str, Any]:
+    """The draft; a Task's description is `task_description` (the activity's, rendered by the caller)."""
     kind = activity.get("kind")
     if kind not in SUPPORTED_KINDS:
         raise SuggestionError(f"ActivityDefinition/{activity.get('id')}: unsupported kind {kind!r}")
@@ -52,7 +53,7 @@ def build_draft(activity: dict[str, Any], *, patient_id: str, reasons: list[str]
             resource["instantiatesCanonical"] = canonical
         if activity.get("code"):
             resource["code"] = activity["code"]
-        resource["description"] = str(activity.get("description") or activity.get("title") or "")[:1000]
+        resource["description"] = task_description[:1000]
         resource["for"] = subject
         resource["authoredOn"] = authored
         if reason_refs:

@@ -15,7 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
-from app.engine.context import TemplateValues
+from app.engine.context import TemplateValues, render
 from app.engine.engine import Engine, FiredRule, Snooze, _reasons, _stable_uuid, rule_evidence
 from app.engine.knowledge import PRIORITY_TO_INDICATOR, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
@@ -86,7 +86,7 @@ class OrderEngine(Engine):
         values.update(_per_rule_values(evidence))
         return super()._card(rule, ev, evidence, values, hook_instance)
 
-    def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
+    def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
                      card_uuid: str) -> tuple[list[Suggestion], list[Withheld]]:
         out: list[Suggestion] = []
         withheld: list[Withheld] = []
@@ -95,7 +95,7 @@ class OrderEngine(Engine):
             if not s.offered_at(self.options.resource_level) or any(c(ev) is None for c in s.conditions):
                 continue
             if s.action_type == "create":
-                created = self._create(s, rule, ev, evidence, card_uuid)
+                created = self._create(s, rule, ev, evidence, values, card_uuid)
                 resource = created["actions"][0]["resource"]
                 # Never draft a drug the patient is allergic to (or one severe renal impairment rules out).
                 blocked = draft_blockers(ev.facts, resource, ev.terminology) if ev.terminology is not None else []
@@ -104,9 +104,9 @@ class OrderEngine(Engine):
                     continue
                 out.append(created)
             elif s.action_type == "remove":
-                out.extend(self._delete(s, d, ref, card_uuid) for d in targets if (ref := d.ref))
+                out.extend(self._delete(s, d, ref, values, card_uuid) for d in targets if (ref := d.ref))
             elif s.action_type == "update":
-                out.extend(u for d in targets if (u := self._update(s, rule, d, card_uuid)) is not None)
+                out.extend(u for d in targets if (u := self._update(s, d, values, card_uuid)) is not None)
         if len(out) == 1:
             out[0]["isRecommended"] = True
         return out, withheld
@@ -115,18 +115,25 @@ class OrderEngine(Engine):
         return _stable_uuid(self.options.uuid_key, *parts)
 
     def _create(self, s: SuggestionRule, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                card_uuid: str) -> Suggestion:
+                values: TemplateValues, card_uuid: str) -> Suggestion:
         resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=_reasons(ev, evidence), now=ev.now,
-                               note=f"Drafted by mbc-cds rule {rule.id}; review before signing.")
-        return {"label": s.label[:200], "uuid": self._uuid(card_uuid, s.id), "isRecommended": False,
-                "actions": [{"type": "create", "description": s.description or s.label, "resource": resource}]}
+                               note=f"Drafted by mbc-cds rule {rule.id}; review before signing.",
+                               task_description=render(s.task_description, values))
+        label = render(s.label, values)
+        return {"label": label[:200], "uuid": self._uuid(card_uuid, s.id), "isRecommended": False,
+                "actions": [{"type": "create", "description": render(s.description, values) or label,
+                             "resource": resource}]}
 
-    def _delete(self, s: SuggestionRule, d: ClinicalDraft, ref: str, card_uuid: str) -> Suggestion:
-        return {"label": f"{s.label}: {d.name}"[:200], "uuid": self._uuid(card_uuid, s.id, ref),
+    def _delete(self, s: SuggestionRule, d: ClinicalDraft, ref: str, values: TemplateValues,
+                card_uuid: str) -> Suggestion:
+        # The draft's name is the EHR's text: appended after rendering, never read as a template.
+        return {"label": f"{render(s.label, values)}: {d.name}"[:200], "uuid": self._uuid(card_uuid, s.id, ref),
                 "isRecommended": False,
-                "actions": [{"type": "delete", "description": f"{s.description} ({d.name})", "resourceId": ref}]}
+                "actions": [{"type": "delete", "description": f"{render(s.description, values)} ({d.name})",
+                             "resourceId": ref}]}
 
-    def _update(self, s: SuggestionRule, rule: Rule, d: ClinicalDraft, card_uuid: str) -> Suggestion | None:
+    def _update(self, s: SuggestionRule, d: ClinicalDraft, values: TemplateValues,
+                card_uuid: str) -> Suggestion | None:
         fx = d.radiotherapy.fractionation if d.radiotherapy else None
         per = _cgy(_dynamic_value(s.activity, "fractionDose"))
         fractions_text = _dynamic_value(s.activity, "fractions")
@@ -134,6 +141,7 @@ class OrderEngine(Engine):
             return None  # unreadable fractionation: the card informs, it does not rewrite the order
         resource = with_fractionation(d.order.resource, per, int(fractions_text))
         get_fhir_model_class("ServiceRequest").model_validate(resource)  # still valid R4 after the change
-        return {"label": s.label[:200], "uuid": self._uuid(card_uuid, s.id, d.ref or str(d.order.index)),
-                "isRecommended": False,
-                "actions": [{"type": "update", "description": f"{s.description} ({d.name})", "resource": resource}]}
+        return {"label": render(s.label, values)[:200],
+                "uuid": self._uuid(card_uuid, s.id, d.ref or str(d.order.index)), "isRecommended": False,
+                "actions": [{"type": "update", "description": f"{render(s.description, values)} ({d.name})",
+                             "resource": resource}]}

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from app.clinical import thresholds as T
+
 CODEX = "http://hl7.org/fhir/us/codex-radiation-therapy/StructureDefinition/"
 EXT_FRACTIONS = CODEX + "codexrt-radiotherapy-fractions-prescribed"
 EXT_DOSE_TO_VOLUME = CODEX + "codexrt-radiotherapy-dose-prescribed-to-volume"
@@ -183,7 +185,7 @@ def parse_fractionation_text(text: str) -> Fractionation | None:
     if len(found) != 1:
         return None
     n, per, total = found.pop()
-    if not (0 < per <= 30 and 0 < total <= 80):
+    if not (0 < per <= T.RADIOTHERAPY_MAX_GY_PER_FRACTION and 0 < total <= T.RADIOTHERAPY_MAX_TOTAL_GY):
         return None  # not a plausible palliative prescription: a misread, not a number to act on
     return Fractionation(n, per, total, "text")
 
