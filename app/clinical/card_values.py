@@ -138,10 +138,15 @@ def _bone_pain_where(ev: Evaluation) -> str:
     return f"pain located in bone ({where.text})" if where else "pain site not recorded"
 
 
+_SINGLE_FRACTION = f"{T.BONE_PAIN_SINGLE_FRACTION_GY:g} Gy"
+
+
 def _bone_pain_title(ev: Evaluation) -> str:
     if bone_pain_location(ev) is not None:
-        return f"Bone metastases, bone pain {_pain_score(ev)}: refer for single 8 Gy fraction palliative radiotherapy"
-    return f"Pain {_pain_score(ev)} with bone metastases: if it arises from them, single 8 Gy fraction radiotherapy"
+        return (f"Bone metastases, bone pain {_pain_score(ev)}: refer for single {_SINGLE_FRACTION} fraction "
+                "palliative radiotherapy")
+    return (f"Pain {_pain_score(ev)} with bone metastases: if it arises from them, single {_SINGLE_FRACTION} "
+            "fraction radiotherapy")
 
 
 def _brain_treatments(ev: Evaluation) -> str:
@@ -250,7 +255,32 @@ def _laxative_absence(ev: Evaluation) -> str:
     return "no laxative recognised" if ev.facts.unclassified_medications else "no laxative on record"
 
 
+def _mmol(value: float) -> str:
+    """A calcium in mmol/L as the guidelines write it, with one decimal at least (3.0, 2.65)."""
+    text = f"{value:g}"
+    return text if "." in text else f"{text}.0"
+
+
+def _fixed(text: str) -> Callable[[Evaluation], str]:
+    return lambda _ev: text
+
+
+# The cut-offs the cards name, as thresholds.py sets them: card text writes these keys, never the numbers
+# (tests/test_card_thresholds.py).
+THRESHOLD_VALUES: dict[str, Callable[[Evaluation], str]] = {
+    "spo2_low": _fixed(f"{T.SPO2_LOW:g}"),
+    "renal_severe_below": _fixed(f"{T.RENAL_SEVERE_BELOW:g}"),
+    "hypercalcaemia_mmol": _fixed(_mmol(T.HYPERCALCAEMIA["mmol/L"])),
+    "hypercalcaemia_severe_mmol": _fixed(_mmol(T.HYPERCALCAEMIA_SEVERE["mmol/L"])),
+    "hypercalcaemia_severe_mgdl": _fixed(f"{T.HYPERCALCAEMIA_SEVERE['mg/dL']:g}"),
+    "phq2_positive": _fixed(f"{T.PHQ2:g}"),
+    "ecog_good": _fixed(f"0-{T.ECOG_GOOD_MAX:g}"),
+    "ecog_poor": _fixed(f"{T.ECOG_POOR_MIN:g}-{T.ECOG_POOR_MAX:g}"),
+    "single_fraction_dose": _fixed(_SINGLE_FRACTION),
+}
+
 CARD_VALUES: dict[str, Callable[[Evaluation], str]] = {
+    **THRESHOLD_VALUES,
     "phase": lambda ev: ev.phase.name,
     "phase_cap": lambda ev: ev.phase.name.capitalize(),
     "phase_evidence": lambda ev: "; ".join(e.text for e in ev.phase.evidence) or "no acute signal",
@@ -291,6 +321,8 @@ CARD_VALUES: dict[str, Callable[[Evaluation], str]] = {
     or "none recorded",
     "acute_window": lambda ev: f"{ev.facts.acute_window.days} days",
     "assessment_window": lambda ev: f"{ev.facts.assessment_window.days} days",
+    "acute_days": lambda ev: str(ev.facts.acute_window.days),
+    "assessment_days": lambda ev: str(ev.facts.assessment_window.days),
     "bone_first": _bone_first,
     "bma_checks": _bma_checks,
     "bone_pain_where": _bone_pain_where,

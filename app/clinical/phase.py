@@ -11,6 +11,8 @@ from app.clinical.fhirtime import fmt_date
 from app.clinical.measures import CalciumFinding, latest_calcium
 from app.clinical.thresholds import (
     DE_NOVO_POOR_DAYS,
+    ECOG_POOR_MAX,
+    ECOG_POOR_MIN,
     ECOG_WORSENING,
     KARNOFSKY_WORSENING,
     PAIN_RISE,
@@ -132,6 +134,6 @@ def _pattern(facts: PatientFacts) -> str | None:
     first_met = min(firsts)
     for m in facts.series("ecog"):
         if ecog_poor(m.value) and abs((m.when - first_met).days) <= DE_NOVO_POOR_DAYS:
-            return (f"de novo poor condition (provisional: ECOG 3-4 within {DE_NOVO_POOR_DAYS} days of the first "
-                    "metastasis)")
+            return (f"de novo poor condition (provisional: ECOG {ECOG_POOR_MIN:g}-{ECOG_POOR_MAX:g} within "
+                    f"{DE_NOVO_POOR_DAYS} days of the first metastasis)")
     return None
