@@ -1,6 +1,8 @@
 """Every clinical cut-off the rules use, in one place (clinical-rules.md sections 3 and 5).
 
-Predicates, template values, the phase and the pain ladder import these names; nothing else writes a number.
+Predicates, the phase, the pain ladder, calcium correction, the timeline's reference lines, the radiotherapy
+reader and the card text (template keys of app.clinical.card_values) import these names; nothing else writes a
+number.
 Look-back windows are deployment settings (`acute_window_days`, `assessment_window_days`) and travel on
 PatientFacts; the windows below are the ones the rules fix themselves.
 """
