@@ -267,7 +267,6 @@ def test_the_reference_lists_exactly_the_service_vocabulary() -> None:
     other: a name added to (or dropped from) a table shows up here until the reference says so."""
     import re
 
-    from app.clinical.card_frame import CARD_FRAME
     from app.clinical.card_values import CARD_VALUES
     from app.clinical.predicates import PREDICATES, PRIORITIES
     from app.orders.predicates import ORDER_CARD_VALUES, ORDER_PREDICATES, ORDER_PRIORITIES

@@ -4,7 +4,8 @@ The vocabulary is assembled here, above the engine: the clinical predicates, pri
 (app.clinical), the order-time ones (app.orders.predicates) and the clinical frame of every card
 (app.clinical.card_frame: scope, the overview, the lines around a "Why", draft reasons and draft safety). The
 engine receives it and names none of them, so a new rule is a PlanDefinition action plus, when it needs one, a
-clinical function and its line in a table; no module of app/engine changes (docs/design.md, "A new rule"; tests/test_add_a_rule.py).
+clinical function and its line in a table; no module of app/engine changes (docs/design.md, "A new rule";
+tests/test_add_a_rule.py).
 """
 
 from __future__ import annotations
