@@ -18,6 +18,7 @@ from datetime import datetime
 
 from app.clinical.evaluation import Evaluation, Evidence
 from app.engine.context import TemplateValues, render
+from app.engine.frame import CardFrame
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
@@ -74,6 +75,22 @@ class Offer:
     label: str
     key: tuple[str, ...]
     action: Action
+
+
+class _Closing:
+    """The frame's lines under every other card's "Why" (subject, status) for one request: asked for once, when
+    the first card needs them."""
+
+    __slots__ = ("_ev", "_frame", "_lines")
+
+    def __init__(self, frame: CardFrame, ev: Evaluation) -> None:
+        self._frame, self._ev = frame, ev
+        self._lines: tuple[Evidence, Evidence] | None = None
+
+    def __call__(self) -> tuple[Evidence, Evidence]:
+        if self._lines is None:
+            self._lines = (self._frame.subject(self._ev), self._frame.status(self._ev))
+        return self._lines
 
 
 def _level_ok(level: str, allowed: str) -> bool:
@@ -189,6 +206,7 @@ class Engine:
             return self._out_of_scope(ev, hook_instance)
         active = {s.rule_id: s for s in snoozes if s.until > ev.now}
         shared = TemplateValues(ev, self.vocabulary.values)
+        closing = _Closing(self._frame, ev)
         fired: list[FiredRule] = []
         silenced: list[tuple[Rule, Snooze]] = []
         for rule in self.rules:
@@ -199,7 +217,8 @@ class Engine:
             if snooze is not None and self._snoozable(rule, ev):
                 silenced.append((rule, snooze))
                 continue
-            fired.append(self._card(rule, ev, evidence, self.values_for(ev, evidence, shared), hook_instance))
+            fired.append(self._card(rule, ev, evidence, self.values_for(ev, evidence, shared), hook_instance,
+                                    closing))
         return self._rank_and_cap(fired, ev, silenced)
 
     # -- what a subclass may change ---------------------------------------------------------------------------
@@ -212,21 +231,18 @@ class Engine:
         return shared
 
     def offer(self, rule: Rule, s: SuggestionRule, ev: Evaluation, evidence: list[Evidence]) -> list[Offer]:
-        """What one of the rule's suggestions offers: by default its ActivityDefinition drafted for the patient."""
+        """What one of the rule's suggestions offers: by default its ActivityDefinition drafted for the patient,
+        giving the conditions of the evidence as its reason."""
+        resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=self._frame.draft_reasons(ev, evidence),
+                               now=ev.now, note=f"Drafted by mbc-cds rule {rule.id}; review before signing.")
         return [Offer(s.label, (s.id,), {"type": "create", "description": s.description or s.label,
-                                         "resource": self.draft(rule, s, ev, evidence)})]
+                                         "resource": resource})]
 
     def recommended(self, rule: Rule, offers: Sequence[Offer]) -> bool:
         """Whether the card marks its suggestions recommended: by default when its rule has one suggestion."""
         return len(rule.suggestions) == 1
 
-    # -- shared by every hook ---------------------------------------------------------------------------------
-    def draft(self, rule: Rule, s: SuggestionRule, ev: Evaluation, evidence: list[Evidence]) -> FhirResource:
-        """The suggestion's ActivityDefinition as a draft for this patient, giving the evidence's conditions as
-        its reason."""
-        return build_draft(s.activity, patient_id=ev.patient_id, reasons=self._frame.draft_reasons(ev, evidence),
-                           now=ev.now, note=f"Drafted by mbc-cds rule {rule.id}; review before signing.")
-
+    # -- one path for every hook ------------------------------------------------------------------------------
     def _snoozable(self, rule: Rule, ev: Evaluation) -> bool:
         if rule.uncapped:
             return False
@@ -287,12 +303,12 @@ class Engine:
         return kept
 
     def _card(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
-              hook_instance: str) -> FiredRule:
+              hook_instance: str, closing: _Closing | None = None) -> FiredRule:
         priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
         card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
         suggestions, withheld = self._suggestions(rule, ev, evidence, card_uuid)
-        opening, why = self._why(rule, ev, evidence)
+        opening, why = self._opening(rule, ev, evidence, closing or _Closing(self._frame, ev))
         detail = self._detail(rule, opening, values, withheld)
         card: Card = {
             "uuid": card_uuid,
@@ -320,7 +336,8 @@ class Engine:
                           "type": "smart"})
         return list({link["url"]: link for link in links}.values())
 
-    def _why(self, rule: Rule, ev: Evaluation, evidence: list[Evidence]) -> tuple[list[str], tuple[Evidence, ...]]:
+    def _opening(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
+                 closing: _Closing) -> tuple[list[str], tuple[Evidence, ...]]:
         """The card's opening sections as Markdown lines, and what it rests on (its first list): the overview's
         sections from the frame, or another card's own evidence closed by the frame's subject and status."""
         if rule.tier == "overview":
@@ -328,8 +345,9 @@ class Engine:
             lines = [line for i, sec in enumerate(sections)
                      for line in _section(sec.title, sec.text, _unique(sec.lines), gap=i > 0)]
             return lines, tuple(_unique(sections[0].lines)) if sections else ()
-        why = (*_unique(evidence), self._frame.subject(ev))
-        return _section("Why", None, (*why, self._frame.status(ev))), why
+        subject, status = closing()
+        why = (*_unique(evidence), subject)
+        return _section("Why", None, (*why, status)), why
 
     def _detail(self, rule: Rule, opening: list[str], values: TemplateValues, withheld: list[Evidence]) -> str:
         parts = list(opening)
