@@ -135,3 +135,19 @@ def test_the_engine_names_no_predicate_or_priority() -> None:
                         imported.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{alias.name}")
     assert not written, written
     assert not imported, imported
+
+
+def test_the_engine_is_extended_through_its_public_hooks_only() -> None:
+    """A hook's engine (app.orders) overrides Engine's public hooks and imports no private name of the engine: the
+    snooze path, the card layout and the draft-safety gate stay one."""
+    from app.engine.engine import Engine
+    from app.orders.engine import OrderEngine
+
+    private = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in _modules("app")
+               if not p.is_relative_to(ROOT / "app" / "engine")
+               for line, name in _imports(p)
+               if name.startswith("app.engine.") and name.rsplit(".", 1)[1].startswith("_")]
+    assert not private, private
+    overridden = [n for n in vars(OrderEngine) if n.startswith("_") and not n.startswith("__") and hasattr(Engine, n)]
+    assert not overridden, overridden
+    assert {"fires", "values_for", "offer", "recommended"} <= set(vars(OrderEngine))
