@@ -244,6 +244,8 @@ class Engine:
 
     # -- one path for every hook ------------------------------------------------------------------------------
     def _snoozable(self, rule: Rule, ev: Evaluation) -> bool:
+        """Whether an override may silence the rule (clinical-rules section 6): the overview and the
+        could-not-read card never are."""
         if rule.uncapped:
             return False
         priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
