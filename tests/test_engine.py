@@ -221,12 +221,13 @@ def test_window_lengths_in_card_text_come_from_the_settings() -> None:
 def test_the_engine_knows_only_the_vocabulary_it_is_handed() -> None:
     """Without the order-time names (app.orders) the order-time PlanDefinition is refused at start-up, naming
     where: nothing registers itself into the engine behind the caller's back."""
+    from app.clinical.card_frame import CARD_FRAME
     from app.clinical.card_values import CARD_VALUES
     from app.clinical.predicates import PREDICATES, PRIORITIES
     from app.engine.vocabulary import Vocabulary
     from app.orders.predicates import ORDER_CARD_VALUES
 
-    clinical_only = Vocabulary(PREDICATES, PRIORITIES, {**CARD_VALUES, **ORDER_CARD_VALUES})
+    clinical_only = Vocabulary(PREDICATES, PRIORITIES, {**CARD_VALUES, **ORDER_CARD_VALUES}, CARD_FRAME)
     with pytest.raises(KnowledgeError, match=r"PlanDefinition/order-time .*unknown predicate"):
         load_knowledge(vocabulary=clinical_only)
 

@@ -1,6 +1,7 @@
 """The layering the design promises, checked on the source: clinical code imports no engine, order, HTTP or
-protocol code (the engine reads clinical, never the other way); the protocol package knows nothing of the app;
-rule ids live in the PlanDefinitions, not in the engine, the worklist or the routes."""
+protocol code; the engine takes from clinical code only the types it applies rules to, and is handed everything
+clinical else (the vocabulary and its card frame); the protocol package knows nothing of the app; rule ids live in
+the PlanDefinitions, not in the engine, the worklist or the routes."""
 
 from __future__ import annotations
 
@@ -87,11 +88,31 @@ def test_the_engine_imports_nothing_of_the_order_layer_or_the_service() -> None:
     assert out.stdout.strip() == ""
 
 
+# What the engine may take from app.clinical: the evaluation the rules are applied to and the evidence they return
+# (its input and output, named in every condition's signature). Everything else clinical (predicates, card values,
+# the overview, scope, draft reasons and safety) comes in with the vocabulary.
+ENGINE_CLINICAL_TYPES = {"app.clinical.evaluation": frozenset({"Evaluation", "Evidence"})}
+
+
+def test_the_engine_imports_nothing_clinical_but_the_evaluation_and_evidence_types() -> None:
+    found: list[str] = []
+    for path in _modules("app/engine"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name}" for a in node.names
+                          if _hits(a.name, ("app.clinical",))]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and _hits(node.module, ("app.clinical",)):
+                allowed = ENGINE_CLINICAL_TYPES.get(node.module, frozenset())
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}.{a.name}"
+                          for a in node.names if a.name not in allowed]
+    assert not found, found
+
+
 def test_the_engine_names_no_predicate_or_priority() -> None:
     """No predicate or priority name is written in app/engine, and no function of the vocabulary (card values
     included) is imported there: a new predicate, priority or card value needs no change to the engine. (Template
-    keys are not checked by name: the card frame reads `sites` and `phase_evidence`, and "draft" is a FHIR
-    status.)"""
+    keys are not checked by name: "draft" is a FHIR status.)"""
     import importlib
 
     from app.service.knowledge import SERVICE_VOCABULARY
@@ -114,3 +135,19 @@ def test_the_engine_names_no_predicate_or_priority() -> None:
                         imported.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{alias.name}")
     assert not written, written
     assert not imported, imported
+
+
+def test_the_engine_is_extended_through_its_public_hooks_only() -> None:
+    """A hook's engine (app.orders) overrides Engine's public hooks and imports no private name of the engine: the
+    snooze path, the card layout and the draft-safety gate stay one."""
+    from app.engine.engine import Engine
+    from app.orders.engine import OrderEngine
+
+    private = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in _modules("app")
+               if not p.is_relative_to(ROOT / "app" / "engine")
+               for line, name in _imports(p)
+               if name.startswith("app.engine.") and name.rsplit(".", 1)[1].startswith("_")]
+    assert not private, private
+    overridden = [n for n in vars(OrderEngine) if n.startswith("_") and not n.startswith("__") and hasattr(Engine, n)]
+    assert not overridden, overridden
+    assert {"fires", "values_for", "offer", "recommended"} <= set(vars(OrderEngine))

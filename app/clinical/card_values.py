@@ -21,7 +21,8 @@ from app.clinical.predicates.symptoms import bone_pain_location, fatigue_score_h
 from app.read_gaps import gaps_summary
 
 
-def _sites(ev: Evaluation) -> str:
+def metastatic_sites(ev: Evaluation) -> str:
+    """The metastatic sites as the cards name them (bone with its spine / long-bone detail)."""
     sites = ev.facts.sites
     names: list[str] = []
     for site in SITE_LABELS:
@@ -284,7 +285,7 @@ CARD_VALUES: dict[str, Callable[[Evaluation], str]] = {
     "phase": lambda ev: ev.phase.name,
     "phase_cap": lambda ev: ev.phase.name.capitalize(),
     "phase_evidence": lambda ev: "; ".join(e.text for e in ev.phase.evidence) or "no acute signal",
-    "sites": _sites,
+    "sites": metastatic_sites,
     "pain_score": _pain_score,
     "pain_date": lambda ev: fmt_date(ev.pain.when),
     "pain_severity": lambda ev: ev.pain.severity,

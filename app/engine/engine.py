@@ -1,7 +1,9 @@
 """Apply the compiled rules to one patient's evaluation and produce CDS Hooks card dicts.
 
 Cards are plain dicts in the CDS Hooks 2.0 shape (no pydantic on the hot path); optional fields with no value
-are left out. Suggestion resources are validated with fhir.resources before they are emitted.
+are left out. Suggestion resources are validated with fhir.resources before they are emitted. What a card says
+beyond its rule's own evidence and text (scope, the overview, the lines around a "Why", draft reasons and safety)
+comes from the clinical frame the vocabulary carries (app.engine.frame): the engine lays it out.
 """
 
 from __future__ import annotations
@@ -14,16 +16,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
-from app.clinical.fhirtime import fmt_date
-from app.clinical.predicates.emergencies import overview_history
-from app.clinical.predicates.phase import phase_basis, phase_signals, scope_unreadable
 from app.engine.context import TemplateValues, render
-from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
+from app.engine.frame import CardFrame
+from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
-from cds_hooks.cards import Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
+from cds_hooks.cards import Action, Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
 from plandefinitions.loader import RULE_SYSTEM
 
 OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
@@ -63,9 +62,35 @@ class FiredRule:
     rule: Rule
     indicator: Indicator
     card: Card
-    # What the card's first list says (its "Why", or the overview's phase basis), for readers of the outcome
+    # What the card's first list says (its "Why", or the overview's first section), for readers of the outcome
     # that must not parse the card's Markdown back (the worklist).
     evidence: tuple[Evidence, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One suggestion as a rule offers it, before the engine gates, keys and marks it: its label, what keys its
+    uuid under the card's, and its one action."""
+
+    label: str
+    key: tuple[str, ...]
+    action: Action
+
+
+class _Closing:
+    """The frame's lines under every other card's "Why" (subject, status) for one request: asked for once, when
+    the first card needs them."""
+
+    __slots__ = ("_ev", "_frame", "_lines")
+
+    def __init__(self, frame: CardFrame, ev: Evaluation) -> None:
+        self._frame, self._ev = frame, ev
+        self._lines: tuple[Evidence, Evidence] | None = None
+
+    def __call__(self) -> tuple[Evidence, Evidence]:
+        if self._lines is None:
+            self._lines = (self._frame.subject(self._ev), self._frame.status(self._ev))
+        return self._lines
 
 
 def _level_ok(level: str, allowed: str) -> bool:
@@ -118,12 +143,11 @@ def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
     return [f"- {evidence_text(e)}" for e in _unique(evidence)]
 
 
-def _reasons(ev: Evaluation, evidence: list[Evidence]) -> list[str]:
-    refs = [r for e in evidence for r in e.refs if r.startswith("Condition/") and not r.endswith("(no id)")]
-    if not refs:
-        # The cancer itself: the metastasis conditions, else (M1 / stage IV from staging only) the primary.
-        refs = [d.ref for d in ev.facts.metastasis + ev.facts.breast_primary if not d.ref.endswith("(no id)")]
-    return list(dict.fromkeys(refs))[:5]
+def _section(title: str, text: str | None, lines: Iterable[Evidence], *, gap: bool = False) -> list[str]:
+    """A titled block of a card's detail: the bold title and its text, then one bullet per line; `gap` sets it
+    apart from the block before it by a blank line."""
+    head = ("\n" if gap else "") + f"**{title}**" + ("" if text is None else f" {text}")
+    return [head, *(f"- {evidence_text(e)}" for e in lines)]
 
 
 def _source_line(rule: Rule) -> str:
@@ -155,9 +179,17 @@ def rule_evidence(rule: Rule, ev: Evaluation) -> list[Evidence] | None:
 
 
 class Engine:
+    """The rules of one hook over one evaluation, as ranked cards.
+
+    A hook whose rules differ in what they fire on, what their templates read or what they suggest (app.orders)
+    subclasses it and overrides the public hooks `fires`, `values_for`, `offer` and `recommended`; the snoozes,
+    the card layout, the draft-safety gate and the ranking stay here, one path for every hook.
+    """
+
     def __init__(self, knowledge: Knowledge, options: EngineOptions, hook: str = "patient-view") -> None:
         self.options = options
-        self._values = knowledge.vocabulary.values
+        self.vocabulary = knowledge.vocabulary
+        self._frame = knowledge.vocabulary.frame
         mine = [r for r in knowledge.rules if hook in r.hooks]
         self.rules = [r for r in mine if _level_ok(r.level, options.resource_level)]
         self._source_lines = {r.id: _source_line(r) for r in knowledge.rules}
@@ -170,36 +202,67 @@ class Engine:
         self._offered = {r.id: tuple(s for s in r.suggestions if s.offered_at(level)) for r in knowledge.rules}
 
     def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
-        if not ev.facts.in_scope:
+        if not self._frame.in_scope(ev):
             return self._out_of_scope(ev, hook_instance)
         active = {s.rule_id: s for s in snoozes if s.until > ev.now}
-        values = TemplateValues(ev, self._values)
+        shared = TemplateValues(ev, self.vocabulary.values)
+        closing = _Closing(self._frame, ev)
         fired: list[FiredRule] = []
         silenced: list[tuple[Rule, Snooze]] = []
         for rule in self.rules:
-            evidence = rule_evidence(rule, ev)
-            if evidence is not None:
-                snooze = active.get(rule.id)
-                if snooze is not None and not rule.uncapped:
-                    priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
-                    # A critical card is never snoozed: the override only quietens what can wait.
-                    if PRIORITY_TO_INDICATOR.get(priority, "info") != "critical":
-                        silenced.append((rule, snooze))
-                        continue
-                fired.append(self._card(rule, ev, evidence, values, hook_instance))
+            evidence = self.fires(rule, ev)
+            if evidence is None:
+                continue
+            snooze = active.get(rule.id)
+            if snooze is not None and self._snoozable(rule, ev):
+                silenced.append((rule, snooze))
+                continue
+            fired.append(self._card(rule, ev, evidence, self.values_for(ev, evidence, shared), hook_instance,
+                                    closing))
         return self._rank_and_cap(fired, ev, silenced)
 
+    # -- what a subclass may change ---------------------------------------------------------------------------
+    def fires(self, rule: Rule, ev: Evaluation) -> list[Evidence] | None:
+        """The evidence the rule fires on, or None when it does not fire."""
+        return rule_evidence(rule, ev)
+
+    def values_for(self, ev: Evaluation, evidence: list[Evidence], shared: TemplateValues) -> TemplateValues:
+        """The template values of one card: by default those every card of the request shares."""
+        return shared
+
+    def offer(self, rule: Rule, s: SuggestionRule, ev: Evaluation, evidence: list[Evidence],
+              values: TemplateValues) -> list[Offer]:
+        """What one of the rule's suggestions offers: by default its ActivityDefinition drafted for the patient,
+        giving the conditions of the evidence as its reason; label and descriptions rendered with `values`."""
+        resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=self._frame.draft_reasons(ev, evidence),
+                               now=ev.now, note=f"Drafted by mbc-cds rule {rule.id}; review before signing.",
+                               task_description=render(s.task_description, values))
+        label = render(s.label, values)
+        return [Offer(label, (s.id,), {"type": "create", "description": render(s.description, values) or label,
+                                       "resource": resource})]
+
+    def recommended(self, rule: Rule, offers: Sequence[Offer]) -> bool:
+        """Whether the card marks its suggestions recommended: by default when its rule has one suggestion."""
+        return len(rule.suggestions) == 1
+
+    # -- one path for every hook ------------------------------------------------------------------------------
+    def _snoozable(self, rule: Rule, ev: Evaluation) -> bool:
+        """Whether an override may silence the rule (clinical-rules section 6): the overview and the
+        could-not-read card never are."""
+        if rule.uncapped:
+            return False
+        priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
+        # A critical card is never snoozed: the override only quietens what can wait.
+        return PRIORITY_TO_INDICATOR.get(priority, "info") != "critical"
+
     def _out_of_scope(self, ev: Evaluation, hook_instance: str) -> list[FiredRule]:
-        # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
-        # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
-        # case: silence would read as "nothing to do" for a record never seen.
-        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)):
+        if not self._frame.speaks_out_of_scope(ev):
             return []
         rule = next((r for r in self.rules if r.tier == "uncapped"), None)
         if rule is None:
             return []
         evidence = [Evidence(f"could not be read: {p}") for p in ev.problems]
-        return [self._card(rule, ev, evidence, TemplateValues(ev, self._values), hook_instance)]
+        return [self._card(rule, ev, evidence, TemplateValues(ev, self.vocabulary.values), hook_instance)]
 
     def _rank_and_cap(self, fired: list[FiredRule], ev: Evaluation,
                       silenced: Sequence[tuple[Rule, Snooze]] = ()) -> list[FiredRule]:
@@ -238,20 +301,20 @@ class Engine:
                              + "\n".join(f"- {f.card['summary']}" for f in dropped))
             if silenced:
                 parts.append("**Snoozed by clinician feedback**\n" + "\n".join(
-                    f"- {rule.display}: snoozed until {fmt_date(s.until)} "
+                    f"- {rule.display}: snoozed until {s.until.date().isoformat()} "
                     f"({OVERRIDE_LABELS.get(s.reason, s.reason).lower()})" for rule, s in silenced))
             if parts:
                 overview.card["detail"] += "\n\n" + "\n\n".join(parts)
         return kept
 
     def _card(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
-              hook_instance: str) -> FiredRule:
+              hook_instance: str, closing: _Closing | None = None) -> FiredRule:
         priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
         indicator = PRIORITY_TO_INDICATOR.get(priority, "info")
         card_uuid = _stable_uuid(self.options.uuid_key, hook_instance or uuid.uuid4().hex, ev.patient_id, rule.id)
         suggestions, withheld = self._suggestions(rule, ev, evidence, values, card_uuid)
-        why = self._why(rule, ev, evidence, values)
-        detail = self._detail(rule, ev, why, values, withheld)
+        opening, why = self._opening(rule, ev, evidence, closing or _Closing(self._frame, ev))
+        detail = self._detail(rule, opening, values, withheld)
         card: Card = {
             "uuid": card_uuid,
             "summary": _summary(render(self._titles[rule.id], values)),
@@ -278,78 +341,50 @@ class Engine:
                           "type": "smart"})
         return list({link["url"]: link for link in links}.values())
 
-    @staticmethod
-    def _why(rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues) -> tuple[Evidence, ...]:
-        """The card's first list: the overview's phase signals (or what the phase rests on without any), another
-        card's own evidence and the metastatic disease it concerns."""
+    def _opening(self, rule: Rule, ev: Evaluation, evidence: list[Evidence],
+                 closing: _Closing) -> tuple[list[str], tuple[Evidence, ...]]:
+        """The card's opening sections as Markdown lines, and what it rests on (its first list): the overview's
+        sections from the frame, or another card's own evidence closed by the frame's subject and status."""
         if rule.tier == "overview":
-            return tuple(_unique(phase_signals(ev) or phase_basis(ev)))
-        met_refs = tuple(dict.fromkeys(d.ref for d in ev.facts.metastasis + ev.facts.staging_m1))
-        met = Evidence(f"metastatic breast cancer: {values['sites']}", met_refs)
-        return (*_unique(evidence), met)
+            sections = self._frame.overview(ev)
+            lines = [line for i, sec in enumerate(sections)
+                     for line in _section(sec.title, sec.text, _unique(sec.lines), gap=i > 0)]
+            return lines, tuple(_unique(sections[0].lines)) if sections else ()
+        subject, status = closing()
+        why = (*_unique(evidence), subject)
+        return _section("Why", None, (*why, status)), why
 
-    def _detail(self, rule: Rule, ev: Evaluation, why: tuple[Evidence, ...], values: TemplateValues,
-                withheld_drafts: list[Withheld] | None = None) -> str:
-        parts: list[str] = []
-        phase = ev.phase
-        if rule.tier == "overview":
-            parts.append(f"**Phase: {phase.name}**" + (" (JCO OP 2021 acute-phase signals in the last "
-                                                         f"{ev.facts.acute_window.days} days)" if phase.evidence
-                                                         else ""))
-            parts.extend(f"- {evidence_text(e)}" for e in why)
-            parts.append(f"\n**Metastatic sites:** {values['sites']}")
-            parts.extend(_evidence_lines([Evidence(f"{s.replace('-', ' ')} (first recorded {fmt_date(f.first)})",
-                                                   tuple(f.refs)) for s, f in ev.facts.sites.items()]))
-            history = overview_history(ev)
-            if history:
-                parts.append("\n**History (no card)**")
-                parts.extend(_evidence_lines(history))
-            if phase.pattern:
-                parts.append(f"\n**Progression pattern:** {phase.pattern}")
-        else:
-            parts.append("**Why**")
-            parts.extend(f"- {evidence_text(e)}" for e in why)
-            phase_line = f"- Phase: {phase.name}"
-            if phase.evidence:
-                phase_line += f" ({values['phase_evidence']})"
-            parts.append(phase_line)
+    def _detail(self, rule: Rule, opening: list[str], values: TemplateValues, withheld: list[Evidence]) -> str:
+        parts = list(opening)
         description = self._descriptions[rule.id]
         if description:
             parts.append("\n" + render(description, values))
-        if withheld_drafts:
+        if withheld:
             # Allergy / renal checks (rules v2): say which draft was held back and why, naming the allergy.
             parts.append("\n**Draft withheld**")
-            parts.extend(_evidence_lines([Evidence(w.text, w.refs) for w in withheld_drafts]))
+            parts.extend(_evidence_lines(withheld))
         parts.append(self._source_lines[rule.id])
         return "\n".join(parts)
 
     def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
-                     card_uuid: str) -> tuple[list[Suggestion], list[Withheld]]:
-        out: list[Suggestion] = []
-        withheld: list[Withheld] = []
-        reasons: list[str] | None = None
+                     card_uuid: str) -> tuple[list[Suggestion], list[Evidence]]:
+        """The rule's offers whose conditions hold, less the drafts the frame withholds (and why)."""
+        kept: list[Offer] = []
+        withheld: list[Evidence] = []
         for s in self._offered[rule.id]:
             if any(cond(ev) is None for cond in s.conditions):
                 continue
-            if reasons is None:
-                reasons = _reasons(ev, evidence)
-            resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=reasons, now=ev.now,
-                                   note=f"Drafted by mbc-cds rule {rule.id}; review before signing.",
-                                   task_description=render(s.task_description, values))
-            if ev.terminology is not None and resource.get("resourceType") == "MedicationRequest":
-                blocked = draft_blockers(ev.facts, resource, ev.terminology)
+            for offer in self.offer(rule, s, ev, evidence, values):
+                resource = offer.action.get("resource")
+                blocked = self._frame.draft_withheld(ev, resource) \
+                    if offer.action["type"] == "create" and resource is not None else []
                 if blocked:
                     withheld.extend(b for b in blocked if b not in withheld)
                     continue
-            label = render(s.label, values)
-            out.append({
-                "label": label[:200],
-                "uuid": _stable_uuid(self.options.uuid_key, card_uuid, s.id),
-                "isRecommended": len(rule.suggestions) == 1,
-                "actions": [{"type": "create", "description": render(s.description, values) or label,
-                             "resource": resource}],
-            })
-        return out, withheld
+                kept.append(offer)
+        recommended = self.recommended(rule, kept)
+        return [{"label": o.label[:200], "uuid": _stable_uuid(self.options.uuid_key, card_uuid, *o.key),
+                 "isRecommended": recommended, "actions": [o.action]} for o in kept], withheld
 
 
 def _target(resource: FhirResource) -> str:

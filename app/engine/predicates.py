@@ -8,13 +8,41 @@ clinical is decided here, no predicate is named here, and a new predicate needs 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from app.clinical.evaluation import Evaluation
-from app.clinical.predicates.base import Findings, Named
+from app.clinical.evaluation import Evaluation, Evidence
 
 DynamicValue = Callable[[Evaluation], str]
+# A condition's result: None when it does not hold, else the evidence it holds on.
+Findings = list[Evidence] | None
+
+
+class NegationSpec(Protocol):
+    """What "not X" rests on, as the engine reads it (the clinical tables supply it: app.clinical.predicates)."""
+
+    def withheld(self, ev: Evaluation) -> bool:
+        """True when "not X" must not be claimed (the record could not tell)."""
+        ...
+
+    def evidence(self, arg: str | None) -> list[Evidence]:
+        """What the absence tells the clinician."""
+        ...
+
+
+class PredicateSpec(Protocol):
+    """A predicate under its PlanDefinition name, as the engine reads it: the function, the arguments it accepts
+    (None: takes none) and what its negation rests on (None: no reading guard, no absence named)."""
+
+    @property
+    def fn(self) -> Callable[[Evaluation, str | None], Findings]: ...
+
+    @property
+    def args(self) -> Collection[str] | None: ...
+
+    @property
+    def negation(self) -> NegationSpec | None: ...
 
 LANGUAGE = "text/x-mbc-cds-predicate"
 _EXPR = re.compile(r"^(not )?([A-Z][A-Za-z0-9]*)(?:\(([a-z0-9-]+)\))?$")
@@ -31,7 +59,7 @@ class Condition:
     arg: str | None
     source: str
     # Resolved once at compile time: applying a condition looks nothing up by name.
-    spec: Named = field(compare=False, repr=False)
+    spec: PredicateSpec = field(compare=False, repr=False)
 
     def __call__(self, ev: Evaluation) -> Findings:
         spec = self.spec
@@ -45,7 +73,7 @@ class Condition:
         return spec.negation.evidence(self.arg) if spec.negation is not None else []
 
 
-def compile_condition(expression: str, predicates: Mapping[str, Named]) -> Condition:
+def compile_condition(expression: str, predicates: Mapping[str, PredicateSpec]) -> Condition:
     m = _EXPR.match(expression.strip())
     if not m:
         raise KnowledgeError(f"condition {expression!r} does not follow the grammar '[not ]Name[(arg)]'")

@@ -1,9 +1,10 @@
 """The names the PlanDefinitions may use, as the engine is handed them: the predicates conditions name, the
-priorities dynamicValues name and the card template keys.
+priorities dynamicValues name and the card template keys; and the clinical frame every card is laid out in
+(app.engine.frame).
 
-The engine defines none of them: it knows the grammar, not the medicine. The service assembles the vocabulary of
-the shipped knowledge from the clinical tables and the order-time ones (app.service.knowledge) and passes it to
-`compile_knowledge`; a deployment or a test may pass a larger one (`extended`).
+The engine defines none of them: it knows the grammar and the card layout, not the medicine. The service assembles
+the vocabulary of the shipped knowledge from the clinical tables and the order-time ones (app.service.knowledge)
+and passes it to `compile_knowledge`; a deployment or a test may pass a larger one (`extended`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from app.clinical.predicates.base import Named
 from app.engine.context import CardValue
-from app.engine.predicates import DynamicValue, KnowledgeError
+from app.engine.frame import CardFrame
+from app.engine.predicates import DynamicValue, KnowledgeError, PredicateSpec
 
 
 def _refuse_overlap(name: str, base: Mapping[str, object], more: Mapping[str, object]) -> None:
@@ -26,9 +27,10 @@ def _refuse_overlap(name: str, base: Mapping[str, object], more: Mapping[str, ob
 
 @dataclass(frozen=True)
 class Vocabulary:
-    predicates: Mapping[str, Named]
+    predicates: Mapping[str, PredicateSpec]
     priorities: Mapping[str, DynamicValue]
     values: Mapping[str, CardValue]
+    frame: CardFrame
 
     def __post_init__(self) -> None:
         # Read-only copies: a caller's table changed later cannot change compiled knowledge.
@@ -36,13 +38,13 @@ class Vocabulary:
         object.__setattr__(self, "priorities", MappingProxyType(dict(self.priorities)))
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
-    def extended(self, *, predicates: Mapping[str, Named] | None = None,
+    def extended(self, *, predicates: Mapping[str, PredicateSpec] | None = None,
                  priorities: Mapping[str, DynamicValue] | None = None,
                  values: Mapping[str, CardValue] | None = None) -> Vocabulary:
-        """This vocabulary and more names; a name it already has is refused (KnowledgeError)."""
+        """This vocabulary and more names, in the same frame; a name it already has is refused (KnowledgeError)."""
         more_predicates, more_priorities, more_values = predicates or {}, priorities or {}, values or {}
         _refuse_overlap("predicates", self.predicates, more_predicates)
         _refuse_overlap("priorities", self.priorities, more_priorities)
         _refuse_overlap("template keys", self.values, more_values)
         return Vocabulary({**self.predicates, **more_predicates}, {**self.priorities, **more_priorities},
-                          {**self.values, **more_values})
+                          {**self.values, **more_values}, self.frame)

@@ -8,21 +8,18 @@ draft (from an ActivityDefinition), `update` a draft (the changed copy, every ot
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
 from app.engine.context import TemplateValues, render
-from app.engine.engine import Engine, FiredRule, Snooze, _reasons, _stable_uuid, rule_evidence
-from app.engine.knowledge import PRIORITY_TO_INDICATOR, Rule, SuggestionRule
-from app.engine.suggestions import build_draft
+from app.engine.engine import Engine, FiredRule, Offer, Snooze
+from app.engine.knowledge import Rule, SuggestionRule
 from app.orders.drafts import ClinicalDraft, OrderEvaluation
 from app.orders.predicates import DraftEvidence
 from app.orders.radiotherapy import with_fractionation
-from cds_hooks.cards import Suggestion
 
 
 def _targets(evidence: list[Evidence]) -> list[ClinicalDraft]:
@@ -64,84 +61,52 @@ def _cgy(text: str | None) -> float | None:
 
 
 class OrderEngine(Engine):
+    """The order-time rules: they fire only on named drafts, their templates read those drafts' values, and their
+    suggestions create, update or delete drafts (recommended when a card offers one)."""
+
     def fire(self, ev: Evaluation, hook_instance: str = "", snoozes: Iterable[Snooze] = ()) -> list[FiredRule]:
-        # Outside the service's scope (no metastatic breast cancer) the order hooks are silent, as patient-view is.
-        if not isinstance(ev, OrderEvaluation) or not ev.orders.judged or not ev.facts.in_scope:
+        # Without judged drafts there is nothing to fire on. Outside the service's scope the order hooks are
+        # silent, as patient-view is: no order-time rule is the uncapped could-not-read card.
+        if not isinstance(ev, OrderEvaluation) or not ev.orders.judged:
             return []
-        # An override snoozes a rule for the patient (clinical-rules section 6); a critical card never is.
-        snoozed = {s.rule_id for s in snoozes if s.until > ev.now}
-        fired: list[FiredRule] = []
-        for rule in self.rules:
-            if rule.id in snoozed:
-                priority = rule.priority_fn(ev) if rule.priority_fn else rule.priority
-                if PRIORITY_TO_INDICATOR.get(priority, "info") != "critical":
-                    continue
-            evidence = rule_evidence(rule, ev)
-            if evidence is not None and _targets(evidence):
-                fired.append(self._card(rule, ev, evidence, TemplateValues(ev, self._values), hook_instance))
-        return self._rank_and_cap(fired, ev)
+        return super().fire(ev, hook_instance, snoozes)
 
-    def _card(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
-              hook_instance: str) -> FiredRule:
+    def fires(self, rule: Rule, ev: Evaluation) -> list[Evidence] | None:
+        evidence = super().fires(rule, ev)
+        return evidence if evidence is not None and _targets(evidence) else None
+
+    def values_for(self, ev: Evaluation, evidence: list[Evidence], shared: TemplateValues) -> TemplateValues:
+        # The drafts' own values belong to this card only: a fresh set, never the shared one.
+        values = TemplateValues(ev, self.vocabulary.values)
         values.update(_per_rule_values(evidence))
-        return super()._card(rule, ev, evidence, values, hook_instance)
+        return values
 
-    def _suggestions(self, rule: Rule, ev: Evaluation, evidence: list[Evidence], values: TemplateValues,
-                     card_uuid: str) -> tuple[list[Suggestion], list[Withheld]]:
-        out: list[Suggestion] = []
-        withheld: list[Withheld] = []
+    def offer(self, rule: Rule, s: SuggestionRule, ev: Evaluation, evidence: list[Evidence],
+              values: TemplateValues) -> list[Offer]:
+        if s.action_type == "create":
+            return super().offer(rule, s, ev, evidence, values)
         targets = _targets(evidence)
-        for s in rule.suggestions:
-            if not s.offered_at(self.options.resource_level) or any(c(ev) is None for c in s.conditions):
-                continue
-            if s.action_type == "create":
-                created = self._create(s, rule, ev, evidence, values, card_uuid)
-                resource = created["actions"][0]["resource"]
-                # Never draft a drug the patient is allergic to (or one severe renal impairment rules out).
-                blocked = draft_blockers(ev.facts, resource, ev.terminology) if ev.terminology is not None else []
-                if blocked:
-                    withheld.extend(b for b in blocked if b not in withheld)
-                    continue
-                out.append(created)
-            elif s.action_type == "remove":
-                out.extend(self._delete(s, d, ref, values, card_uuid) for d in targets if (ref := d.ref))
-            elif s.action_type == "update":
-                out.extend(u for d in targets if (u := self._update(s, d, values, card_uuid)) is not None)
-        if len(out) == 1:
-            out[0]["isRecommended"] = True
-        return out, withheld
+        label, description = render(s.label, values), render(s.description, values)
+        # A draft's name is the EHR's text: appended after rendering, never read as a template.
+        if s.action_type == "remove":
+            return [Offer(f"{label}: {d.name}", (s.id, ref),
+                          {"type": "delete", "description": f"{description} ({d.name})", "resourceId": ref})
+                    for d in targets if (ref := d.ref)]
+        if s.action_type == "update":
+            return [u for d in targets if (u := _update(s, d, label, description)) is not None]
+        return []
 
-    def _uuid(self, *parts: str) -> str:
-        return _stable_uuid(self.options.uuid_key, *parts)
+    def recommended(self, rule: Rule, offers: Sequence[Offer]) -> bool:
+        return len(offers) == 1
 
-    def _create(self, s: SuggestionRule, rule: Rule, ev: Evaluation, evidence: list[Evidence],
-                values: TemplateValues, card_uuid: str) -> Suggestion:
-        resource = build_draft(s.activity, patient_id=ev.patient_id, reasons=_reasons(ev, evidence), now=ev.now,
-                               note=f"Drafted by mbc-cds rule {rule.id}; review before signing.",
-                               task_description=render(s.task_description, values))
-        label = render(s.label, values)
-        return {"label": label[:200], "uuid": self._uuid(card_uuid, s.id), "isRecommended": False,
-                "actions": [{"type": "create", "description": render(s.description, values) or label,
-                             "resource": resource}]}
 
-    def _delete(self, s: SuggestionRule, d: ClinicalDraft, ref: str, values: TemplateValues,
-                card_uuid: str) -> Suggestion:
-        # The draft's name is the EHR's text: appended after rendering, never read as a template.
-        return {"label": f"{render(s.label, values)}: {d.name}"[:200], "uuid": self._uuid(card_uuid, s.id, ref),
-                "isRecommended": False,
-                "actions": [{"type": "delete", "description": f"{render(s.description, values)} ({d.name})",
-                             "resourceId": ref}]}
-
-    def _update(self, s: SuggestionRule, d: ClinicalDraft, values: TemplateValues,
-                card_uuid: str) -> Suggestion | None:
-        fx = d.radiotherapy.fractionation if d.radiotherapy else None
-        per = _cgy(_dynamic_value(s.activity, "fractionDose"))
-        fractions_text = _dynamic_value(s.activity, "fractions")
-        if fx is None or per is None or not fractions_text or not fractions_text.isdigit():
-            return None  # unreadable fractionation: the card informs, it does not rewrite the order
-        resource = with_fractionation(d.order.resource, per, int(fractions_text))
-        get_fhir_model_class("ServiceRequest").model_validate(resource)  # still valid R4 after the change
-        return {"label": render(s.label, values)[:200],
-                "uuid": self._uuid(card_uuid, s.id, d.ref or str(d.order.index)), "isRecommended": False,
-                "actions": [{"type": "update", "description": f"{render(s.description, values)} ({d.name})",
-                             "resource": resource}]}
+def _update(s: SuggestionRule, d: ClinicalDraft, label: str, description: str) -> Offer | None:
+    fx = d.radiotherapy.fractionation if d.radiotherapy else None
+    per = _cgy(_dynamic_value(s.activity, "fractionDose"))
+    fractions_text = _dynamic_value(s.activity, "fractions")
+    if fx is None or per is None or not fractions_text or not fractions_text.isdigit():
+        return None  # unreadable fractionation: the card informs, it does not rewrite the order
+    resource = with_fractionation(d.order.resource, per, int(fractions_text))
+    get_fhir_model_class("ServiceRequest").model_validate(resource)  # still valid R4 after the change
+    return Offer(label, (s.id, d.ref or str(d.order.index)),
+                 {"type": "update", "description": f"{description} ({d.name})", "resource": resource})

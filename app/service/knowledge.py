@@ -1,13 +1,16 @@
 """The knowledge the service runs: the PlanDefinitions compiled over the service's vocabulary.
 
 The vocabulary is assembled here, above the engine: the clinical predicates, priorities and card values
-(app.clinical) and the order-time ones (app.orders.predicates). The engine receives it and names none of them, so
-a new rule is a PlanDefinition action plus, when it needs one, a clinical function and its line in a table; no
-module of app/engine changes (docs/design.md, "A new rule"; tests/test_add_a_rule.py).
+(app.clinical), the order-time ones (app.orders.predicates) and the clinical frame of every card
+(app.clinical.card_frame: scope, the overview, the lines around a "Why", draft reasons and draft safety). The
+engine receives it and names none of them, so a new rule is a PlanDefinition action plus, when it needs one, a
+clinical function and its line in a table; no module of app/engine changes (docs/design.md, "A new rule";
+tests/test_add_a_rule.py).
 """
 
 from __future__ import annotations
 
+from app.clinical.card_frame import CARD_FRAME
 from app.clinical.card_values import CARD_VALUES
 from app.clinical.predicates import PREDICATES, PRIORITIES
 from app.engine.knowledge import Knowledge, compile_knowledge
@@ -15,7 +18,7 @@ from app.engine.vocabulary import Vocabulary
 from app.orders.predicates import ORDER_CARD_VALUES, ORDER_PREDICATES, ORDER_PRIORITIES
 from plandefinitions.loader import Artifacts
 
-SERVICE_VOCABULARY = Vocabulary(PREDICATES, PRIORITIES, CARD_VALUES).extended(
+SERVICE_VOCABULARY = Vocabulary(PREDICATES, PRIORITIES, CARD_VALUES, CARD_FRAME).extended(
     predicates=ORDER_PREDICATES, priorities=ORDER_PRIORITIES, values=ORDER_CARD_VALUES)
 
 
