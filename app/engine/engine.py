@@ -18,12 +18,12 @@ from app.clinical.draft_safety import Withheld, draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.fhirtime import fmt_date
 from app.clinical.predicates.emergencies import overview_history
-from app.clinical.predicates.phase import phase_basis, phase_signals, scope_unreadable
+from app.clinical.predicates.phase import phase_basis, phase_signals, read_gap_evidence, scope_unreadable
 from app.engine.context import TemplateValues, render
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
-from cds_hooks.cards import Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
+from cds_hooks.cards import SUMMARY_MAX, Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
 from plandefinitions.loader import RULE_SYSTEM
 
 OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
@@ -33,7 +33,6 @@ OVERRIDE_REASONS: list[Coding] = [
     {"system": OVERRIDE_SYSTEM, "code": "not-appropriate", "display": "Not clinically appropriate now"},
     {"system": OVERRIDE_SYSTEM, "code": "data-wrong", "display": "Record is wrong or out of date"},
 ]
-SUMMARY_MAX = 139
 OVERRIDE_LABELS = {r["code"]: r.get("display", r["code"]) for r in OVERRIDE_REASONS}
 
 
@@ -193,12 +192,12 @@ class Engine:
         # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
         # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
         # case: silence would read as "nothing to do" for a record never seen.
-        if not ev.problems or not (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)):
+        evidence = read_gap_evidence(ev)
+        if not evidence or not (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)):
             return []
         rule = next((r for r in self.rules if r.tier == "uncapped"), None)
         if rule is None:
             return []
-        evidence = [Evidence(f"could not be read: {p}") for p in ev.problems]
         return [self._card(rule, ev, evidence, TemplateValues(ev, self._values), hook_instance)]
 
     def _rank_and_cap(self, fired: list[FiredRule], ev: Evaluation,

@@ -55,16 +55,14 @@ class HookHandler:
         if extra:
             seen = {k for r in resources if (k := _identity(r)) is not None}
             resources.extend(r for r in extra if (k := _identity(r)) is None or k not in seen)
-        skipped = dict(result.skipped)
-        if extra_skipped:
-            skipped["Extra prefetch data"] = extra_skipped
         if drafts is not None:
             outcome = self.evaluator.evaluate_orders(
                 request.hook, drafts, resources, request.patient_id() or "", now, result.problems,
-                server=bool(request.fhirServer), hook_instance=request.hookInstance, skipped=skipped,
-                snoozes=snoozes)
+                server=bool(request.fhirServer), hook_instance=request.hookInstance, skipped=result.skipped,
+                extra_skipped=extra_skipped, snoozes=snoozes)
         else:
             outcome = self.evaluator.evaluate(
                 resources, request.patient_id() or "", now, result.problems, server=bool(request.fhirServer),
-                hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
+                hook_instance=request.hookInstance, skipped=result.skipped, extra_skipped=extra_skipped,
+                snoozes=snoozes)
         return outcome
