@@ -18,6 +18,9 @@ from cds_hooks.models import HookRequest
 class NoDataError(Exception):
     """Nothing to read: no prefetch and no FHIR server (HTTP 412)."""
 
+    def __init__(self) -> None:
+        super().__init__("no prefetch data and no fhirServer to read the patient's record from")
+
 
 def _identity(resource: Any) -> tuple[str, str] | None:
     """(resourceType, id) when both are non-empty strings; None for anything else (never hashed raw: an id
@@ -45,12 +48,15 @@ class HookHandler:
         ask for (`extra_skipped` the entries among them that held none); NoDataError when there is nothing to
         read, DraftOrderError when the draft orders are malformed."""
         now = now or datetime.now(UTC)
+        nothing_to_ask = not request.fhirServer and not extra
+        if nothing_to_ask and not request.prefetch:
+            raise NoDataError()
         # Draft orders are checked before anything is fetched: a malformed one is the caller's error (400).
         drafts = parse_draft_orders(request.draft_orders(), request.selections() if request.hook == "order-select"
                                     else None) if request.hook in ORDER_HOOKS else None
         result = await self.resolver.resolve(request, self.evaluator.templates)
-        if not result.had_any_data and not request.fhirServer and not extra:
-            raise NoDataError("no prefetch data and no fhirServer to read from")
+        if nothing_to_ask and not result.had_any_data:
+            raise NoDataError()
         resources = result.all_resources()
         if extra:
             seen = {k for r in resources if (k := _identity(r)) is not None}
