@@ -49,6 +49,7 @@ class HookHandler:
         read, DraftOrderError when the draft orders are malformed."""
         now = now or datetime.now(UTC)
         nothing_to_ask = not request.fhirServer and not extra
+        # No prefetch at all: nothing to judge the drafts against either, so 412 before they are parsed.
         if nothing_to_ask and not request.prefetch:
             raise NoDataError()
         # Draft orders are checked before anything is fetched: a malformed one is the caller's error (400).
