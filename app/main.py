@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app import __version__
 from app.logging_setup import configure_logging, request_id_var
 from app.routes import discovery, feedback, health, knowledge, services
-from app.routes.errors import install_error_handlers
+from app.routes.errors import error_body, install_error_handlers
 from app.runtime import Runtime, build_runtime
 from app.service_definition import ORDER_SELECT_ID, ORDER_SIGN_ID, SERVICE_ID
 from app.settings import Settings, get_settings
@@ -64,7 +64,7 @@ class RequestIdMiddleware:
             # quote request content (patient data). The type and code location are enough to debug.
             log.error("unhandled error", extra={"exc_type": type(exc).__name__, "where": _where(exc)})
             if not started:
-                body = b'{"error":"internal-error","status":500,"detail":"the service failed; the error was logged"}'
+                body = error_body(500, "internal-error", "the service failed; the error was logged")
                 await send({"type": "http.response.start", "status": 500, "headers": [
                     (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                     (b"x-request-id", rid.encode())]})
@@ -105,7 +105,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = FastAPI(title="mbc-cds", version=__version__, lifespan=lifespan,
                   description="CDS Hooks 2.0 service: palliative and supportive care in metastatic breast cancer.")
     app.state.runtime = runtime
-    app.state.settings = settings
 
     install_error_handlers(app)
     for module in (discovery, services, feedback, health, knowledge):

@@ -135,7 +135,7 @@ def stage_timings(runtime: Any, body: bytes, n: int) -> dict[str, float]:
         from app.clinical.evaluation import evaluate_patient
 
         ev = evaluate_patient(resources, patient_id=hook.patient_id() or "", now=now,
-                              terminology=evaluator.terminology, problems=[], **evaluator.windows)
+                              terminology=evaluator.terminology, **evaluator.windows)
         t4 = t()
         fired = evaluator.engine.fire(ev, hook.hookInstance)
         t5 = t()

@@ -11,9 +11,11 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
     "Action", "ActionType", "Card", "Coding", "FhirResource", "Indicator", "Link", "LinkType", "SelectionBehavior",
-    "Source", "Suggestion",
+    "SUMMARY_MAX", "Source", "Suggestion",
 ]
 
+# A card's summary is "<140-character" (CDS Hooks 2.0).
+SUMMARY_MAX = 139
 Indicator = Literal["info", "warning", "critical"]
 SelectionBehavior = Literal["at-most-one", "any"]
 ActionType = Literal["create", "update", "delete"]

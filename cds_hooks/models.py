@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from cds_hooks.cards import SUMMARY_MAX
 from cds_hooks.hooks import HOOK_CONTEXT_REQUIRED, USER_ID_TOKENS
 from cds_hooks.urlpolicy import has_control_chars
 
@@ -262,7 +263,7 @@ class Link(_Out):
 
 class Card(_Out):
     uuid: str | None = None
-    summary: str = Field(min_length=1, max_length=139)  # "<140-character"
+    summary: str = Field(min_length=1, max_length=SUMMARY_MAX)
     detail: str | None = None
     indicator: Literal["info", "warning", "critical"]
     source: Source

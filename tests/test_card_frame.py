@@ -29,8 +29,8 @@ class _Stub(ClinicalCardFrame):
     def in_scope(self, ev: Evaluation) -> bool:
         return self._in_scope
 
-    def speaks_out_of_scope(self, ev: Evaluation) -> bool:
-        return self._speaks
+    def out_of_scope_evidence(self, ev: Evaluation) -> list[Evidence]:
+        return [Evidence("frame: could not be read")] if self._speaks else []
 
     def overview(self, ev: Evaluation) -> list[Section]:
         return [Section("Frame first", "(text)", (Evidence("rests on", ("Condition/x",)), Evidence("rests on"))),
@@ -98,10 +98,10 @@ def test_the_service_frame_decides_scope_from_the_record() -> None:
     patient_only = [r for r in _PAIN if r["resourceType"] == "Patient"]
     # A record whose Conditions could not be read cannot rule scope out: the could-not-read card speaks.
     unread = evaluator.evaluate(patient_only, oc.PID, NOW, problems=problems).evaluation
-    assert not frame.in_scope(unread) and frame.speaks_out_of_scope(unread)
+    assert not frame.in_scope(unread) and frame.out_of_scope_evidence(unread)
     # Read in full and out of scope: silence.
     quiet = evaluator.evaluate(patient_only, oc.PID, NOW).evaluation
-    assert not frame.in_scope(quiet) and not frame.speaks_out_of_scope(quiet)
+    assert not frame.in_scope(quiet) and not frame.out_of_scope_evidence(quiet)
     assert frame.in_scope(evaluator.evaluate(_PAIN, oc.PID, NOW).evaluation)
 
 

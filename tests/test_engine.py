@@ -226,8 +226,10 @@ def test_the_engine_knows_only_the_vocabulary_it_is_handed() -> None:
     from app.clinical.predicates import PREDICATES, PRIORITIES
     from app.engine.vocabulary import Vocabulary
     from app.orders.predicates import ORDER_CARD_VALUES
+    from app.read_gaps import READ_GAP_VALUES
 
-    clinical_only = Vocabulary(PREDICATES, PRIORITIES, {**CARD_VALUES, **ORDER_CARD_VALUES}, CARD_FRAME)
+    clinical_only = Vocabulary(PREDICATES, PRIORITIES, {**CARD_VALUES, **ORDER_CARD_VALUES, **READ_GAP_VALUES},
+                               CARD_FRAME)
     with pytest.raises(KnowledgeError, match=r"PlanDefinition/order-time .*unknown predicate"):
         load_knowledge(vocabulary=clinical_only)
 
@@ -270,6 +272,7 @@ def test_the_reference_lists_exactly_the_service_vocabulary() -> None:
     from app.clinical.card_values import CARD_VALUES
     from app.clinical.predicates import PREDICATES, PRIORITIES
     from app.orders.predicates import ORDER_CARD_VALUES, ORDER_PREDICATES, ORDER_PRIORITIES
+    from app.read_gaps import READ_GAP_VALUES
 
     text = (Path(__file__).parents[1] / "docs" / "reference.md").read_text(encoding="utf-8")
     table = text.split("### Predicates", 1)[1].split("Dynamic values", 1)[0]
@@ -278,7 +281,7 @@ def test_the_reference_lists_exactly_the_service_vocabulary() -> None:
     dynamic = text.split("Dynamic values (", 1)[1].split("###", 1)[0]
     assert set(re.findall(r"`([A-Z][A-Za-z0-9]*Priority)`", dynamic)) == set(PRIORITIES)
     keys = text.split("### Template keys", 1)[1].split("###", 1)[0].split("\n", 1)[1]
-    assert set(re.findall(r"`([a-z_0-9]+)`", keys)) == set(CARD_VALUES)
+    assert set(re.findall(r"`([a-z_0-9]+)`", keys)) == {*CARD_VALUES, *READ_GAP_VALUES}
     order = text.split("### Order-time names", 1)[1].split("\n", 1)[1]
     order_predicates = order.split("dynamic values", 1)[0]
     assert {n for n in re.findall(r"`([A-Z][A-Za-z0-9]*)", order_predicates)} == set(ORDER_PREDICATES)

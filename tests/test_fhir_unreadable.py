@@ -14,9 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.cli import main
+from app.clinical.gaps import ReadGap, gap_lines, unreadable_types
 from app.data_requirements import prefetch_types
 from app.main import create_app
-from app.read_gaps import ReadGap, describe_gaps, gaps_from_problems, gaps_summary
+from app.read_gaps import gaps_from_problems, gaps_summary
 from cds_hooks.fallback import FetchProblem
 from tests.conftest import NOW, SERVICE_URL, make_settings
 from tests.fhir_server_fixture import local_fhir_server  # noqa: F401
@@ -101,7 +102,7 @@ def test_gaps_group_by_cause_and_status() -> None:
              "encounters": "Encounter"}
     problems = [FetchProblem("patient", "http", 404), FetchProblem("conditions", "timeout"),
                 FetchProblem("observations", "timeout"), FetchProblem("encounters", "http", 500)]
-    lines = describe_gaps(gaps_from_problems(problems, types))
+    lines = gap_lines(gaps_from_problems(problems, types))
     assert lines == ["Patient: the FHIR server did not find it (HTTP 404)",
                      "Condition, Observation: the FHIR server did not answer in time",
                      "Encounter: the FHIR server answered with an error (HTTP 500)"]
@@ -113,7 +114,9 @@ def test_a_first_page_only_is_incomplete_not_unreadable() -> None:
 
 
 # every type the service searches for, longest name first (the hardest to fit), then the skipped-entries line
-_GAP_NAMES = [*sorted(set(prefetch_types().values()) - {"Patient"}, key=lambda t: (-len(t), t)), "Extra prefetch data"]
+# (None: entries under prefetch keys the service did not ask for, "Extra prefetch data" on the card)
+_GAP_NAMES: list[str | None] = [*sorted(set(prefetch_types().values()) - {"Patient"}, key=lambda t: (-len(t), t)),
+                                None]
 
 
 @pytest.mark.parametrize("n", range(1, len(_GAP_NAMES) + 1))
@@ -122,7 +125,7 @@ def test_the_summary_fits_without_being_cut(n: int) -> None:
     gaps = [ReadGap(t, "unreadable", "http", 1, 500) for t in names]
     summary = gaps_summary(gaps, "p1")
     assert len(summary) < 140 and "…" not in summary and summary.startswith("Could not read ")
-    assert names[0] in summary
+    assert names[0] is not None and names[0] in summary
     long_id = "x" * 200
     assert len(gaps_summary([ReadGap("Patient", "unreadable", "http", 1, 404)], long_id)) < 140
 
@@ -130,5 +133,46 @@ def test_the_summary_fits_without_being_cut(n: int) -> None:
 def test_a_server_that_never_answers_is_one_timeout_line() -> None:
     types = {"patient": "Patient", "conditions": "Condition", "observations": "Observation"}
     gaps = gaps_from_problems([FetchProblem(k, "timeout") for k in types], types)
-    assert describe_gaps(gaps) == ["Patient, Condition, Observation: the FHIR server did not answer in time"]
+    assert gap_lines(gaps) == ["Patient, Condition, Observation: the FHIR server did not answer in time"]
     assert gaps_summary(gaps, "p1").startswith("FHIR server did not answer in time")
+
+
+def test_entries_under_keys_not_asked_for_are_a_typed_gap_named_only_on_the_card() -> None:
+    """No display text stands in for a resource type: the gap has none, and the card names where it came from."""
+    types = {"conditions": "Condition"}
+    gaps = gaps_from_problems([], types, {"conditions": 1}, extra_skipped=2)
+    assert gaps == [ReadGap("Condition", "incomplete", "not-resources", 1),
+                    ReadGap(None, "incomplete", "not-resources", 2)]
+    assert gap_lines(gaps) == ["Condition: 1 Bundle entry without a FHIR resource, skipped",
+                               "Extra prefetch data: 2 Bundle entries without a FHIR resource, skipped"]
+    assert unreadable_types(gaps) == {"Condition"}
+    assert gaps_summary(gaps[1:], "p1") == ("Could not read Extra prefetch data (invalid entries): cards may be "
+                                            "missing, check the record directly")
+
+
+def test_the_fact_pass_gaps_join_the_fetch_gaps_on_the_evaluation() -> None:
+    """What the fact pass could not read is typed like a fetch gap, counted per type and cause, and reaches the
+    guards, the card lines and the summary."""
+    from datetime import timedelta
+
+    from app.clinical.evaluation import evaluate_patient
+    from app.read_gaps import unreadable_summary
+    from terminology import get_terminology
+
+    broken = {"resourceType": "Condition", "id": "c-x", "code": {"text": "seizure"}, "bodySite": 5}
+    fetched = ReadGap("Observation", "incomplete", "first-page-only")
+    ev = evaluate_patient([broken, dict(broken, id="c-y"), 42], patient_id="p1", now=NOW,
+                          terminology=get_terminology(), acute_window=timedelta(days=30),
+                          assessment_window=timedelta(days=90), acp_revisit=timedelta(days=182), gaps=[fetched])
+    assert ev.gaps == (fetched, ReadGap("Condition", "incomplete", "unreadable-structure", 2),
+                       ReadGap(None, "incomplete", "not-a-resource", 1))
+    assert ev.unreadable_types == {"Observation", "Condition"}
+    assert gap_lines(ev.gaps) == [
+        "Observation: only the first page was sent and there is no FHIR server to read the rest from",
+        "2 x Condition with an unreadable structure", "an entry that is not a FHIR resource"]
+    assert unreadable_summary(ev).startswith("Could not read Observation (first page only)")
+    alone = evaluate_patient([broken, 42], patient_id="p1", now=NOW, terminology=get_terminology(),
+                             acute_window=timedelta(days=30), assessment_window=timedelta(days=90),
+                             acp_revisit=timedelta(days=182))
+    assert unreadable_summary(alone) == ("Could not read 2 kinds of resources in the record: cards may be missing, "
+                                         "check the record directly")

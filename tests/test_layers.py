@@ -44,7 +44,7 @@ def test_clinical_code_imports_nothing_above_it() -> None:
 
 
 def test_importing_clinical_code_loads_no_engine_orders_or_http() -> None:
-    """The same at run time, through every indirect import (app.read_gaps must not pull in the fetch layer)."""
+    """The same at run time, through every indirect import."""
     names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
              for p in _modules("app/clinical")]
     code = ("import importlib, sys\n"

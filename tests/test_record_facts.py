@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.clinical.draft_safety import draft_blockers
 from app.clinical.evaluation import evaluate_patient
 from app.clinical.facts import TREATMENTS, PatientFacts, build_facts
+from app.clinical.gaps import gap_lines
 from app.clinical.medications import classify_medication
 from app.clinical.predicates import PREDICATES
 from app.engine.predicates import compile_condition
@@ -230,7 +231,7 @@ def test_an_unreadable_entry_makes_its_type_unreadable_for_absence_claims() -> N
     whole = ev()
     assert no_seizure(whole) is not None and not scope_unreadable(whole)
     broken = ev({"resourceType": "Condition", "id": "c-x", "code": {"text": "seizure"}, "bodySite": 5})
-    assert "Condition" in broken.unreadable_types and "Condition with an unreadable structure" in broken.problems
+    assert "Condition" in broken.unreadable_types and "Condition with an unreadable structure" in gap_lines(broken.gaps)
     assert no_seizure(broken) is None and scope_unreadable(broken)
     assert phase_basis(broken)[0].text.startswith("phase judged on part of the record: Condition")
 

@@ -236,7 +236,19 @@ def test_an_unexpected_error_in_a_dependency_is_the_middlewares_500(tmp_path: Pa
     assert resp.status_code == 500 and resp.headers["x-request-id"] == "req-dep"
     assert resp.json() == {"error": "internal-error", "status": 500,
                            "detail": "the service failed; the error was logged"}
+    assert resp.content == errors.error_body(500, "internal-error", "the service failed; the error was logged")
     assert PID not in resp.text
+
+
+def test_nothing_to_read_is_one_answer_whatever_found_it(tmp_path: Path) -> None:
+    """No prefetch at all, or only keys the service did not ask for (found empty once read): the same 412 from the
+    one handler of app.routes.errors."""
+    expected = {"error": "no-data", "status": 412,
+                "detail": "no prefetch data and no fhirServer to read the patient's record from"}
+    with TestClient(create_app(make_settings(tmp_path))) as client:
+        for prefetch in ({}, {"not-asked-for": None}):
+            resp = client.post(SERVICE_URL, json={**valid_hook(), "prefetch": prefetch})
+            assert resp.status_code == 412 and resp.json() == expected, (prefetch, resp.text)
 
 
 # ----------------------------------------------------------------------------------------- demo routes

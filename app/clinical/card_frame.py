@@ -13,18 +13,21 @@ from typing import Any
 from app.clinical.draft_safety import draft_blockers
 from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.overview import Section, disease_line, overview_sections, phase_line
-from app.clinical.predicates.phase import scope_unreadable
+from app.clinical.predicates.phase import read_gap_evidence, scope_unreadable
 
 
 class ClinicalCardFrame:
     def in_scope(self, ev: Evaluation) -> bool:
         return ev.facts.in_scope
 
-    def speaks_out_of_scope(self, ev: Evaluation) -> bool:
+    def out_of_scope_evidence(self, ev: Evaluation) -> list[Evidence]:
         # Silence is only safe when the record could be read; otherwise say what is missing. A Patient that
         # could not be read (HAPI: 404 for an id it does not know, while its searches answer empty) is such a
         # case: silence would read as "nothing to do" for a record never seen.
-        return bool(ev.problems) and bool(ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev))
+        evidence = read_gap_evidence(ev)
+        if evidence and (ev.facts.breast_primary or ev.facts.metastasis or scope_unreadable(ev)):
+            return evidence
+        return []
 
     def overview(self, ev: Evaluation) -> list[Section]:
         return overview_sections(ev)

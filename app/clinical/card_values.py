@@ -12,13 +12,13 @@ from app.clinical import thresholds as T
 from app.clinical.evaluation import Evaluation
 from app.clinical.facts import COMPLICATION_LABELS, SITE_LABELS, TREATMENT_LABELS
 from app.clinical.fhirtime import fmt_date
+from app.clinical.gaps import gap_lines
 from app.clinical.pain import STEP_NAMES
 from app.clinical.predicates.acp import newest_acp
 from app.clinical.predicates.emergencies import hypercalcaemia_severe
 from app.clinical.predicates.phase import missing_assessment_evidence, missing_assessments
 from app.clinical.predicates.referrals import elevated_screens
 from app.clinical.predicates.symptoms import bone_pain_location, fatigue_score_high, hypoxaemia, moderate_pain
-from app.read_gaps import gaps_summary
 
 
 def metastatic_sites(ev: Evaluation) -> str:
@@ -73,17 +73,6 @@ def _liver(ev: Evaluation) -> str:
         # Named as liver pain only when the record locates it there; the facts carry no pain site.
         parts.append(f"pain {pain.value:g}/10 (site not recorded)")
     return ", ".join(parts) or "none recorded"
-
-
-def _unreadable_summary(ev: Evaluation) -> str:
-    if not ev.gaps and not ev.problems and ev.facts.unclassified_medications:
-        # Only unclassified medications (rules v2): name the first, it is what the clinician must check.
-        first = ev.facts.unclassified_medications[0].label
-        more = len(ev.facts.unclassified_medications) - 1
-        label = first if len(first) <= 40 else first[:39].rstrip() + "…"
-        extra = f" (+{more} more)" if more else ""
-        return f"Medication not recognised: '{label}'{extra}; no 'not on' claims or drug drafts rest on the list"
-    return gaps_summary(list(ev.gaps), ev.patient_id, ev.problems)
 
 
 def _none_recognised(ev: Evaluation, what: str) -> str:
@@ -311,8 +300,8 @@ CARD_VALUES: dict[str, Callable[[Evaluation], str]] = {
     "acp_missing": _acp_missing,
     "missing_assessments": lambda ev: "; ".join(missing_assessments(ev)) or "none",
     "unreadable": lambda ev: "; ".join(
-        [*ev.problems, *(f"the drug class of '{d.label}'" for d in ev.facts.unclassified_medications)]) or "nothing",
-    "unreadable_summary": _unreadable_summary,
+        [*gap_lines(ev.gaps), *(f"the drug class of '{d.label}'" for d in ev.facts.unclassified_medications)])
+    or "nothing",
     "brain_symptoms": lambda ev: _complications(ev, ("seizure", "cerebral-oedema")),
     "liver_symptoms": _liver,
     "lung_symptoms": _lung,

@@ -4,15 +4,15 @@ and what could not be read."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from app.clinical.facts import PatientFacts, TerminologyLike, build_facts
+from app.clinical.gaps import ReadGap, unreadable_types
 from app.clinical.measures import CalciumFinding, WeightLoss, latest_calcium, weight_loss
 from app.clinical.pain import PainStatus, pain_status
 from app.clinical.phase import Phase, determine_phase
-from app.read_gaps import ReadGap
 
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "Medication"})
 
@@ -41,9 +41,8 @@ class Evaluation:
     calcium: CalciumFinding | None
     weight: WeightLoss | None
     acp_revisit: timedelta
-    problems: list[str] = field(default_factory=list)   # what could not be read (no patient data)
-    unreadable_types: frozenset[str] = frozenset()       # resource types with a read problem (fetch or fact pass)
-    gaps: tuple[ReadGap, ...] = ()                       # the same, typed (resource type, kind, cause)
+    gaps: tuple[ReadGap, ...] = ()                       # what could not be read: the fetch layer's, the fact pass's
+    unreadable_types: frozenset[str] = frozenset()       # from `gaps`: the types in which an absence proves nothing
     terminology: TerminologyLike | None = None           # for checking draft medications (allergy, renal)
 
     @property
@@ -55,26 +54,18 @@ class Evaluation:
         return self.facts.now
 
 
-def _counted(notes: Iterable[str]) -> list[str]:
-    counts: dict[str, int] = {}
-    for note in notes:
-        counts[note] = counts.get(note, 0) + 1
-    return [f"{n} x {note}" if n > 1 else note for note, n in counts.items()]
-
-
 def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime,
                      terminology: TerminologyLike,
                      acute_window: timedelta, assessment_window: timedelta, acp_revisit: timedelta,
-                     problems: list[str] | None = None,
-                     unreadable_types: frozenset[str] = frozenset(),
-                     gaps: tuple[ReadGap, ...] = ()) -> Evaluation:
+                     gaps: Iterable[ReadGap] = ()) -> Evaluation:
+    """`gaps`: what the fetch layer could not read; the fact pass adds its own."""
     facts = build_facts(resources, patient_id=patient_id, now=now, terminology=terminology,
                         acute_window=acute_window, assessment_window=assessment_window)
+    found = (*gaps, *facts.gaps)
     # A type the fetch layer could not read in full, or one with an entry the fact pass could not read: an absence
     # in it proves nothing.
-    unreadable = unreadable_types | facts.malformed_types
+    unreadable = unreadable_types(found)
     facts.medications_readable = not (unreadable & MEDICATION_TYPES)
     return Evaluation(facts=facts, phase=determine_phase(facts), pain=pain_status(facts),
                       calcium=latest_calcium(facts), weight=weight_loss(facts), acp_revisit=acp_revisit,
-                      problems=[*(problems or []), *_counted(facts.unreadable)],
-                      unreadable_types=unreadable, gaps=gaps, terminology=terminology)
+                      gaps=found, unreadable_types=unreadable, terminology=terminology)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.clinical.fhirtime import parse_fhir_datetime
+from app.clinical.gaps import NO_DRUG_CLASS, NO_RESOURCE_TYPE, NOT_A_RESOURCE, UNREADABLE_STRUCTURE, ReadGap
 from app.clinical.medications import classify_medication
 from app.clinical.thresholds import RENAL_SEVERE_BELOW, RENAL_WINDOW
 
@@ -155,16 +156,6 @@ class Allergy:
     criticality: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class DataGap:
-    """A typed gap found while building facts; never carries patient values."""
-
-    resource_type: str
-    kind: str  # "unreadable" | "incomplete" | "unclassified"
-    count: int
-    cause: str
-
-
 @dataclass(slots=True)
 class PatientFacts:
     patient_id: str
@@ -182,13 +173,11 @@ class PatientFacts:
     services: dict[str, list[Dated]] = field(default_factory=dict)
     acp: dict[str, list[Dated]] = field(default_factory=dict)
     unplanned_encounters: list[Dated] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)
-    malformed_types: set[str] = field(default_factory=set)   # resource types with an entry that could not be read
     allergies: list[Allergy] = field(default_factory=list)
     unclassified_medications: list[Dated] = field(default_factory=list)
     treatments: dict[str, list[Dated]] = field(default_factory=dict)
     recurrence: bool = False
-    gaps: list[DataGap] = field(default_factory=list)
+    gaps: list[ReadGap] = field(default_factory=list)   # what the fact pass could not read or classify
     medications_readable: bool = True
 
     # -- queries used by phase, pain and predicates ------------------------------------------------------
@@ -376,15 +365,21 @@ class _FactBuilder:
         self.raw_obs: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {}
         self.history: list[Dated] = []
         self._drug_refs: set[tuple[str, str]] = set()
+        self.gap_counts: dict[tuple[str | None, str, str], int] = {}  # (resource type, cause, kind) -> resources
+
+    def _gap(self, resource_type: str | None, cause: str, kind: str = "incomplete") -> None:
+        # An entry the pass could not read leaves its type incomplete (the rest of it was read).
+        key = (resource_type, cause, kind)
+        self.gap_counts[key] = self.gap_counts.get(key, 0) + 1
 
     # -- dispatch --------------------------------------------------------------------------------------
     def add(self, resource: Any) -> None:
         if not isinstance(resource, dict):
-            self.facts.unreadable.append("an entry that is not a FHIR resource")
+            self._gap(None, NOT_A_RESOURCE)
             return
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str):
-            self.facts.unreadable.append("a resource without resourceType")
+            self._gap(None, NO_RESOURCE_TYPE)
             return
         handler = self._handlers.get(rtype)
         if handler is None:
@@ -395,8 +390,7 @@ class _FactBuilder:
             handler(self, resource)
         except (TypeError, ValueError, AttributeError, KeyError):
             # A malformed resource must not take the whole hook down; it is reported on data-incomplete.
-            self.facts.unreadable.append(f"{rtype} with an unreadable structure")
-            self.facts.malformed_types.add(rtype)
+            self._gap(rtype, UNREADABLE_STRUCTURE)
 
     # -- Condition -------------------------------------------------------------------------------------
     def _condition(self, r: dict[str, Any]) -> None:
@@ -535,6 +529,7 @@ class _FactBuilder:
         med = classify_medication(r, self.t, bundle_medications=self.medications)
         if not med.classified:
             self.facts.unclassified_medications.append(Dated(ref, when, med.name or "a medication without a name"))
+            self._gap(r["resourceType"], NO_DRUG_CLASS, "unclassified")
             return
         short = _short_drug_name(med.name)
         for cls in med.classes:
@@ -715,13 +710,7 @@ class _FactBuilder:
         for request, when in self.pending_meds:
             self._classify_use(request, when)
         facts = self.facts
-        if facts.unclassified_medications:
-            facts.gaps.append(DataGap("MedicationRequest/MedicationStatement", "unclassified",
-                                      len(facts.unclassified_medications),
-                                      "active medication not recognised in any drug class"))
-        if facts.unreadable:
-            facts.gaps.append(DataGap("Bundle", "unreadable", len(facts.unreadable),
-                                      "resources with an unreadable structure"))
+        facts.gaps = [ReadGap(rtype, kind, cause, count) for (rtype, cause, kind), count in self.gap_counts.items()]
         # Rules v2 section 1: personal history of breast cancer + a distant metastasis = metastatic recurrence.
         if self.history and not facts.breast_primary and (facts.metastasis or facts.staging_m1):
             facts.breast_primary.extend(self.history)

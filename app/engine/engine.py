@@ -22,7 +22,7 @@ from app.engine.frame import CardFrame
 from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledge, Rule, SuggestionRule
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
-from cds_hooks.cards import Action, Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
+from cds_hooks.cards import SUMMARY_MAX, Action, Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
 from plandefinitions.loader import RULE_SYSTEM
 
 OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
@@ -32,7 +32,6 @@ OVERRIDE_REASONS: list[Coding] = [
     {"system": OVERRIDE_SYSTEM, "code": "not-appropriate", "display": "Not clinically appropriate now"},
     {"system": OVERRIDE_SYSTEM, "code": "data-wrong", "display": "Record is wrong or out of date"},
 ]
-SUMMARY_MAX = 139
 OVERRIDE_LABELS = {r["code"]: r.get("display", r["code"]) for r in OVERRIDE_REASONS}
 
 
@@ -256,12 +255,12 @@ class Engine:
         return PRIORITY_TO_INDICATOR.get(priority, "info") != "critical"
 
     def _out_of_scope(self, ev: Evaluation, hook_instance: str) -> list[FiredRule]:
-        if not self._frame.speaks_out_of_scope(ev):
+        evidence = list(self._frame.out_of_scope_evidence(ev))
+        if not evidence:
             return []
         rule = next((r for r in self.rules if r.tier == "uncapped"), None)
         if rule is None:
             return []
-        evidence = [Evidence(f"could not be read: {p}") for p in ev.problems]
         return [self._card(rule, ev, evidence, TemplateValues(ev, self.vocabulary.values), hook_instance)]
 
     def _rank_and_cap(self, fired: list[FiredRule], ev: Evaluation,

@@ -36,9 +36,9 @@ class CardFrame(Protocol):
         """Whether the rules apply to this patient at all."""
         ...
 
-    def speaks_out_of_scope(self, ev: Evaluation) -> bool:
-        """Whether a patient outside scope still gets the card of what could not be read (silence would read as
-        "nothing to do" for a record that could not be judged)."""
+    def out_of_scope_evidence(self, ev: Evaluation) -> Sequence[Evidence]:
+        """For a patient outside scope, the lines of what could not be read when the could-not-read card must
+        still be shown (silence would read as "nothing to do" for a record that could not be judged); else none."""
         ...
 
     def overview(self, ev: Evaluation) -> Sequence[Section]:

@@ -15,6 +15,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.service.handle import NoDataError
+from cds_hooks.draft_orders import DraftOrderError
+
 Model = TypeVar("Model", bound=BaseModel)
 
 # Enough to fix a request; a hostile body with thousands of faults must not get a reply as large as itself.
@@ -32,15 +35,19 @@ class ApiError(Exception):
         self.reason = reason  # a fixed category (401: which JWT check failed), never request content
 
 
-def error_response(status: int, error: str, detail: str = "", headers: dict[str, str] | None = None,
-                   reason: str | None = None) -> Response:
+def error_body(status: int, error: str, detail: str = "", reason: str | None = None) -> bytes:
     body: dict[str, Any] = {"error": error, "status": status}
     if reason:
         body["reason"] = reason
     if detail:
         body["detail"] = detail
-    return Response(content=orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers=headers)
+    return orjson.dumps(body)
+
+
+def error_response(status: int, error: str, detail: str = "", headers: dict[str, str] | None = None,
+                   reason: str | None = None) -> Response:
+    return Response(content=error_body(status, error, detail, reason), status_code=status,
+                    media_type="application/json", headers=headers)
 
 
 def validation_detail(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -64,6 +71,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
         return error_response(exc.status, exc.error, exc.detail, exc.headers, exc.reason)
+
+    # What the service layer refuses, wherever a route called it from.
+    @app.exception_handler(NoDataError)
+    async def _no_data(_: Request, exc: NoDataError) -> Response:
+        return error_response(412, "no-data", str(exc))
+
+    @app.exception_handler(DraftOrderError)
+    async def _draft_orders(_: Request, exc: DraftOrderError) -> Response:
+        return error_response(400, "invalid-draft-orders", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

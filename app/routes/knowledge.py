@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.routes.common import json_response
@@ -30,16 +30,19 @@ def _outcome(status: int, code: str, text: str) -> Response:
     return resp
 
 
+# The FHIR search parameters stay out of the OpenAPI document, as when they were read by hand: its parameters are
+# part of the checked contract (tests/test_routes_dependencies.py).
 @router.get("/fhir/{rtype}", summary="Search knowledge artifacts", tags=["knowledge"])
-async def search(rtype: str, request: Request, runtime: RuntimeDep) -> Response:
+async def search(rtype: str, request: Request, runtime: RuntimeDep,
+                 url: Annotated[str | None, Query(include_in_schema=False)] = None,
+                 id_: Annotated[str | None, Query(alias="_id", include_in_schema=False)] = None) -> Response:
     if rtype not in TYPES:
         return _outcome(404, "not-supported", f"resource type {rtype[:40]!r} is not served here")
     items = _resources(runtime, rtype)
-    params = request.query_params
-    if "url" in params:
-        items = [r for r in items if r.get("url") == params["url"]]
-    if "_id" in params:
-        items = [r for r in items if r.get("id") == params["_id"]]
+    if url is not None:
+        items = [r for r in items if r.get("url") == url]
+    if id_ is not None:
+        items = [r for r in items if r.get("id") == id_]
     # The configured public URL, not the request's Host (which the caller chooses): a cached or forwarded
     # Bundle must not point readers at a host an attacker named.
     public = runtime.settings.public_base_url

@@ -15,9 +15,7 @@ from app.routes.common import json_body_doc, json_response
 from app.routes.dependencies import ClientDep, HookBody, RuntimeDep, ServiceDep
 from app.routes.errors import ApiError, validated
 from app.runtime import Runtime
-from app.service.handle import NoDataError
 from app.store.audit import AuditRecord, patient_hash
-from cds_hooks.draft_orders import DraftOrderError
 from cds_hooks.fallback import split_resources
 from cds_hooks.models import HookRequest
 
@@ -64,18 +62,12 @@ async def call_service(started: StartedDep, runtime: RuntimeDep, client: ClientD
     if hook.fhirServer and not runtime.settings.fhir_server_allowed(hook.fhirServer):
         raise ApiError(400, "fhir-server-not-allowed",
                        "fhirServer is not one of the FHIR servers this service is configured to read")
-    if not hook.fhirServer and not prefetch:
-        raise ApiError(412, "no-data", "no prefetch data and no fhirServer to read the patient's record from")
     now = runtime.clock()
     extra, extra_skipped = _extra_resources(prefetch, service.prefetch)
     hashed = patient_hash(hook.patient_id() or "", runtime.settings.audit_salt)
     snoozes = _snoozes(runtime, hashed, now)
-    try:
-        outcome = await runtime.handler.handle(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
-    except NoDataError as exc:
-        raise ApiError(412, "no-data", str(exc)) from None
-    except DraftOrderError as exc:
-        raise ApiError(400, "invalid-draft-orders", str(exc)) from None
+    # NoDataError (412) and DraftOrderError (400) are answered by app.routes.errors.
+    outcome = await runtime.handler.handle(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
     # The engine builds cards without empty optional fields (tests check every card), so no prune pass here.
     body = json_response({"cards": outcome.cards}, prune=False)
     duration = (time.perf_counter() - started) * 1000

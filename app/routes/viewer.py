@@ -19,13 +19,11 @@ from fastapi.responses import Response
 
 from app.clinical.timeline import build_timeline
 from app.routes.common import json_response
-from app.routes.dependencies import HookBody, RuntimeDep
+from app.routes.dependencies import HookBody, RuntimeDep, runtime_of
 from app.routes.errors import ApiError, validated
 from app.runtime import Runtime
-from app.service.handle import NoDataError
 from app.service_definition import ORDER_SIGN_ID, SERVICE_ID
 from app.timeline_svg import render_timeline_svg
-from cds_hooks.draft_orders import DraftOrderError
 from cds_hooks.models import HookRequest
 
 router = APIRouter()
@@ -65,7 +63,7 @@ async def favicon() -> Response:
 
 
 async def _require_demo_mode(request: Request) -> None:
-    if request.app.state.settings.require_jwt:
+    if runtime_of(request).settings.require_jwt:
         raise ApiError(404, "demo-mode-off",
                        "the demo routes exist only with JWT verification off (MBC_CDS_REQUIRE_JWT=false, "
                        "e.g. `mbc-cds demo`)")
@@ -110,12 +108,7 @@ async def _timeline_of(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]
         raise ApiError(412, "no-data", "the timeline is drawn from the request's prefetch; it has none")
     # Only what the request carries: the timeline endpoint never reads a FHIR server.
     hook = hook.model_copy(update={"fhirServer": None, "fhirAuthorization": None})
-    try:
-        outcome = await runtime.handler.handle(hook, runtime.clock())
-    except NoDataError as exc:
-        raise ApiError(412, "no-data", str(exc)) from None
-    except DraftOrderError as exc:
-        raise ApiError(400, "invalid-draft-orders", str(exc)) from None
+    outcome = await runtime.handler.handle(hook, runtime.clock())
     return build_timeline(outcome.evaluation.facts)
 
 

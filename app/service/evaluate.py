@@ -14,7 +14,7 @@ from app.engine.knowledge import Knowledge
 from app.orders.cache import LruCache, cache_key
 from app.orders.drafts import order_context, with_orders
 from app.orders.engine import OrderEngine
-from app.read_gaps import describe_gaps, gaps_from_problems, unreadable_types
+from app.read_gaps import gaps_from_problems
 from app.service.outcome import HookOutcome
 from app.settings import Settings
 from cds_hooks.draft_orders import DraftOrders
@@ -48,30 +48,34 @@ class RecordEvaluator:
 
     def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
                  problems: list[FetchProblem] | None = None, *, server: bool = True,
-                 hook_instance: str = "", skipped: dict[str, int] | None = None,
+                 hook_instance: str = "", skipped: dict[str, int] | None = None, extra_skipped: int = 0,
                  snoozes: list[Snooze] | None = None) -> HookOutcome:
-        """patient-view over `resources`; `problems` and `skipped` say what could not be read, `server` whether
-        there was a FHIR server to ask (without one, a key the EHR did not send is not a read failure)."""
-        ev, real = self._evaluation(resources, patient_id, now, problems, server=server, skipped=skipped)
+        """patient-view over `resources`; `problems`, `skipped` (entries without a resource per prefetch key) and
+        `extra_skipped` (the same under keys the service did not ask for) say what could not be read, `server`
+        whether there was a FHIR server to ask (without one, a key the EHR did not send is not a read failure)."""
+        ev, real = self._evaluation(resources, patient_id, now, problems, server=server, skipped=skipped,
+                                    extra_skipped=extra_skipped)
         fired = self.engine.fire(ev, hook_instance, snoozes or ())
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real)
 
     def evaluate_orders(self, hook: str, drafts: DraftOrders, resources: list[Any], patient_id: str, now: datetime,
                         problems: list[FetchProblem] | None = None, *, server: bool = True,
-                        hook_instance: str = "", skipped: dict[str, int] | None = None,
+                        hook_instance: str = "", skipped: dict[str, int] | None = None, extra_skipped: int = 0,
                         snoozes: list[Snooze] | None = None) -> HookOutcome:
         """order-select / order-sign: the patient's evaluation (reused from an earlier call on the same patient,
         record, drafts and settings) plus the draft orders, through the order-time rules of `hook`."""
         real = [p for p in problems or [] if p.kind != "missing" or server]
         try:
             key: str | None = cache_key(patient_id, resources, [(p.key, p.kind, p.status) for p in real],
-                                        skipped or {}, [d.resource for d in drafts.drafts], self._settings_key,
+                                        [skipped or {}, extra_skipped], [d.resource for d in drafts.drafts],
+                                        self._settings_key,
                                         server, now.date().isoformat())
         except TypeError:  # a value orjson cannot write (an integer over 64 bits): evaluate, do not cache
             key = None
         ev = self.order_cache.get(key) if key else None
         if ev is None:
-            ev, real = self._evaluation(resources, patient_id, now, problems, server=server, skipped=skipped)
+            ev, real = self._evaluation(resources, patient_id, now, problems, server=server, skipped=skipped,
+                                        extra_skipped=extra_skipped)
             if key:
                 self.order_cache.put(key, ev)
         context = order_context(hook, drafts, self.terminology)
@@ -80,12 +84,11 @@ class RecordEvaluator:
 
     def _evaluation(self, resources: list[Any], patient_id: str, now: datetime,
                     problems: list[FetchProblem] | None, *, server: bool,
-                    skipped: dict[str, int] | None) -> tuple[Evaluation, list[FetchProblem]]:
+                    skipped: dict[str, int] | None, extra_skipped: int) -> tuple[Evaluation, list[FetchProblem]]:
         # A key the EHR chose not to send, with no server to ask, is what the EHR has: not a read failure.
         real = [p for p in problems or [] if p.kind != "missing" or server]
         # Bundle entries that are not resources: what they were is unknown, so that type is incomplete.
-        gaps = gaps_from_problems(real, self.types, skipped)
-        ev = evaluate_patient(resources, patient_id=patient_id, now=now, terminology=self.terminology,
-                              problems=describe_gaps(gaps), unreadable_types=unreadable_types(gaps),
-                              gaps=tuple(gaps), **self.windows)
+        gaps = gaps_from_problems(real, self.types, skipped, extra_skipped)
+        ev = evaluate_patient(resources, patient_id=patient_id, now=now, terminology=self.terminology, gaps=gaps,
+                              **self.windows)
         return ev, real

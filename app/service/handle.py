@@ -18,6 +18,9 @@ from cds_hooks.models import HookRequest
 class NoDataError(Exception):
     """Nothing to read: no prefetch and no FHIR server (HTTP 412)."""
 
+    def __init__(self) -> None:
+        super().__init__("no prefetch data and no fhirServer to read the patient's record from")
+
 
 def _identity(resource: Any) -> tuple[str, str] | None:
     """(resourceType, id) when both are non-empty strings; None for anything else (never hashed raw: an id
@@ -45,26 +48,28 @@ class HookHandler:
         ask for (`extra_skipped` the entries among them that held none); NoDataError when there is nothing to
         read, DraftOrderError when the draft orders are malformed."""
         now = now or datetime.now(UTC)
+        nothing_to_ask = not request.fhirServer and not extra
+        # No prefetch at all: nothing to judge the drafts against either, so 412 before they are parsed.
+        if nothing_to_ask and not request.prefetch:
+            raise NoDataError()
         # Draft orders are checked before anything is fetched: a malformed one is the caller's error (400).
         drafts = parse_draft_orders(request.draft_orders(), request.selections() if request.hook == "order-select"
                                     else None) if request.hook in ORDER_HOOKS else None
         result = await self.resolver.resolve(request, self.evaluator.templates)
-        if not result.had_any_data and not request.fhirServer and not extra:
-            raise NoDataError("no prefetch data and no fhirServer to read from")
+        if nothing_to_ask and not result.had_any_data:
+            raise NoDataError()
         resources = result.all_resources()
         if extra:
             seen = {k for r in resources if (k := _identity(r)) is not None}
             resources.extend(r for r in extra if (k := _identity(r)) is None or k not in seen)
-        skipped = dict(result.skipped)
-        if extra_skipped:
-            skipped["Extra prefetch data"] = extra_skipped
         if drafts is not None:
             outcome = self.evaluator.evaluate_orders(
                 request.hook, drafts, resources, request.patient_id() or "", now, result.problems,
-                server=bool(request.fhirServer), hook_instance=request.hookInstance, skipped=skipped,
-                snoozes=snoozes)
+                server=bool(request.fhirServer), hook_instance=request.hookInstance, skipped=result.skipped,
+                extra_skipped=extra_skipped, snoozes=snoozes)
         else:
             outcome = self.evaluator.evaluate(
                 resources, request.patient_id() or "", now, result.problems, server=bool(request.fhirServer),
-                hook_instance=request.hookInstance, skipped=skipped, snoozes=snoozes)
+                hook_instance=request.hookInstance, skipped=result.skipped, extra_skipped=extra_skipped,
+                snoozes=snoozes)
         return outcome

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.clinical.evaluation import Evaluation
+from app.clinical.gaps import nothing_readable
 from app.clinical.predicates.acp import acp_code_status_and_place_of_death, acp_on_record, acp_stale
 from app.clinical.predicates.base import (
     NO_ACP,
@@ -88,7 +89,6 @@ from app.clinical.predicates.symptoms import (
     skin_disease,
     spo2_low,
 )
-from app.read_gaps import nothing_readable
 
 
 # -- priorities (PlanDefinition dynamicValue) -------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.clinical.evaluation import Evaluation, Evidence
 from app.clinical.facts import SITE_LABELS, Dated
 from app.clinical.fhirtime import fmt_date
+from app.clinical.gaps import gap_lines
 from app.clinical.predicates.base import Findings, newest, observations_unread, unclassified_evidence
 
 
@@ -95,8 +96,13 @@ def assessment_missing(ev: Evaluation, arg: str | None) -> Findings:
     return [found] if found is not None else None
 
 
+def read_gap_evidence(ev: Evaluation) -> list[Evidence]:
+    """One line per gap the fetch layer or the fact pass found (unclassified medications apart)."""
+    return [Evidence(f"could not be read: {line}") for line in gap_lines(ev.gaps)]
+
+
 def data_incomplete(ev: Evaluation, _: str | None) -> Findings:
-    return [Evidence(f"could not be read: {p}") for p in ev.problems] + unclassified_evidence(ev) or None
+    return read_gap_evidence(ev) + unclassified_evidence(ev) or None
 
 
 # -- the overview and scope -------------------------------------------------------------------------------
