@@ -17,11 +17,10 @@ if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this modu
     from app.service.outcome import HookOutcome
     from app.settings import Settings
     from cds_hooks.cards import Card, FhirResource
+    from plandefinitions.worklist_tiers import WorklistTier
 
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
 HOOK_INSTANCE = "mbc-cds-worklist"
-
-TIER_LABELS = {1: "emergency", 2: "acute-no-palliative-care", 3: "acp-missing", 4: "other"}
 
 COLUMNS: tuple[str, ...] = (
     "rank", "patient_id", "tier", "tier_label", "phase", "phase_evidence", "sites", "emergencies", "rules",
@@ -79,23 +78,28 @@ def action_of(card: Card) -> str:
     return card["summary"]
 
 
+def worklist_tier(fired: list[FiredRule], phase: str) -> WorklistTier:
+    """The patient's tier: the first-ranked worklist-tier of the fired rules that holds in the phase (ranks and
+    phases from CodeSystem mbc-cds-worklist-tiers), else the last tier."""
+    from plandefinitions.worklist_tiers import worklist_tiers
+
+    return worklist_tiers().of([f.rule.worklist_tier for f in fired], phase)
+
+
 @lru_cache(maxsize=1)
-def _rules_by_id() -> dict[str, Any]:
+def _shipped_tiers_by_rule() -> dict[str, WorklistTier | None]:
     from app.service.knowledge import load_knowledge
 
-    return {r.id: r for r in load_knowledge().rules}
+    return {r.id: r.worklist_tier for r in load_knowledge().rules}
 
 
 def tier_of(rule_ids: list[str], phase: str) -> int:
-    """Worklist tier from the rules' PlanDefinition tiers (card-tier / worklist-tier extensions)."""
-    rules = [r for rid in rule_ids if (r := _rules_by_id().get(rid)) is not None]
-    if any(r.emergency for r in rules):
-        return 1
-    if phase == "acute" and any(r.worklist_tier == "acute-no-palliative-care" for r in rules):
-        return 2
-    if any(r.worklist_tier == "acp-missing" for r in rules):
-        return 3
-    return 4
+    """The tier rank of a row read back from a worklist file (its `rules` and `phase`), under the shipped
+    knowledge; rows being built take theirs from the fired rules (:func:`worklist_tier`)."""
+    from plandefinitions.worklist_tiers import worklist_tiers
+
+    tiers = _shipped_tiers_by_rule()
+    return worklist_tiers().of([tiers.get(rid) for rid in rule_ids], phase).rank
 
 
 def build_row(patient_id: str, outcome: HookOutcome) -> dict[str, Any] | None:
@@ -111,12 +115,12 @@ def build_row(patient_id: str, outcome: HookOutcome) -> dict[str, Any] | None:
     sites = [s for s in SITES if s in ev.facts.sites]
     top = top_card(fired)
     counts = {k: sum(1 for f in fired if f.indicator == k) for k in ("critical", "warning", "info")}
-    tier = tier_of(rule_ids, phase)
+    tier = worklist_tier(fired, phase)
     return {
         "rank": 0,
         "patient_id": patient_id,
-        "tier": tier,
-        "tier_label": TIER_LABELS[tier],
+        "tier": tier.rank,
+        "tier_label": tier.code,
         "phase": phase,
         "phase_evidence": list(dict.fromkeys(e.code for e in ev.phase.evidence)),
         "sites": sites,
@@ -158,8 +162,7 @@ def rank_key(row: dict[str, Any]) -> tuple[int, int, str]:
 
 
 def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Emergencies, then acute without palliative care, then missing ACP, then the rest; ties: more critical +
-    warning cards first, then patient id."""
+    """By tier rank; ties: more critical + warning cards first, then patient id."""
     ranked = sorted(rows, key=rank_key)
     for i, row in enumerate(ranked, 1):
         row["rank"] = i
