@@ -48,12 +48,19 @@ def make_settings(resource_level: str | None = None, **overrides: Any) -> Settin
     return Settings(**values)
 
 
-def settings_payload(settings: Settings) -> dict[str, Any]:
-    """The settings that change an evaluation, as plain values (shipped to Spark workers)."""
-    keys = ("resource_level", "info_card_cap", "card_budget", "acute_window_days", "assessment_window_days",
-            "acp_revisit_days", "acp_app_url", "assessment_form_url", "snooze_already_addressed_days",
-            "snooze_patient_declined_days", "snooze_not_appropriate_days", "snooze_data_wrong_days")
-    return {k: getattr(settings, k) for k in keys}
+def settings_payload(settings: Settings) -> str:
+    """Every setting, as JSON, for the Spark workers, so that their evaluation cannot differ from the driver's
+    (RecordEvaluator keys its cache on the same dump). Secrets go too: the uuid secret (or audit salt) keys the
+    card and suggestion uuids, and the workers run in the driver's trust domain (docs/worklist.md)."""
+    return settings.model_dump_json()
+
+
+def settings_from_payload(payload: str) -> Settings:
+    """The driver's Settings, rebuilt from :func:`settings_payload` alone: validated, but not read from the
+    worker's environment or .env file."""
+    from app.settings import Settings
+
+    return Settings.model_validate_json(payload)
 
 
 def top_card(fired: list[FiredRule]) -> FiredRule:
