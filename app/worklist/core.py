@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this module)
     from app.engine.engine import FiredRule
@@ -22,10 +22,30 @@ if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this modu
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
 HOOK_INSTANCE = "mbc-cds-worklist"
 
-COLUMNS: tuple[str, ...] = (
-    "rank", "patient_id", "tier", "tier_label", "phase", "phase_evidence", "sites", "emergencies", "rules",
-    "n_critical", "n_warning", "n_info", "top_rule", "top_action", "top_summary", "why",
-)
+
+
+class WorklistRow(TypedDict):
+    """One patient of the worklist; the keys, in this order, are the columns of its files (docs/worklist.md)."""
+
+    rank: int
+    patient_id: str
+    tier: int
+    tier_label: str
+    phase: str
+    phase_evidence: list[str]
+    sites: list[str]
+    emergencies: list[str]
+    rules: list[str]
+    n_critical: int
+    n_warning: int
+    n_info: int
+    top_rule: str
+    top_action: str
+    top_summary: str
+    why: str
+
+
+COLUMNS: tuple[str, ...] = tuple(WorklistRow.__annotations__)
 LIST_COLUMNS = ("phase_evidence", "sites", "emergencies", "rules")
 
 
@@ -109,7 +129,7 @@ def tier_of(rule_ids: list[str], phase: str) -> int:
     return worklist_tiers().of([tiers.get(rid) for rid in rule_ids], phase).rank
 
 
-def build_row(patient_id: str, outcome: HookOutcome) -> dict[str, Any] | None:
+def build_row(patient_id: str, outcome: HookOutcome) -> WorklistRow | None:
     """The worklist row for one HookOutcome, or None when the hook returns no card (patient not in scope)."""
     fired = outcome.fired
     if not fired:
@@ -158,17 +178,17 @@ def draft_requests(outcome: HookOutcome) -> list[FhirResource]:
 
 
 def evaluate_group(evaluator: RecordEvaluator, patient_id: str, resources: list[dict[str, Any]], now: datetime,
-                   *, drafts: bool = False) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+                   *, drafts: bool = False) -> tuple[WorklistRow | None, list[FhirResource]]:
     outcome = evaluator.evaluate(resources, patient_id, now, server=False, hook_instance=HOOK_INSTANCE)
     row = build_row(patient_id, outcome)
     return row, (draft_requests(outcome) if drafts and row is not None else [])
 
 
-def rank_key(row: dict[str, Any]) -> tuple[int, int, str]:
+def rank_key(row: WorklistRow) -> tuple[int, int, str]:
     return row["tier"], -(row["n_critical"] + row["n_warning"]), row["patient_id"]
 
 
-def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rank_rows(rows: list[WorklistRow]) -> list[WorklistRow]:
     """By tier rank; ties: more critical + warning cards first, then patient id."""
     ranked = sorted(rows, key=rank_key)
     for i, row in enumerate(ranked, 1):

@@ -7,14 +7,14 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from app.worklist.core import COLUMNS, LIST_COLUMNS
+from app.worklist.core import COLUMNS, LIST_COLUMNS, WorklistRow
 from plandefinitions.worklist_tiers import worklist_tiers
 
 LIST_CODE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-worklist"
@@ -29,21 +29,23 @@ def output_paths(out: str | Path, fmt: str) -> dict[str, Path]:
     return {fmt: out}
 
 
-def write_csv(rows: Iterable[dict[str, Any]], path: Path) -> None:
+def write_csv(rows: Iterable[WorklistRow], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         for row in rows:
-            writer.writerow([";".join(row[c]) if c in LIST_COLUMNS else row[c] for c in COLUMNS])
+            cells: Mapping[str, Any] = row
+            writer.writerow([";".join(cells[c]) if c in LIST_COLUMNS else cells[c] for c in COLUMNS])
 
 
-def write_ndjson(rows: Iterable[dict[str, Any]], path: Path) -> None:
+def write_ndjson(rows: Iterable[WorklistRow], path: Path) -> None:
     with open(path, "wb") as f:
         for row in rows:
-            f.write(orjson.dumps({c: row[c] for c in COLUMNS}) + b"\n")
+            cells: Mapping[str, Any] = row
+            f.write(orjson.dumps({c: cells[c] for c in COLUMNS}) + b"\n")
 
 
-def worklist_list(rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+def worklist_list(rows: list[WorklistRow], now: datetime) -> dict[str, Any]:
     """The worklist as a FHIR R4 List: one entry per patient, in rank order, flagged with the tier."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     ident = uuid.uuid5(_NAMESPACE, stamp + "|" + "|".join(r["patient_id"] for r in rows))
@@ -72,7 +74,7 @@ def worklist_list(rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     }
 
 
-def write_fhir(rows: list[dict[str, Any]], drafts: Iterable[bytes], path: Path, now: datetime) -> tuple[int, int]:
+def write_fhir(rows: list[WorklistRow], drafts: Iterable[bytes], path: Path, now: datetime) -> tuple[int, int]:
     """NDJSON: the List first, then the draft ServiceRequests; every resource validated with fhir.resources R4B."""
     from fhir.resources.R4B import get_fhir_model_class
 
@@ -151,7 +153,7 @@ def _table(title: str, counter: Counter[str], total: int, order: Iterable[str] |
     return lines
 
 
-def summary_table(rows: list[dict[str, Any]], stats: dict[str, Any] | None = None,
+def summary_table(rows: list[WorklistRow], stats: dict[str, Any] | None = None,
                   elapsed: float | None = None) -> str:
     """Patients per tier, phase, site and rule (a patient counts once per site / rule)."""
     from app.clinical.facts import SITES

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from app.worklist.core import evaluate_group, parse_now, rank_rows, settings_from_payload, settings_payload
+from app.worklist.core import WorklistRow, evaluate_group, parse_now, rank_rows, settings_from_payload, settings_payload
 from app.worklist.local import WorklistResult
 from app.worklist.readers import (
     ENGINE_TYPES,
@@ -204,7 +204,7 @@ def run_spark(path: str | Path, *, now: datetime, settings: Settings, master: st
         results = grouped.mapPartitions(partial(
             _evaluate_partition, settings_json=settings_json, now_iso=now.isoformat(), medications=med_bc,
             drafts=drafts_sink is not None))
-        rows: list[dict[str, Any]] = []
+        rows: list[WorklistRow] = []
         patients = 0
         n_drafts = 0
         if drafts_sink is None:
