@@ -66,9 +66,19 @@ def _tier(concept: dict[str, Any]) -> WorklistTier:
 
 
 def worklist_tiers(artifacts: Artifacts | None = None) -> WorklistTiers:
-    """The tiers from the CodeSystem in `artifacts`, or from its own file: the worklist driver needs them
+    """The tiers from the CodeSystem in `artifacts`, or from its own file (read once): the worklist needs them
     without the cost of validating every PlanDefinition."""
-    system = (artifacts.get("CodeSystem", CODE_SYSTEM_ID) if artifacts is not None else _shipped())
+    if artifacts is None:
+        return _shipped()
+    return _parse(artifacts.get("CodeSystem", CODE_SYSTEM_ID))
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> WorklistTiers:
+    return _parse(read_artifact(HERE / f"CodeSystem-{CODE_SYSTEM_ID}.json"))
+
+
+def _parse(system: dict[str, Any] | None) -> WorklistTiers:
     if system is None or system.get("url") != WORKLIST_TIER_SYSTEM or not system.get("concept"):
         raise ArtifactError(f"{_WHERE}: missing, not {WORKLIST_TIER_SYSTEM}, or without concepts")
     tiers = sorted((_tier(c) for c in system["concept"]), key=lambda t: t.rank)
@@ -77,8 +87,3 @@ def worklist_tiers(artifacts: Artifacts | None = None) -> WorklistTiers:
     if tiers[-1].phase is not None:
         raise ArtifactError(f"{_WHERE}: the last tier takes every other patient: it cannot name a phase")
     return WorklistTiers(tuple(tiers))
-
-
-@lru_cache(maxsize=1)
-def _shipped() -> dict[str, Any]:
-    return read_artifact(HERE / f"CodeSystem-{CODE_SYSTEM_ID}.json")

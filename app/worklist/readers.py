@@ -152,9 +152,10 @@ def bundle_records(data: bytes | dict[str, Any], stats: ReadStats | None = None,
                    types: frozenset[str] = ENGINE_TYPES) -> Iterator[tuple[str, bytes]]:
     """(patient id, resource JSON) for every resource of one Bundle that the engine reads.
 
-    Patient references may be ``Patient/<id>``, absolute URLs, or ``urn:uuid:...`` resolved through the Patient
-    entry's ``fullUrl`` (a Patient without an id gets the uuid as id). Medications that name no patient go to
-    every patient of this Bundle whose medication resources reference them.
+    The resources are read as a FHIR server stores them (:func:`app.bundles.bundle_resources`: ids from
+    ``urn:uuid`` fullUrls, references between entries as ``Type/id``), so patient references may be
+    ``Patient/<id>`` or absolute URLs. Medications that name no patient go to every patient of this Bundle whose
+    medication resources reference them.
     """
     stats = stats if stats is not None else ReadStats()
     if isinstance(data, bytes | bytearray):
