@@ -23,7 +23,7 @@ from cds_hooks.hooks import USER_ID_TOKENS
 if TYPE_CHECKING:
     from cds_hooks.models import HookRequest
 
-__all__ = ["TemplateError", "render_template", "resource_type_of", "template_tokens"]
+__all__ = ["TemplateError", "render_template", "template_tokens"]
 
 _TOKEN_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
@@ -108,7 +108,3 @@ def render_template(template: str, request: HookRequest) -> str:
     out.append(template[last:])
     return "".join(out)
 
-
-def resource_type_of(template: str) -> str:
-    """The resource type a template reads: `Observation` for `Observation?patient=...` and for `Observation/1`."""
-    return template.split("?", 1)[0].split("/", 1)[0]

@@ -1,5 +1,5 @@
-"""Clinical knowledge as FHIR R4 artifacts: PlanDefinitions, ActivityDefinitions, the rule CodeSystem, the Libraries
-(predicates; the data the rules read)."""
+"""Clinical knowledge as FHIR R4 artifacts: PlanDefinitions, ActivityDefinitions, the CodeSystems (rules; worklist
+tiers), the Libraries (predicates; the data the rules read)."""
 
 from plandefinitions.loader import Artifacts, load_artifacts
 

@@ -13,10 +13,12 @@ from pydantic import ValidationError
 
 BASE_URL = "http://mbc-cds.example.org/fhir"
 RULE_SYSTEM = f"{BASE_URL}/CodeSystem/mbc-cds-rules"
+WORKLIST_TIER_SYSTEM = f"{BASE_URL}/CodeSystem/mbc-cds-worklist-tiers"
 RESOURCE_LEVEL_URL = f"{BASE_URL}/StructureDefinition/resource-level"
 # Card presentation, read by the engine so that no rule id is written in Python (docs/design.md).
 # display-rank valueInteger: order within an indicator; card-tier valueCode: overview | emergency | uncapped;
-# worklist-tier valueCode: acute-no-palliative-care | acp-missing; card-link valueCode: acp-app | assessment-form;
+# worklist-tier valueCode: a tier of WORKLIST_TIER_SYSTEM (plandefinitions/worklist_tiers.py); card-link valueCode:
+# acp-app | assessment-form;
 # level-title (complex: level valueCode + title valueString): the summary from that resource level up.
 DISPLAY_RANK_URL = f"{BASE_URL}/StructureDefinition/display-rank"
 CARD_TIER_URL = f"{BASE_URL}/StructureDefinition/card-tier"

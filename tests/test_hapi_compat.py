@@ -32,9 +32,9 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
+from app.bundles import bundle_resources
 from app.cli import main
 from app.cli.evaluate import evaluate_bundle
-from app.hook_requests import bundle_resources
 from app.samples import sample_bundle, sample_ids
 from cds_hooks.fallback import PrefetchResolver
 from cds_hooks.models import HookRequest

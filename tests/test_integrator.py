@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
+from app.bundles import bundle_resources
 from app.cli import main
 from app.cli.evaluate import evaluate_bundle
-from app.hook_requests import bundle_resources, demo_request_for_bundle, prefetch_from_resources
+from app.hook_requests import demo_request_for_bundle, prefetch_from_resources
 from app.main import create_app
 from app.samples import list_samples, sample_bundle
 from tests.conftest import NOW, SERVICE_URL, make_settings

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import respx
 
-from app.hook_requests import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
+from app.bundles import bundle_resources, patient_id_of
+from app.hook_requests import patient_view_request, prefetch_from_resources
 from app.samples import draft_orders, sample_bundle
 from app.service import evaluate, factory
 from app.service.factory import build_evaluator, build_handler

@@ -51,18 +51,20 @@ def evaluate_bundle(bundle: dict[str, Any], *, patient_id: str | None = None, no
 def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = None,
                             now: datetime | None = None, settings: Settings | None = None, hook: str = "patient-view",
                             draft_orders: dict[str, Any] | None = None) -> HookOutcome:
-    """The whole HookOutcome (cards, and the evaluation with the facts the rules read) for a Bundle."""
+    """The whole HookOutcome (cards, and the evaluation with the facts the rules read) for a Bundle, its
+    resources read as a FHIR server stores them (app.bundles), as the viewer and the hook requests read them."""
+    from app.bundles import bundle_resources, patient_id_of
     from app.service.factory import build_evaluator
     from app.settings import Settings
 
     if bundle.get("resourceType") != "Bundle":
         raise ValueError("the file must hold a FHIR Bundle")
-    resources = [e.get("resource") for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    resources = bundle_resources(bundle)
     if patient_id is None:
-        patient = next((r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"), None)
-        if patient is None or not patient.get("id"):
-            raise ValueError("no Patient with an id in the Bundle: pass --patient")
-        patient_id = str(patient["id"])
+        try:
+            patient_id = patient_id_of(resources)
+        except ValueError:
+            raise ValueError("no Patient with an id in the Bundle: pass --patient") from None
     evaluator = build_evaluator(settings or Settings(require_jwt=False))
     if hook != "patient-view":
         from cds_hooks.draft_orders import parse_draft_orders

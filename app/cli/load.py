@@ -14,8 +14,8 @@ from typing import Any, TextIO
 import httpx
 import orjson
 
+from app.bundles import bundle_resources, patient_id_of
 from app.cli.errors import CliError
-from app.hook_requests import bundle_resources, patient_id_of
 from cds_hooks.paging import FHIR_JSON, all_diagnostics, error_text, fhir_headers
 
 LOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  # public sandboxes take their time over transactions

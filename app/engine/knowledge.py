@@ -36,6 +36,7 @@ from plandefinitions.loader import (
     load_artifacts,
     plan_hooks,
 )
+from plandefinitions.worklist_tiers import WorklistTier, WorklistTiers, worklist_tiers
 
 PRIORITY_TO_INDICATOR: dict[str, Indicator] = {"routine": "info", "urgent": "warning", "asap": "warning",
                                                 "stat": "critical"}
@@ -44,7 +45,6 @@ INDICATOR_RANK: dict[Indicator, int] = {"critical": 0, "warning": 1, "info": 2}
 SELECTION_BEHAVIORS: dict[str, SelectionBehavior] = {"any": "any", "at-most-one": "at-most-one"}
 
 CARD_TIERS = frozenset({"overview", "emergency", "uncapped"})
-WORKLIST_TIERS = frozenset({"acute-no-palliative-care", "acp-missing"})
 CARD_LINKS = frozenset({"acp-app", "assessment-form"})
 # Level-true text: a description line tagged "[limited+] " shows from that level up, "[below limited] " only
 # under it; the tag may follow a list bullet.
@@ -94,7 +94,7 @@ class Rule:
     note: str = ""
     hooks: tuple[str, ...] = ("patient-view",)   # the CDS hooks whose trigger events fire this rule
     tier: str | None = None                     # overview | emergency | uncapped (card-tier extension)
-    worklist_tier: str | None = None
+    worklist_tier: WorklistTier | None = None   # worklist-tier extension, a tier of the worklist CodeSystem
     link: str | None = None                     # a configured app link the card carries
     level_titles: tuple[tuple[str, str], ...] = ()   # (from level, title), lowest level first
 
@@ -154,6 +154,12 @@ def _extension_code(action: dict[str, Any], url: str, allowed: frozenset[str], w
     return None
 
 
+def _worklist_tier(action: dict[str, Any], tiers: WorklistTiers, where: str) -> WorklistTier | None:
+    codes = frozenset(t.code for t in tiers.tiers)
+    code = _extension_code(action, WORKLIST_TIER_URL, codes, where)
+    return tiers.get(code) if code is not None else None
+
+
 def _display_rank(action: dict[str, Any], fallback: int) -> int:
     """The display-rank extension; a rule without one sorts after every ranked rule, in file order."""
     for ext in action.get("extension") or []:
@@ -182,6 +188,7 @@ class Knowledge:
     rules: list[Rule]
     artifacts: Artifacts
     vocabulary: Vocabulary
+    worklist_tiers: WorklistTiers
     rule_ids: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -230,6 +237,7 @@ def compile_knowledge(artifacts: Artifacts | None = None, *, vocabulary: Vocabul
     artifacts = artifacts or load_artifacts()
     keys = vocabulary.values.keys()
     activities = {a.get("url"): a for a in artifacts.of("ActivityDefinition")}
+    tiers = worklist_tiers(artifacts)
     rules: list[Rule] = []
     for plan in sorted(artifacts.of("PlanDefinition"), key=lambda p: p["id"]):
         for action in plan.get("action") or []:
@@ -288,7 +296,7 @@ def compile_knowledge(artifacts: Artifacts | None = None, *, vocabulary: Vocabul
                 selection_behavior=_selection_behavior(action, where),
                 order=_display_rank(action, len(rules)), note=str(action.get("textEquivalent") or ""),
                 tier=_extension_code(action, CARD_TIER_URL, CARD_TIERS, where),
-                worklist_tier=_extension_code(action, WORKLIST_TIER_URL, WORKLIST_TIERS, where),
+                worklist_tier=_worklist_tier(action, tiers, where),
                 link=_extension_code(action, CARD_LINK_URL, CARD_LINKS, where),
                 level_titles=_level_titles(action, where, keys),
                 hooks=plan_hooks(plan, action),
@@ -300,5 +308,5 @@ def compile_knowledge(artifacts: Artifacts | None = None, *, vocabulary: Vocabul
     ranks = [r.order for r in rules]
     if len(set(ranks)) != len(ranks):
         raise KnowledgeError("two rules share a display-rank: the display order must be total")
-    return Knowledge(rules=sorted(rules, key=lambda r: r.order), artifacts=artifacts,
-                     vocabulary=vocabulary, rule_ids=frozenset(ids))
+    return Knowledge(rules=sorted(rules, key=lambda r: r.order), artifacts=artifacts, vocabulary=vocabulary,
+                     worklist_tiers=tiers, rule_ids=frozenset(ids))

@@ -134,7 +134,8 @@ async def demo_drafts() -> Response:
 @router.get("/demo/order-request/{sample_id}", summary="An order-sign request: a sample patient with a sample "
             "draft order (demo mode only)", tags=["viewer"], dependencies=_DEMO_ONLY)
 async def demo_order_request(sample_id: str, draft: str, runtime: RuntimeDep) -> Response:
-    from app.hook_requests import bundle_resources, patient_id_of, patient_view_request, prefetch_from_resources
+    from app.bundles import bundle_resources, patient_id_of
+    from app.hook_requests import patient_view_request, prefetch_from_resources
 
     samples = _samples()
     if sample_id not in {s["id"] for s in samples.list_samples()}:

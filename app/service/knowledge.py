@@ -10,10 +10,14 @@ in a table; no module of app/engine changes (docs/design.md, "A new rule"; tests
 
 from __future__ import annotations
 
+from typing import get_args
+
 from app.clinical.card_frame import CARD_FRAME
 from app.clinical.card_values import CARD_VALUES
+from app.clinical.phase import PhaseName
 from app.clinical.predicates import PREDICATES, PRIORITIES
 from app.engine.knowledge import Knowledge, compile_knowledge
+from app.engine.predicates import KnowledgeError
 from app.engine.vocabulary import Vocabulary
 from app.orders.predicates import ORDER_CARD_VALUES, ORDER_PREDICATES, ORDER_PRIORITIES
 from app.read_gaps import READ_GAP_VALUES
@@ -24,5 +28,11 @@ SERVICE_VOCABULARY = Vocabulary(PREDICATES, PRIORITIES, CARD_VALUES, CARD_FRAME)
 
 
 def load_knowledge(artifacts: Artifacts | None = None, vocabulary: Vocabulary = SERVICE_VOCABULARY) -> Knowledge:
-    """The shipped artifacts (or `artifacts`) compiled over the service's vocabulary (or `vocabulary`)."""
-    return compile_knowledge(artifacts, vocabulary=vocabulary)
+    """The shipped artifacts (or `artifacts`) compiled over the service's vocabulary (or `vocabulary`); a
+    worklist tier may only name a phase the clinical code decides."""
+    knowledge = compile_knowledge(artifacts, vocabulary=vocabulary)
+    phases = get_args(PhaseName)
+    for tier in knowledge.worklist_tiers.tiers:
+        if tier.phase is not None and tier.phase not in phases:
+            raise KnowledgeError(f"worklist tier {tier.code}: phase {tier.phase!r} is not one of {list(phases)}")
+    return knowledge

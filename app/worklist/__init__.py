@@ -9,9 +9,9 @@ hook's own engine and rank who needs palliative care now.
 - :mod:`app.cli.worklist`: the ``mbc-cds worklist`` command
 """
 
-from app.worklist.core import COLUMNS, build_row, evaluate_group, rank_rows, tier_of
+from app.worklist.core import COLUMNS, WorklistRow, build_row, evaluate_group, rank_rows, tier_of
 from app.worklist.local import WorklistResult, run_local
 from app.worklist.readers import PopulationReader
 
-__all__ = ["COLUMNS", "PopulationReader", "WorklistResult", "build_row", "evaluate_group", "rank_rows",
-           "run_local", "tier_of"]
+__all__ = ["COLUMNS", "PopulationReader", "WorklistResult", "WorklistRow", "build_row", "evaluate_group",
+           "rank_rows", "run_local", "tier_of"]

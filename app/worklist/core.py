@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this module)
     from app.engine.engine import FiredRule
@@ -17,16 +17,35 @@ if TYPE_CHECKING:  # imported lazily at run time (Spark workers import this modu
     from app.service.outcome import HookOutcome
     from app.settings import Settings
     from cds_hooks.cards import Card, FhirResource
+    from plandefinitions.worklist_tiers import WorklistTier
 
 # Fixed hookInstance: card and suggestion uuids are derived from it, so two runs (local, Spark) give the same ids.
 HOOK_INSTANCE = "mbc-cds-worklist"
 
-TIER_LABELS = {1: "emergency", 2: "acute-no-palliative-care", 3: "acp-missing", 4: "other"}
 
-COLUMNS: tuple[str, ...] = (
-    "rank", "patient_id", "tier", "tier_label", "phase", "phase_evidence", "sites", "emergencies", "rules",
-    "n_critical", "n_warning", "n_info", "top_rule", "top_action", "top_summary", "why",
-)
+
+class WorklistRow(TypedDict):
+    """One patient of the worklist; the keys, in this order, are the columns of its files (docs/worklist.md)."""
+
+    rank: int
+    patient_id: str
+    tier: int
+    tier_label: str
+    phase: str
+    phase_evidence: list[str]
+    sites: list[str]
+    emergencies: list[str]
+    rules: list[str]
+    n_critical: int
+    n_warning: int
+    n_info: int
+    top_rule: str
+    top_action: str
+    top_summary: str
+    why: str
+
+
+COLUMNS: tuple[str, ...] = tuple(WorklistRow.__annotations__)
 LIST_COLUMNS = ("phase_evidence", "sites", "emergencies", "rules")
 
 
@@ -49,12 +68,19 @@ def make_settings(resource_level: str | None = None, **overrides: Any) -> Settin
     return Settings(**values)
 
 
-def settings_payload(settings: Settings) -> dict[str, Any]:
-    """The settings that change an evaluation, as plain values (shipped to Spark workers)."""
-    keys = ("resource_level", "info_card_cap", "card_budget", "acute_window_days", "assessment_window_days",
-            "acp_revisit_days", "acp_app_url", "assessment_form_url", "snooze_already_addressed_days",
-            "snooze_patient_declined_days", "snooze_not_appropriate_days", "snooze_data_wrong_days")
-    return {k: getattr(settings, k) for k in keys}
+def settings_payload(settings: Settings) -> str:
+    """Every setting, as JSON, for the Spark workers, so that their evaluation cannot differ from the driver's
+    (RecordEvaluator keys its cache on the same dump). Secrets go too: the uuid secret (or audit salt) keys the
+    card and suggestion uuids, and the workers run in the driver's trust domain (docs/worklist.md)."""
+    return settings.model_dump_json()
+
+
+def settings_from_payload(payload: str) -> Settings:
+    """The driver's Settings, rebuilt from :func:`settings_payload` alone: validated, but not read from the
+    worker's environment or .env file."""
+    from app.settings import Settings
+
+    return Settings.model_validate_json(payload)
 
 
 def top_card(fired: list[FiredRule]) -> FiredRule:
@@ -79,26 +105,31 @@ def action_of(card: Card) -> str:
     return card["summary"]
 
 
+def worklist_tier(fired: list[FiredRule], phase: str) -> WorklistTier:
+    """The patient's tier: the first-ranked worklist-tier of the fired rules that holds in the phase (ranks and
+    phases from CodeSystem mbc-cds-worklist-tiers), else the last tier."""
+    from plandefinitions.worklist_tiers import worklist_tiers
+
+    return worklist_tiers().of([f.rule.worklist_tier for f in fired], phase)
+
+
 @lru_cache(maxsize=1)
-def _rules_by_id() -> dict[str, Any]:
+def _shipped_tiers_by_rule() -> dict[str, WorklistTier | None]:
     from app.service.knowledge import load_knowledge
 
-    return {r.id: r for r in load_knowledge().rules}
+    return {r.id: r.worklist_tier for r in load_knowledge().rules}
 
 
 def tier_of(rule_ids: list[str], phase: str) -> int:
-    """Worklist tier from the rules' PlanDefinition tiers (card-tier / worklist-tier extensions)."""
-    rules = [r for rid in rule_ids if (r := _rules_by_id().get(rid)) is not None]
-    if any(r.emergency for r in rules):
-        return 1
-    if phase == "acute" and any(r.worklist_tier == "acute-no-palliative-care" for r in rules):
-        return 2
-    if any(r.worklist_tier == "acp-missing" for r in rules):
-        return 3
-    return 4
+    """The tier rank of a row read back from a worklist file (its `rules` and `phase`), under the shipped
+    knowledge; rows being built take theirs from the fired rules (:func:`worklist_tier`)."""
+    from plandefinitions.worklist_tiers import worklist_tiers
+
+    tiers = _shipped_tiers_by_rule()
+    return worklist_tiers().of([tiers.get(rid) for rid in rule_ids], phase).rank
 
 
-def build_row(patient_id: str, outcome: HookOutcome) -> dict[str, Any] | None:
+def build_row(patient_id: str, outcome: HookOutcome) -> WorklistRow | None:
     """The worklist row for one HookOutcome, or None when the hook returns no card (patient not in scope)."""
     fired = outcome.fired
     if not fired:
@@ -111,12 +142,12 @@ def build_row(patient_id: str, outcome: HookOutcome) -> dict[str, Any] | None:
     sites = [s for s in SITES if s in ev.facts.sites]
     top = top_card(fired)
     counts = {k: sum(1 for f in fired if f.indicator == k) for k in ("critical", "warning", "info")}
-    tier = tier_of(rule_ids, phase)
+    tier = worklist_tier(fired, phase)
     return {
         "rank": 0,
         "patient_id": patient_id,
-        "tier": tier,
-        "tier_label": TIER_LABELS[tier],
+        "tier": tier.rank,
+        "tier_label": tier.code,
         "phase": phase,
         "phase_evidence": list(dict.fromkeys(e.code for e in ev.phase.evidence)),
         "sites": sites,
@@ -147,19 +178,18 @@ def draft_requests(outcome: HookOutcome) -> list[FhirResource]:
 
 
 def evaluate_group(evaluator: RecordEvaluator, patient_id: str, resources: list[dict[str, Any]], now: datetime,
-                   *, drafts: bool = False) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+                   *, drafts: bool = False) -> tuple[WorklistRow | None, list[FhirResource]]:
     outcome = evaluator.evaluate(resources, patient_id, now, server=False, hook_instance=HOOK_INSTANCE)
     row = build_row(patient_id, outcome)
     return row, (draft_requests(outcome) if drafts and row is not None else [])
 
 
-def rank_key(row: dict[str, Any]) -> tuple[int, int, str]:
+def rank_key(row: WorklistRow) -> tuple[int, int, str]:
     return row["tier"], -(row["n_critical"] + row["n_warning"]), row["patient_id"]
 
 
-def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Emergencies, then acute without palliative care, then missing ACP, then the rest; ties: more critical +
-    warning cards first, then patient id."""
+def rank_rows(rows: list[WorklistRow]) -> list[WorklistRow]:
+    """By tier rank; ties: more critical + warning cards first, then patient id."""
     ranked = sorted(rows, key=rank_key)
     for i, row in enumerate(ranked, 1):
         row["rank"] = i

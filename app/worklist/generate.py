@@ -31,8 +31,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from app.bundles import bundle_resources, rewrite_references
 from app.worklist.core import parse_now
-from app.worklist.readers import _rewrite_refs as _rewrite
 
 if TYPE_CHECKING:
     from terminology import Terminology
@@ -57,10 +57,6 @@ class Template:
     resources: list[dict[str, Any]]
 
 
-def _bundle_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle.get("entry") or [] if isinstance(e, dict) and e.get("resource")]
-
-
 def load_templates(now: datetime, which: str = "all") -> list[Template]:
     """Template patients with their dates moved so that the sample's 'now' is ``now``."""
     templates: list[Template] = []
@@ -71,7 +67,7 @@ def load_templates(now: datetime, which: str = "all") -> list[Template]:
         shift = shift_dates
         if which in ("all", "samples"):
             for s in list_samples(now=now):
-                resources = _bundle_resources(s["bundle"])
+                resources = bundle_resources(s["bundle"])
                 templates.append(Template(f"sample:{s['id']}", s["id"], resources))
     except ImportError:
         if which == "samples":
@@ -84,7 +80,7 @@ def load_templates(now: datetime, which: str = "all") -> list[Template]:
             bundle = {"resourceType": "Bundle", "entry": [{"resource": r} for r in data["resources"]]}
             if shift is not None and data.get("now"):
                 bundle = shift(bundle, now, reference=parse_now(data["now"]))
-            resources = _bundle_resources(bundle)
+            resources = bundle_resources(bundle)
             pid = next((r["id"] for r in resources if r.get("resourceType") == "Patient"), None)
             if pid:
                 templates.append(Template(f"scenario:{file.stem}", pid, resources))
@@ -161,7 +157,7 @@ class Generator:
         if days_back and self._shift is not None:
             bundle = {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}
             shifted = self._shift(bundle, self.now - timedelta(days=days_back), reference=self.now)
-            resources = _bundle_resources(shifted)
+            resources = bundle_resources(shifted)
         old_pid = template.patient_id
         ids: dict[str, str] = {}
         for i, r in enumerate(resources):
@@ -172,7 +168,7 @@ class Generator:
             r["id"] = new
         out: list[dict[str, Any]] = []
         for r in resources:
-            _rewrite(r, ids)
+            rewrite_references(r, ids)
             kept = self._vary(r, pid)
             if kept is not None:
                 out.append(kept)
@@ -309,7 +305,7 @@ def _bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
     entries = []
     for r in resources:
         r = orjson.loads(orjson.dumps(r))
-        _rewrite(r, urns)
+        rewrite_references(r, urns)
         entries.append({"fullUrl": urns[f"{r['resourceType']}/{r['id']}"], "resource": r})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 

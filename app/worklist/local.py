@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from app.worklist.core import evaluate_group, rank_rows
+from app.worklist.core import WorklistRow, evaluate_group, rank_rows
 from app.worklist.output import Progress
 from app.worklist.readers import DEFAULT_BUCKET_BYTES, PopulationReader
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class WorklistResult:
-    rows: list[dict[str, Any]]                  # ranked, patients with at least one card
+    rows: list[WorklistRow]                     # ranked, patients with at least one card
     stats: dict[str, Any] = field(default_factory=dict)
     engine: str = "local"
     elapsed: float = 0.0
@@ -38,7 +38,7 @@ def run_local(path: str | Path, *, now: datetime, settings: Settings, bucket_byt
 
         evaluator = build_evaluator(settings)
     bar = Progress(reader.patient_count_hint(), enabled=progress)
-    rows: list[dict[str, Any]] = []
+    rows: list[WorklistRow] = []
     n_drafts = 0
     try:
         for group in reader:

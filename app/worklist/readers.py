@@ -33,6 +33,7 @@ from typing import IO, Any
 
 import orjson
 
+from app.bundles import bundle_resources
 from app.data_requirements import record_types
 
 DEFAULT_BUCKET_BYTES = 128 * 1024 * 1024
@@ -66,7 +67,7 @@ class ReadStats:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def patient_of(resource: dict[str, Any], urn_map: dict[str, str] | None = None) -> str | None:
+def patient_of(resource: dict[str, Any]) -> str | None:
     """The id of the patient a resource belongs to, or None."""
     if resource.get("resourceType") == "Patient":
         rid = resource.get("id")
@@ -83,8 +84,6 @@ def patient_of(resource: dict[str, Any], urn_map: dict[str, str] | None = None) 
         if target.startswith("Patient/"):
             pid = target[8:].split("/", 1)[0]
             return pid or None
-        if urn_map and target in urn_map:
-            return urn_map[target]
         m = _PATIENT_IN_URL.search(target)
         if m:
             return m.group(1)
@@ -149,28 +148,14 @@ def _loads(line: bytes) -> dict[str, Any] | None:
 
 
 # -- Bundles ---------------------------------------------------------------------------------------------------
-def _rewrite_refs(node: Any, refs: dict[str, str]) -> Any:
-    """Replace ``urn:uuid`` references that name an entry of the same Bundle by ``Type/id`` (what a FHIR server
-    does when it stores a transaction Bundle)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str) and value in refs:
-                node[key] = refs[value]
-            elif isinstance(value, dict | list):
-                _rewrite_refs(value, refs)
-    elif isinstance(node, list):
-        for item in node:
-            _rewrite_refs(item, refs)
-    return node
-
-
 def bundle_records(data: bytes | dict[str, Any], stats: ReadStats | None = None,
                    types: frozenset[str] = ENGINE_TYPES) -> Iterator[tuple[str, bytes]]:
     """(patient id, resource JSON) for every resource of one Bundle that the engine reads.
 
-    Patient references may be ``Patient/<id>``, absolute URLs, or ``urn:uuid:...`` resolved through the Patient
-    entry's ``fullUrl`` (a Patient without an id gets the uuid as id). Medications that name no patient go to
-    every patient of this Bundle whose medication resources reference them.
+    The resources are read as a FHIR server stores them (:func:`app.bundles.bundle_resources`: ids from
+    ``urn:uuid`` fullUrls, references between entries as ``Type/id``), so patient references may be
+    ``Patient/<id>`` or absolute URLs. Medications that name no patient go to every patient of this Bundle whose
+    medication resources reference them.
     """
     stats = stats if stats is not None else ReadStats()
     if isinstance(data, bytes | bytearray):
@@ -184,38 +169,20 @@ def bundle_records(data: bytes | dict[str, Any], stats: ReadStats | None = None,
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         stats.unparsable += 1
         return
-    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    refs: dict[str, str] = {}
-    patients: dict[str, str] = {}
-    for e in entries:
-        r = e["resource"]
-        full = e.get("fullUrl")
-        rtype = r.get("resourceType")
-        if not isinstance(rtype, str):
-            continue
-        if rtype == "Patient" and not r.get("id") and isinstance(full, str) and full.startswith("urn:uuid:"):
-            r["id"] = full.removeprefix("urn:uuid:")
-        rid = r.get("id")
-        if isinstance(full, str) and isinstance(rid, str) and rid:
-            refs[full] = f"{rtype}/{rid}"
-            if rtype == "Patient":
-                patients[full] = rid
-    only_patient = next(iter(patients.values())) if len(set(patients.values())) == 1 else None
+    entries = sum(1 for e in bundle.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict))
+    resources = bundle_resources(bundle, copy=False)  # the reader's own Bundle (parsed here or handed over)
+    stats.resources += entries
+    stats.unparsable += entries - len(resources)
+    patients = {r["id"] for r in resources if r["resourceType"] == "Patient" and r.get("id")}
+    only_patient = next(iter(patients)) if len(patients) == 1 else None
     shared_meds: dict[str, dict[str, Any]] = {}
     wanted_meds: dict[str, set[str]] = {}
-    for e in entries:
-        r = e["resource"]
-        stats.resources += 1
-        rtype = r.get("resourceType")
-        if not isinstance(rtype, str):
-            stats.unparsable += 1
-            continue
+    for r in resources:
+        rtype = r["resourceType"]
         if rtype not in types:
             stats.other_types += 1
             continue
-        if refs:
-            _rewrite_refs(r, refs)
-        pid = patient_of(r, patients)
+        pid = patient_of(r)
         if rtype == "Medication" and pid is None:
             stats.medications += 1
             rid = r.get("id")

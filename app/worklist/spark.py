@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from app.worklist.core import evaluate_group, make_settings, parse_now, rank_rows, settings_payload
+from app.worklist.core import WorklistRow, evaluate_group, parse_now, rank_rows, settings_from_payload, settings_payload
 from app.worklist.local import WorklistResult
 from app.worklist.readers import (
     ENGINE_TYPES,
@@ -92,7 +92,7 @@ def _evaluator(settings_json: str) -> RecordEvaluator:
     if evaluator is None:
         from app.service.factory import build_evaluator
 
-        evaluator = build_evaluator(make_settings(**orjson.loads(settings_json)))
+        evaluator = build_evaluator(settings_from_payload(settings_json))
         _EVALUATORS[settings_json] = evaluator
     return evaluator
 
@@ -200,11 +200,11 @@ def run_spark(path: str | Path, *, now: datetime, settings: Settings, master: st
             n_parts = partitions or max(sc.defaultParallelism * 2, math.ceil(input_bytes / PARTITION_BYTES))
             grouped = sc.binaryFiles(",".join(files_b), minPartitions=n_in).mapPartitions(
                 partial(_key_bundles, counters=counters)).groupByKey(numPartitions=n_parts)
-        settings_json = orjson.dumps(settings_payload(settings)).decode()
+        settings_json = settings_payload(settings)
         results = grouped.mapPartitions(partial(
             _evaluate_partition, settings_json=settings_json, now_iso=now.isoformat(), medications=med_bc,
             drafts=drafts_sink is not None))
-        rows: list[dict[str, Any]] = []
+        rows: list[WorklistRow] = []
         patients = 0
         n_drafts = 0
         if drafts_sink is None:
