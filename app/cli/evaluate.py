@@ -13,6 +13,7 @@ import orjson
 from app.cli.draft_orders import DraftFileError, read_draft_orders
 from app.cli.errors import CliError
 from app.cli.output import print_json, render_cards_table
+from app.cli.parsing import Subcommands
 
 if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
     from app.service.outcome import HookOutcome
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
     from cds_hooks.cards import Card
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("evaluate", help="cards (and a timeline) for a Bundle file of one patient's resources",
                        description="Evaluate one patient's Bundle (any Bundle type) offline: no HTTP, no database.")
     p.add_argument("file", help="a FHIR R4 Bundle (JSON) of one patient's resources")
@@ -57,9 +58,13 @@ def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = 
 
     if bundle.get("resourceType") != "Bundle":
         raise ValueError("the file must hold a FHIR Bundle")
-    resources = [e.get("resource") for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    from cds_hooks.fallback import split_resources
+
+    # An entry without a resource is reported as the service reports one (a "not-resources" read gap).
+    resources, not_resources = split_resources(bundle)
+    skipped = {"Bundle": not_resources}
     if patient_id is None:
-        patient = next((r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"), None)
+        patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
         if patient is None or not patient.get("id"):
             raise ValueError("no Patient with an id in the Bundle: pass --patient")
         patient_id = str(patient["id"])
@@ -69,8 +74,9 @@ def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = 
 
         drafts = parse_draft_orders(draft_orders or {"resourceType": "Bundle", "entry": []}, None)
         return evaluator.evaluate_orders(hook, drafts, resources, patient_id, now or datetime.now(UTC),
-                                         hook_instance="cli")
-    return evaluator.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli")
+                                         hook_instance="cli", skipped=skipped)
+    return evaluator.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli",
+                              skipped=skipped)
 
 
 def write_timeline(outcome: HookOutcome, path: Path, *, link_base: str = "", days: int | None = 120) -> None:
