@@ -188,7 +188,6 @@ class PatientFacts:
     allergies: list[Allergy] = field(default_factory=list)
     unclassified_medications: list[Dated] = field(default_factory=list)
     treatments: dict[str, list[Dated]] = field(default_factory=dict)
-    recurrence: bool = False
     gaps: list[DataGap] = field(default_factory=list)
     medications_readable: bool = True
 
@@ -726,7 +725,6 @@ class _FactBuilder:
         # Rules v2 section 1: personal history of breast cancer + a distant metastasis = metastatic recurrence.
         if self.history and not facts.breast_primary and (facts.metastasis or facts.staging_m1):
             facts.breast_primary.extend(self.history)
-            facts.recurrence = True
         obs: dict[str, list[Measurement]] = {}
         for name, pairs in self.raw_obs.items():
             pairs.sort(key=lambda pair: pair[0].when)

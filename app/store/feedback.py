@@ -163,19 +163,6 @@ def _snooze(s: Session, card: IssuedCard, e: FeedbackEntry, now: datetime,
     result.snoozed.append(SnoozeMade(card.rule_id, reason, until, card.patient_hash))
 
 
-def active_snoozes(db: Database, patient_hash: str, now: datetime) -> list[tuple[str, str, datetime]]:
-    """(rule id, reason, until) for this patient, the latest end per rule."""
-    with db.session() as s:
-        rows = s.execute(select(Snooze.rule_id, Snooze.reason, Snooze.until)
-                         .where(Snooze.patient_hash == patient_hash, Snooze.until > now)).all()
-    latest: dict[str, tuple[str, str, datetime]] = {}
-    for rule_id, reason, until in rows:
-        until = until if until.tzinfo else until.replace(tzinfo=UTC)
-        if rule_id not in latest or until > latest[rule_id][2]:
-            latest[rule_id] = (rule_id, reason, until)
-    return list(latest.values())
-
-
 def feedback_report(db: Database, service: str | None = None) -> list[dict[str, object]]:
     """Accept / override counts per rule (one outcome per card)."""
     with db.session() as s:
