@@ -46,13 +46,6 @@ class Artifacts:
     def get(self, resource_type: str, rid: str) -> dict[str, Any] | None:
         return self.by_type.get(resource_type, {}).get(rid)
 
-    def by_url(self, url: str) -> dict[str, Any] | None:
-        for items in self.by_type.values():
-            for res in items.values():
-                if res.get("url") == url:
-                    return res
-        return None
-
 
 def plan_hooks(plan: dict[str, Any], action: dict[str, Any]) -> tuple[str, ...]:
     """The CDS hooks an action answers: the names of its named-event triggers (R4 PlanDefinition.action.trigger).
