@@ -58,13 +58,10 @@ def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = 
 
     if bundle.get("resourceType") != "Bundle":
         raise ValueError("the file must hold a FHIR Bundle")
-    from cds_hooks.fallback import split_resources
-
-    # An entry without a resource is reported as the service reports one (a "not-resources" read gap).
-    resources, not_resources = split_resources(bundle)
-    skipped = {"Bundle": not_resources}
+    resources = [r for e in bundle.get("entry") or []
+                 if isinstance(e, dict) and isinstance(r := e.get("resource"), dict)]
     if patient_id is None:
-        patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
+        patient = next((r for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"), None)
         if patient is None or not patient.get("id"):
             raise ValueError("no Patient with an id in the Bundle: pass --patient")
         patient_id = str(patient["id"])
@@ -74,9 +71,8 @@ def evaluate_bundle_outcome(bundle: dict[str, Any], *, patient_id: str | None = 
 
         drafts = parse_draft_orders(draft_orders or {"resourceType": "Bundle", "entry": []}, None)
         return evaluator.evaluate_orders(hook, drafts, resources, patient_id, now or datetime.now(UTC),
-                                         hook_instance="cli", skipped=skipped)
-    return evaluator.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli",
-                              skipped=skipped)
+                                         hook_instance="cli")
+    return evaluator.evaluate(resources, patient_id, now or datetime.now(UTC), hook_instance="cli")
 
 
 def write_timeline(outcome: HookOutcome, path: Path, *, link_base: str = "", days: int | None = 120) -> None:
