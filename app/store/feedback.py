@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from app.store.db import Database
 from app.store.models import Feedback, IssuedCard, Snooze
 from app.store.snoozes import SnoozeIndex
+from plandefinitions.loader import load_artifacts, override_reasons
 
 # The client name for cards issued while JWT verification is off (demo mode).
 DEMO_CLIENT = "demo"
-OVERRIDE_CODES = ("already-addressed", "patient-declined", "not-appropriate", "data-wrong")
+# The override reasons every card offers (plandefinitions/CodeSystem-mbc-cds-override-reason.json).
+OVERRIDE_CODES = frozenset(r["code"] for r in override_reasons(load_artifacts()))
 
 
 @dataclass(frozen=True, slots=True)
