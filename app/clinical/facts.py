@@ -293,7 +293,7 @@ def _first_time(resource: dict[str, Any], *fields: str) -> datetime | None:
     return None
 
 
-def _codes(cc: Any) -> list[str]:
+def _codes(cc: JsonValue) -> list[str]:
     if not isinstance(cc, dict):
         return []
     codings = cc.get("coding")
@@ -302,7 +302,7 @@ def _codes(cc: Any) -> list[str]:
     return [code for c in codings if isinstance(c, dict) and isinstance(code := c.get("code"), str)]
 
 
-def _status_code(cc: Any) -> str | None:
+def _status_code(cc: JsonValue) -> str | None:
     codes = _codes(cc)
     return codes[0] if codes else None
 
@@ -317,7 +317,7 @@ def _references_other_patient(resource: dict[str, Any], patient_id: str) -> bool
     return False
 
 
-def _display_of(cc: Any) -> str:
+def _display_of(cc: JsonValue) -> str:
     if not isinstance(cc, dict):
         return ""
     text = cc.get("text")
@@ -334,7 +334,7 @@ _ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
 _MCODE_PRIMARY = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-primary-cancer-condition"
 
 
-def _icdo3_breast_topography(cc: Any) -> bool:
+def _icdo3_breast_topography(cc: JsonValue) -> bool:
     # ICD-O-3 topography C50.0-C50.9 is the breast by the structure of the classification.
     if not isinstance(cc, dict):
         return False
@@ -346,7 +346,7 @@ def _icdo3_breast_topography(cc: Any) -> bool:
     return False
 
 
-def _is_breast_primary_by_site(r: dict[str, Any], code: Any, body_concepts: set[str]) -> bool:
+def _is_breast_primary_by_site(r: dict[str, Any], code: JsonValue, body_concepts: set[str]) -> bool:
     """ICD-O-3 malignant morphology (behaviour /3) or an mCODE PrimaryCancerCondition, with a breast site."""
     breast_site = "bodysite-breast" in body_concepts or any(_icdo3_breast_topography(cc)
                                                             for cc in r.get("bodySite") or [])

@@ -41,7 +41,7 @@ class MedicationClass:
     classified: bool
 
 
-def _display(cc: Any) -> str:
+def _display(cc: JsonValue) -> str:
     if not isinstance(cc, dict):
         return ""
     text = cc.get("text")
