@@ -36,8 +36,8 @@ def check_handled(declaration: DataRequirements, handled: frozenset[str]) -> Non
 
 @lru_cache(maxsize=1)
 def declared() -> DataRequirements:
-    """The declaration, checked against the fact pass (first use is at start-up: discovery and the hook
-    processor derive their templates from it)."""
+    """The declaration, checked against the fact pass (first use is at start-up: discovery and the record
+    evaluator derive their templates from it)."""
     declaration = data_requirements()
     check_handled(declaration, HANDLED_TYPES)
     return declaration

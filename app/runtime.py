@@ -23,7 +23,7 @@ from app.store.migrate import upgrade_at_start
 from app.store.replay import DatabaseReplayCache
 from app.store.snoozes import SnoozeIndex
 from cds_hooks.auth import JwtVerifier, TrustedClient, load_clients
-from cds_hooks.discovery import ServiceDefinition, discovery_document
+from cds_hooks.discovery import DiscoveryDocument, ServiceDefinition, discovery_document
 from cds_hooks.jwks_fetch import jwks_client
 from cds_hooks.outbound import outbound_client
 from terminology import Terminology
@@ -39,7 +39,7 @@ class Runtime:
     knowledge: Knowledge
     terminology: Terminology
     services: dict[str, ServiceDefinition]
-    discovery: dict[str, object]
+    discovery: DiscoveryDocument
     http: httpx.AsyncClient
     handler: HookHandler
     verifier: JwtVerifier | None

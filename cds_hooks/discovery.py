@@ -5,11 +5,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
-__all__ = ["ServiceDefinition", "discovery_document"]
+__all__ = ["DiscoveryDocument", "ServiceEntry", "ServiceDefinition", "discovery_document"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._~-]+$")  # one URL path segment, no escaping needed
+
+
+class ServiceEntry(TypedDict):
+    """One service in the discovery document, as JSON."""
+
+    hook: str
+    title: NotRequired[str]
+    description: str
+    id: str
+    prefetch: NotRequired[dict[str, str]]
+    usageRequirements: NotRequired[str]
+
+
+class DiscoveryDocument(TypedDict):
+    services: list[ServiceEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +49,11 @@ class ServiceDefinition:
             if not key or not isinstance(template, str) or not template:
                 raise ValueError(f"prefetch key {key!r} needs a non-empty template")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ServiceEntry:
         """The discovery entry with empty optional fields left out (CDS Hooks forbids null/empty)."""
-        out: dict[str, Any] = {"hook": self.hook}
-        if self.title:
-            out["title"] = self.title
-        out["description"] = self.description
-        out["id"] = self.id
+        # Keys in the order the CDS Hooks specification lists them.
+        out: ServiceEntry = ({"hook": self.hook, "title": self.title, "description": self.description, "id": self.id}
+                             if self.title else {"hook": self.hook, "description": self.description, "id": self.id})
         if self.prefetch:
             out["prefetch"] = dict(self.prefetch)
         if self.usage_requirements:
@@ -48,7 +61,7 @@ class ServiceDefinition:
         return out
 
 
-def discovery_document(services: Iterable[ServiceDefinition]) -> dict[str, Any]:
+def discovery_document(services: Iterable[ServiceDefinition]) -> DiscoveryDocument:
     """`{"services": [...]}`; raises ValueError on a duplicate service id."""
     seen: set[str] = set()
     entries = []

@@ -44,10 +44,6 @@ class DraftOrder:
 class DraftOrders:
     drafts: tuple[DraftOrder, ...]
     selected: tuple[DraftOrder, ...]      # order-select: the drafts named in `selections`; order-sign: all
-    unmatched_selections: int = 0
-
-    def of_type(self, *types: str) -> list[DraftOrder]:
-        return [d for d in self.drafts if d.resource_type in types]
 
 
 def _message(exc: ValidationError, errors: list[Any]) -> str:
@@ -110,5 +106,4 @@ def parse_draft_orders(bundle: Any, selections: Sequence[str] | None = None) -> 
         return DraftOrders(tuple(drafts), tuple(drafts))
     wanted = set(selections)
     selected = tuple(d for d in drafts if d.ref is not None and d.ref in wanted)
-    found = {d.ref for d in selected}
-    return DraftOrders(tuple(drafts), selected, unmatched_selections=len(wanted - found))
+    return DraftOrders(tuple(drafts), selected)

@@ -200,7 +200,6 @@ class _KeyState:
     resources: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
     problem: FetchProblem | None = None
-    finished: bool = False
     budget: _HookBudget | None = None
 
     @property
@@ -432,8 +431,6 @@ class PrefetchResolver:
         except Exception as exc:  # never let a server fault (or a surprise in its data) escape
             log.warning("prefetch key %s: unexpected %s", st.key, type(exc).__name__)
             st.problem = FetchProblem(st.key, "malformed", None, f"unexpected error: {type(exc).__name__}")
-        finally:
-            st.finished = True
 
     async def _fetch_pages(self, st: _KeyState, url: str, headers: dict[str, str]) -> None:
         walk = st.walk

@@ -11,9 +11,13 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from cds_hooks.cards import Coding
+
 BASE_URL = "http://mbc-cds.example.org/fhir"
 RULE_SYSTEM = f"{BASE_URL}/CodeSystem/mbc-cds-rules"
 WORKLIST_TIER_SYSTEM = f"{BASE_URL}/CodeSystem/mbc-cds-worklist-tiers"
+# The reasons a card offers for dismissing it (card.overrideReasons, feedback overrideReason.reason).
+OVERRIDE_REASON_SYSTEM = f"{BASE_URL}/CodeSystem/mbc-cds-override-reason"
 RESOURCE_LEVEL_URL = f"{BASE_URL}/StructureDefinition/resource-level"
 # Card presentation, read by the engine so that no rule id is written in Python (docs/design.md).
 # display-rank valueInteger: order within an indicator; card-tier valueCode: overview | emergency | uncapped;
@@ -48,12 +52,21 @@ class Artifacts:
     def get(self, resource_type: str, rid: str) -> dict[str, Any] | None:
         return self.by_type.get(resource_type, {}).get(rid)
 
-    def by_url(self, url: str) -> dict[str, Any] | None:
-        for items in self.by_type.values():
-            for res in items.values():
-                if res.get("url") == url:
-                    return res
-        return None
+
+def override_reasons(artifacts: Artifacts) -> list[Coding]:
+    """The override reasons as the Codings a card lists, in the CodeSystem's order."""
+    found = [cs for cs in artifacts.of("CodeSystem") if cs.get("url") == OVERRIDE_REASON_SYSTEM]
+    if len(found) != 1:
+        raise ArtifactError(f"one CodeSystem {OVERRIDE_REASON_SYSTEM} is needed, found {len(found)}")
+    reasons: list[Coding] = []
+    for concept in found[0].get("concept") or []:
+        code, display = concept.get("code"), concept.get("display")
+        if not (isinstance(code, str) and code and isinstance(display, str) and display):
+            raise ArtifactError(f"CodeSystem/{found[0]['id']}: every override reason needs a code and a display")
+        reasons.append({"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display})
+    if not reasons:
+        raise ArtifactError(f"CodeSystem/{found[0]['id']} lists no override reason")
+    return reasons
 
 
 def plan_hooks(plan: dict[str, Any], action: dict[str, Any]) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from fhir.resources.R4B.valueset import ValueSet
 from pydantic import ValidationError
 
 from terminology import icd10cm as icd
+from terminology.fhir_json import CodeableConceptJson, JsonValue
 
 __all__ = [
     "BASE",
@@ -344,7 +345,7 @@ class Terminology:
                 raise TerminologyError(f"local code {code!r} is used in a ValueSet but not defined in mbc-cds-local")
 
     # ------------------------------------------------------------------ hot path
-    def concepts(self, system: Any, code: Any) -> frozenset[str]:
+    def concepts(self, system: JsonValue, code: JsonValue) -> frozenset[str]:
         """Ids of the ValueSets that contain ``code`` (empty frozenset if none or if the input is not strings)."""
         if not isinstance(system, str) or not isinstance(code, str):
             return _EMPTY
@@ -359,7 +360,7 @@ class Terminology:
             return _EMPTY
         return self._index.get((system, normalise_code(system, code)), _EMPTY)
 
-    def concepts_of_codeable(self, cc: Any) -> set[str]:
+    def concepts_of_codeable(self, cc: CodeableConceptJson | None) -> set[str]:
         """Concept ids of all codings of a CodeableConcept given as raw JSON (a dict). Garbage gives ``set()``."""
         out: set[str] = set()
         if not isinstance(cc, dict):
@@ -374,7 +375,7 @@ class Terminology:
                     out |= hit
         return out
 
-    def concepts_of_text(self, text: Any) -> set[str]:
+    def concepts_of_text(self, text: JsonValue) -> set[str]:
         """Drug-class ids whose ingredient names occur as whole words in ``text`` (case-insensitive).
 
         Only ValueSets flagged with the match-ingredient-name extension take part; a ValueSet with an
@@ -385,26 +386,26 @@ class Terminology:
             return set()
         return set(self._name_matches(text).concepts)
 
-    def ingredients_of_text(self, text: Any) -> set[str]:
+    def ingredients_of_text(self, text: JsonValue) -> set[str]:
         """Canonical ingredient names (lower case) of the ingredient / brand names found as whole words in ``text``."""
         if not isinstance(text, str) or not text or self._name_re is None:
             return set()
         return set(self._name_matches(text).ingredients)
 
-    def ingredients_of_code(self, system: Any, code: Any) -> frozenset[str]:
+    def ingredients_of_code(self, system: JsonValue, code: JsonValue) -> frozenset[str]:
         """Canonical ingredient names of an RxNorm ingredient or product code (or local ingredient code)."""
         if not isinstance(system, str) or not isinstance(code, str):
             return _EMPTY
         system = _SYSTEM_ALIASES.get(system, system)
         return self._code_ingredient.get((system, normalise_code(system, code)), _EMPTY)
 
-    def recognises_medication_text(self, text: Any) -> bool:
+    def recognises_medication_text(self, text: JsonValue) -> bool:
         """True when ``text`` names any medicine the name table knows, in or outside the drug classes."""
         if not isinstance(text, str) or not text or self._name_re is None:
             return False
         return self._name_matches(text).recognised
 
-    def concepts_of_phrases(self, text: Any) -> set[str]:
+    def concepts_of_phrases(self, text: JsonValue) -> set[str]:
         """Concept ids whose match-text phrases occur as whole words in ``text`` (treatments on record)."""
         if not isinstance(text, str) or not text or self._phrase_re is None:
             return set()
@@ -435,7 +436,7 @@ class Terminology:
                     concepts.discard(cid)
         return _remember(self._name_cache, text, NameMatches(frozenset(concepts), frozenset(ingredients), recognised))
 
-    def concepts_of_medication(self, cc: Any) -> set[str]:
+    def concepts_of_medication(self, cc: CodeableConceptJson | None) -> set[str]:
         """Codes of a medication CodeableConcept plus ingredient-name matches in its ``text`` and coding displays."""
         out = self.concepts_of_codeable(cc)
         if not isinstance(cc, dict):
@@ -461,7 +462,7 @@ class Terminology:
                 return dict(coding)
         return None
 
-    def display(self, system: Any, code: Any) -> str | None:
+    def display(self, system: JsonValue, code: JsonValue) -> str | None:
         """The display text of a code known to any ValueSet (ICD-10-CM descendants from simple_icd_10_cm)."""
         if not isinstance(system, str) or not isinstance(code, str):
             return None

@@ -137,7 +137,7 @@ def _fired(knowledge: Knowledge, record: list[dict[str, Any]], *, capped: bool =
 
 
 def test_the_example_is_not_shipped() -> None:
-    assert RULE_ID not in load_knowledge().rule_ids
+    assert RULE_ID not in {r.id for r in load_knowledge().rules}
     assert "NauseaRecent" not in SERVICE_VOCABULARY.predicates
 
 

@@ -401,7 +401,11 @@ def test_phase_prescription_extensions_are_read() -> None:
     draft = rt_draft(per_cgy=None, fractions=None)
     draft["extension"] = _phase_prescription_30gy_in_10()
     fx = read_fractionation(draft)
-    assert fx is not None and (fx.fractions, fx.total_gy, fx.dose_per_fraction_gy) == (10, 30, 3)
+    assert fx is not None and (fx.fractions, fx.total_gy) == (10, 30)
+    # The dose per fraction is read too: without the total, it gives the total.
+    draft["extension"][1]["extension"] = draft["extension"][1]["extension"][:2]
+    fx = read_fractionation(draft)
+    assert fx is not None and (fx.fractions, fx.total_gy) == (10, 30)
 
 
 @pytest.mark.parametrize("hook", HOOKS)

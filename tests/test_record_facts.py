@@ -94,14 +94,15 @@ def test_generic_secondary_code_on_a_regional_node_body_site_is_not_metastatic()
 def test_history_of_breast_cancer_plus_distant_metastasis_is_recurrence() -> None:
     history = _cond("h", ICD10CM, "Z85.3", 3000)
     facts = _facts(history, BONE)
-    assert facts.in_scope and facts.recurrence
+    # The history code stands in for the breast primary: it is what puts the patient in scope.
+    assert facts.in_scope
     assert [d.ref for d in facts.breast_primary] == ["Condition/h"]
     assert not _facts(history).in_scope
     assert not _facts(history, _cond("n", ICD10CM, "C77.3")).in_scope
-    assert _facts(_cond("h2", SNOMED, "415076002", 3000), BONE).recurrence
+    assert [d.ref for d in _facts(_cond("h2", SNOMED, "415076002", 3000), BONE).breast_primary] == ["Condition/h2"]
     assert not _facts(_cond("fh", SNOMED, "429740004", 3000), BONE).in_scope  # family history
     primary = _facts(BREAST, history, BONE)
-    assert primary.in_scope and not primary.recurrence
+    assert primary.in_scope and [d.ref for d in primary.breast_primary] == ["Condition/c-breast"]
 
 
 @pytest.mark.parametrize("code", ["93884005", "408643008", "278054005", "372098003", "93796005"])

@@ -15,13 +15,13 @@ from app.store.db import Database
 from app.store.feedback import (
     FeedbackEntry,
     FeedbackRefused,
-    active_snoozes,
     feedback_report,
     snooze_report,
     store_feedback,
 )
 from app.store.migrate import downgrade, upgrade
 from app.store.models import Feedback, Invocation, IssuedCard, Snooze
+from app.store.snoozes import SnoozeIndex
 from tests.conftest import pg_url
 
 
@@ -122,6 +122,13 @@ def test_one_outcome_per_card_and_only_its_own_suggestions(db: Database) -> None
     assert report == [{"rule": "referral-palliative-care", "accepted": 1, "overridden": 0}]
 
 
+def _snoozes_in_table(db: Database) -> SnoozeIndex:
+    """What the snooze table holds at NOW, read as a hook reads it (a fresh index, one read of the table)."""
+    index = SnoozeIndex(db, clock=lambda: NOW)
+    assert index.refresh()
+    return index
+
+
 def test_override_snoozes_the_rule_for_the_patient_for_the_reason_period(db: Database) -> None:
     _issue(db, "declined", rule="referral-palliative-care", patient="p1")
     _issue(db, "wrong", rule="key-worker", patient="p1")
@@ -132,10 +139,10 @@ def test_override_snoozes_the_rule_for_the_patient_for_the_reason_period(db: Dat
         ("referral-palliative-care", "patient-declined", NOW + timedelta(days=180))]
     wrong = FeedbackEntry("wrong", "overridden", "t", (), "data-wrong", None, False)
     assert store_feedback(db, "svc", [wrong], client="ehr-a", now=NOW, snooze_days=DAYS.__getitem__).snoozed == []
-    assert active_snoozes(db, "p1", NOW) == [("referral-palliative-care", "patient-declined",
-                                              NOW + timedelta(days=180))]
-    assert active_snoozes(db, "p2", NOW) == []
-    assert active_snoozes(db, "p1", NOW + timedelta(days=181)) == []
+    stored = _snoozes_in_table(db)
+    assert stored.active("p1", NOW) == [("referral-palliative-care", "patient-declined", NOW + timedelta(days=180))]
+    assert stored.active("p2", NOW) == []
+    assert stored.active("p1", NOW + timedelta(days=181)) == []
     assert snooze_report(db, NOW) == [{"rule": "referral-palliative-care", "reason": "patient-declined",
                                        "patients": 1, "latestUntil": "2027-05-19T10:00:00Z"}]
     with db.session() as s:
@@ -151,7 +158,7 @@ def test_critical_cards_are_never_snoozed(db: Database) -> None:
                             snooze_days=DAYS.__getitem__)
     assert result.stored == 1 and result.snoozed == []
     assert result.not_snoozed and result.not_snoozed[0]["rule"] == "emergency-spinal-cord-compression"
-    assert active_snoozes(db, "hash-1", NOW) == []
+    assert _snoozes_in_table(db).active("hash-1", NOW) == []
 
 
 def test_feedback_is_all_or_nothing(db: Database) -> None:

@@ -7,7 +7,6 @@ import argparse
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from app.cli.config import load_settings
@@ -15,6 +14,7 @@ from app.cli.database import DEMO_DATABASE_URL, shown_url
 from app.cli.errors import CliError
 from app.cli.evaluate import evaluate_bundle
 from app.cli.output import render_cards_table
+from app.cli.parsing import Subcommands
 
 SERVICE_PATH = "/cds-services/mbc-palliative-care"
 # The public CDS Hooks Sandbox and the URL query parameters it reads at start-up (cds-hooks/sandbox README,
@@ -24,7 +24,7 @@ LOCAL_FHIR_SERVER = "http://127.0.0.1:8090"
 DEMO_PATIENT = "mbc-demo-01"
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("demo", help="run with embedded SQLite, JWT off, sample patients and the card viewer",
                        description=f"Print every sample patient's cards, then serve the card viewer with JWT "
                                    f"verification off and SQLite at {DEMO_DATABASE_URL} (synthetic data only).")

@@ -13,6 +13,7 @@ import orjson
 from app.cli.draft_orders import DraftFileError, read_draft_orders
 from app.cli.errors import CliError
 from app.cli.output import print_json, render_cards_table
+from app.cli.parsing import Subcommands
 
 if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
     from app.service.outcome import HookOutcome
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `mbc-cds --help` stays fast
     from cds_hooks.cards import Card
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("evaluate", help="cards (and a timeline) for a Bundle file of one patient's resources",
                        description="Evaluate one patient's Bundle (any Bundle type) offline: no HTTP, no database.")
     p.add_argument("file", help="a FHIR R4 Bundle (JSON) of one patient's resources")

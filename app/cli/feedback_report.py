@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from app.cli.database import DEMO_DATABASE_URL, check_database, database_error, database_url, shown_url, sqlite_file
 from app.cli.errors import CliError
 from app.cli.output import print_json
+from app.cli.parsing import Subcommands
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("feedback-report", help="accepted / overridden counts per rule",
                        description="Counts of accepted and overridden cards per rule, from the feedback the "
                                    "service stored. Says which database it reads (on stderr).")

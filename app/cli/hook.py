@@ -20,6 +20,7 @@ import orjson
 from app.cli.draft_orders import DraftFileError, read_draft_orders
 from app.cli.errors import CliError
 from app.cli.output import print_json, render_cards_table
+from app.cli.parsing import Subcommands
 from app.hook_requests import DEFAULT_USER, patient_view_request
 from cds_hooks.hooks import ORDER_HOOKS
 from cds_hooks.paging import FhirReadError, read_all_pages
@@ -27,7 +28,7 @@ from cds_hooks.paging import FhirReadError, read_all_pages
 READ_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("hook", help="fire a hook (patient-view, order-select, order-sign) at a CDS service",
                        description="Fire patient-view (or order-select / order-sign with --draft) with "
                                    "fhirServer (and fhirAuthorization with --token); with --prefetch, read "

@@ -16,12 +16,13 @@ import orjson
 
 from app.bundles import bundle_resources, patient_id_of
 from app.cli.errors import CliError
+from app.cli.parsing import Subcommands
 from cds_hooks.paging import FHIR_JSON, all_diagnostics, error_text, fhir_headers
 
 LOAD_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  # public sandboxes take their time over transactions
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("load", help="POST the sample patients (transaction Bundles) to a FHIR server",
                        description="POST each sample patient as a transaction Bundle, dates shifted to "
                                    "now, to the FHIR server base (HAPI FHIR, Medplum, ...).")

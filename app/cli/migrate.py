@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from app.cli.database import DEMO_DATABASE_URL, check_database, database_error, database_url, shown_url
+from app.cli.parsing import Subcommands
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser("migrate", help="create or upgrade the database schema",
                        description="Bring the database to the latest schema (serve and demo also do this at start).")
     p.add_argument("--database-url", help="SQLAlchemy URL (default: MBC_CDS_DATABASE_URL, else sqlite:///./mbc-cds.db)")

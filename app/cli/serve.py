@@ -9,9 +9,10 @@ from typing import Any
 from app.cli.config import load_settings
 from app.cli.database import check_database
 from app.cli.errors import CliError
+from app.cli.parsing import Subcommands
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     from app.serving import DEFAULT_LIMIT_CONCURRENCY, DEFAULT_MAX_HEADER_BYTES, DEFAULT_TIMEOUT_KEEP_ALIVE
 
     p = sub.add_parser("serve", help="run the CDS Hooks service (uvicorn)",

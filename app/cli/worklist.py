@@ -6,9 +6,9 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from app.cli.errors import CliError
+from app.cli.parsing import Subcommands
 from app.worklist.core import make_settings, parse_now
 from app.worklist.output import output_paths, summary_table, write_csv, write_fhir, write_ndjson
 from app.worklist.readers import DEFAULT_BUCKET_BYTES
@@ -16,7 +16,7 @@ from app.worklist.readers import DEFAULT_BUCKET_BYTES
 RESOURCE_LEVELS = ("basic", "limited", "enhanced", "maximal")
 
 
-def register(sub: Any) -> None:
+def register(sub: Subcommands) -> None:
     p = sub.add_parser(
         "worklist", help="ranked palliative care worklist for a population (Bulk Data NDJSON or Bundles)",
         description="Evaluate every patient of a FHIR Bulk Data export (NDJSON) or a directory of Bundles with "

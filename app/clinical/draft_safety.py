@@ -9,12 +9,12 @@ is returned as text for the card, with the resources it rests on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from app.clinical.facts import PatientFacts
 from app.clinical.fhirtime import fmt_date
 from app.clinical.medications import MedicationTerminology, classify_medication
 from app.clinical.thresholds import RENAL_SEVERE_BELOW
+from terminology.fhir_json import JsonObject
 
 # Ingredients whose draft severe renal impairment blocks (clinical rules v2 section 2 / 5b).
 RENAL_BLOCKED = {
@@ -31,7 +31,7 @@ class Withheld:
     refs: tuple[str, ...]
 
 
-def draft_blockers(facts: PatientFacts, draft: dict[str, Any], terminology: MedicationTerminology) -> list[Withheld]:
+def draft_blockers(facts: PatientFacts, draft: JsonObject, terminology: MedicationTerminology) -> list[Withheld]:
     """Why this draft must not be offered to this patient (empty when nothing blocks it)."""
     if draft.get("resourceType") != "MedicationRequest":
         return []

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from app.clinical.facts import PatientFacts, TerminologyLike, build_facts
 from app.clinical.gaps import ReadGap, unreadable_types
 from app.clinical.measures import CalciumFinding, WeightLoss, latest_calcium, weight_loss
 from app.clinical.pain import PainStatus, pain_status
 from app.clinical.phase import Phase, determine_phase
+from terminology.fhir_json import JsonObject
 
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "Medication"})
 
@@ -54,7 +55,7 @@ class Evaluation:
         return self.facts.now
 
 
-def evaluate_patient(resources: list[Any], *, patient_id: str, now: datetime,
+def evaluate_patient(resources: Iterable[JsonObject], *, patient_id: str, now: datetime,
                      terminology: TerminologyLike,
                      acute_window: timedelta, assessment_window: timedelta, acp_revisit: timedelta,
                      gaps: Iterable[ReadGap] = ()) -> Evaluation:

@@ -16,6 +16,7 @@ from app.clinical.fhirtime import parse_fhir_datetime
 from app.clinical.gaps import NO_DRUG_CLASS, NO_RESOURCE_TYPE, NOT_A_RESOURCE, UNREADABLE_STRUCTURE, ReadGap
 from app.clinical.medications import classify_medication
 from app.clinical.thresholds import RENAL_SEVERE_BELOW, RENAL_WINDOW
+from terminology.fhir_json import CodeableConceptJson, JsonObject, JsonValue
 
 SITES: tuple[str, ...] = (
     "bone", "spine", "long-bone", "brain", "liver", "lung", "pleura", "skin", "peritoneum-bowel", "other",
@@ -85,14 +86,14 @@ _ONE_DAY = timedelta(days=1)
 
 
 class TerminologyLike(Protocol):
-    def concepts_of_codeable(self, cc: Any) -> set[str]: ...
-    def concepts_of_text(self, text: str) -> set[str]: ...
-    def concepts(self, system: str, code: str) -> frozenset[str]: ...
-    def concepts_of_medication(self, cc: Any) -> set[str]: ...
-    def ingredients_of_text(self, text: Any) -> set[str]: ...
-    def ingredients_of_code(self, system: Any, code: Any) -> frozenset[str]: ...
-    def concepts_of_phrases(self, text: Any) -> set[str]: ...
-    def recognises_medication_text(self, text: Any) -> bool: ...
+    def concepts_of_codeable(self, cc: CodeableConceptJson | None) -> set[str]: ...
+    def concepts_of_text(self, text: JsonValue) -> set[str]: ...
+    def concepts(self, system: JsonValue, code: JsonValue) -> frozenset[str]: ...
+    def concepts_of_medication(self, cc: CodeableConceptJson | None) -> set[str]: ...
+    def ingredients_of_text(self, text: JsonValue) -> set[str]: ...
+    def ingredients_of_code(self, system: JsonValue, code: JsonValue) -> frozenset[str]: ...
+    def concepts_of_phrases(self, text: JsonValue) -> set[str]: ...
+    def recognises_medication_text(self, text: JsonValue) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,6 @@ class PatientFacts:
     allergies: list[Allergy] = field(default_factory=list)
     unclassified_medications: list[Dated] = field(default_factory=list)
     treatments: dict[str, list[Dated]] = field(default_factory=dict)
-    recurrence: bool = False
     gaps: list[ReadGap] = field(default_factory=list)   # what the fact pass could not read or classify
     medications_readable: bool = True
 
@@ -282,7 +282,7 @@ def _first_time(resource: dict[str, Any], *fields: str) -> datetime | None:
     return None
 
 
-def _codes(cc: Any) -> list[str]:
+def _codes(cc: JsonValue) -> list[str]:
     if not isinstance(cc, dict):
         return []
     codings = cc.get("coding")
@@ -291,7 +291,7 @@ def _codes(cc: Any) -> list[str]:
     return [code for c in codings if isinstance(c, dict) and isinstance(code := c.get("code"), str)]
 
 
-def _status_code(cc: Any) -> str | None:
+def _status_code(cc: JsonValue) -> str | None:
     codes = _codes(cc)
     return codes[0] if codes else None
 
@@ -306,7 +306,7 @@ def _references_other_patient(resource: dict[str, Any], patient_id: str) -> bool
     return False
 
 
-def _display_of(cc: Any) -> str:
+def _display_of(cc: JsonValue) -> str:
     if not isinstance(cc, dict):
         return ""
     text = cc.get("text")
@@ -323,7 +323,7 @@ _ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
 _MCODE_PRIMARY = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-primary-cancer-condition"
 
 
-def _icdo3_breast_topography(cc: Any) -> bool:
+def _icdo3_breast_topography(cc: JsonValue) -> bool:
     # ICD-O-3 topography C50.0-C50.9 is the breast by the structure of the classification.
     if not isinstance(cc, dict):
         return False
@@ -335,7 +335,7 @@ def _icdo3_breast_topography(cc: Any) -> bool:
     return False
 
 
-def _is_breast_primary_by_site(r: dict[str, Any], code: Any, body_concepts: set[str]) -> bool:
+def _is_breast_primary_by_site(r: dict[str, Any], code: JsonValue, body_concepts: set[str]) -> bool:
     """ICD-O-3 malignant morphology (behaviour /3) or an mCODE PrimaryCancerCondition, with a breast site."""
     breast_site = "bodysite-breast" in body_concepts or any(_icdo3_breast_topography(cc)
                                                             for cc in r.get("bodySite") or [])
@@ -373,7 +373,7 @@ class _FactBuilder:
         self.gap_counts[key] = self.gap_counts.get(key, 0) + 1
 
     # -- dispatch --------------------------------------------------------------------------------------
-    def add(self, resource: Any) -> None:
+    def add(self, resource: JsonObject) -> None:
         if not isinstance(resource, dict):
             self._gap(None, NOT_A_RESOURCE)
             return
@@ -714,7 +714,6 @@ class _FactBuilder:
         # Rules v2 section 1: personal history of breast cancer + a distant metastasis = metastatic recurrence.
         if self.history and not facts.breast_primary and (facts.metastasis or facts.staging_m1):
             facts.breast_primary.extend(self.history)
-            facts.recurrence = True
         obs: dict[str, list[Measurement]] = {}
         for name, pairs in self.raw_obs.items():
             pairs.sort(key=lambda pair: pair[0].when)
@@ -743,7 +742,7 @@ def _short_drug_name(name: str) -> str:
     return " ".join(words).lower().strip(",;") or name.lower()
 
 
-def build_facts(resources: Iterable[Any], *, patient_id: str, now: datetime, terminology: TerminologyLike,
+def build_facts(resources: Iterable[JsonObject], *, patient_id: str, now: datetime, terminology: TerminologyLike,
                 acute_window: timedelta, assessment_window: timedelta) -> PatientFacts:
     builder = _FactBuilder(patient_id, now, terminology, acute_window, assessment_window)
     for resource in resources:

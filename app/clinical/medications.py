@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from terminology.fhir_json import CodeableConceptJson, JsonObject, JsonValue
+
 DRUG_PREFIX = "drug-"
 # Stimulant laxatives (rules v2 order-stimulant-laxative-obstruction): by ingredient, on top of "laxative".
 STIMULANT_LAXATIVES = frozenset({"senna", "bisacodyl", "sodium picosulfate"})
@@ -25,10 +27,10 @@ _MEMO_LONGEST_KEY = 4096
 
 
 class MedicationTerminology(Protocol):
-    def concepts_of_medication(self, cc: Any) -> set[str]: ...
-    def ingredients_of_text(self, text: Any) -> set[str]: ...
-    def ingredients_of_code(self, system: Any, code: Any) -> frozenset[str]: ...
-    def recognises_medication_text(self, text: Any) -> bool: ...
+    def concepts_of_medication(self, cc: CodeableConceptJson | None) -> set[str]: ...
+    def ingredients_of_text(self, text: JsonValue) -> set[str]: ...
+    def ingredients_of_code(self, system: JsonValue, code: JsonValue) -> frozenset[str]: ...
+    def recognises_medication_text(self, text: JsonValue) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,7 @@ class MedicationClass:
     classified: bool
 
 
-def _display(cc: Any) -> str:
+def _display(cc: JsonValue) -> str:
     if not isinstance(cc, dict):
         return ""
     text = cc.get("text")
@@ -94,7 +96,7 @@ def _codeables(resource: Mapping[str, Any], medication: Mapping[str, Any] | None
     return [cc for cc in out if isinstance(cc, dict)]
 
 
-def classify_medication(resource: dict[str, Any], terminology: MedicationTerminology,
+def classify_medication(resource: JsonObject, terminology: MedicationTerminology,
                         contained: Mapping[str, dict[str, Any]] | None = None,
                         bundle_medications: Mapping[str, dict[str, Any]] | None = None) -> MedicationClass:
     """Drug classes and ingredients of one medication resource; ``classified`` False when no class was found."""

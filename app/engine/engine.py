@@ -23,15 +23,10 @@ from app.engine.knowledge import INDICATOR_RANK, PRIORITY_TO_INDICATOR, Knowledg
 from app.engine.suggestions import build_draft
 from app.settings import RESOURCE_LEVELS
 from cds_hooks.cards import SUMMARY_MAX, Action, Card, Coding, FhirResource, Indicator, Link, Source, Suggestion
-from plandefinitions.loader import RULE_SYSTEM
+from plandefinitions.loader import RULE_SYSTEM, load_artifacts, override_reasons
 
-OVERRIDE_SYSTEM = "http://mbc-cds.example.org/fhir/CodeSystem/mbc-cds-override-reason"
-OVERRIDE_REASONS: list[Coding] = [
-    {"system": OVERRIDE_SYSTEM, "code": "already-addressed", "display": "Already addressed"},
-    {"system": OVERRIDE_SYSTEM, "code": "patient-declined", "display": "Patient declined"},
-    {"system": OVERRIDE_SYSTEM, "code": "not-appropriate", "display": "Not clinically appropriate now"},
-    {"system": OVERRIDE_SYSTEM, "code": "data-wrong", "display": "Record is wrong or out of date"},
-]
+# Every card lists the same reasons, read (and checked) once from the shipped override-reason CodeSystem.
+OVERRIDE_REASONS: list[Coding] = override_reasons(load_artifacts())
 OVERRIDE_LABELS = {r["code"]: r.get("display", r["code"]) for r in OVERRIDE_REASONS}
 
 

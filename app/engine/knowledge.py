@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from app.engine.context import check_template
@@ -80,7 +80,6 @@ class SuggestionRule:
 class Rule:
     id: str
     display: str
-    group: str
     title: str
     description: str
     priority: str
@@ -91,7 +90,6 @@ class Rule:
     suggestions: tuple[SuggestionRule, ...]
     selection_behavior: SelectionBehavior
     order: int
-    note: str = ""
     hooks: tuple[str, ...] = ("patient-view",)   # the CDS hooks whose trigger events fire this rule
     tier: str | None = None                     # overview | emergency | uncapped (card-tier extension)
     worklist_tier: WorklistTier | None = None   # worklist-tier extension, a tier of the worklist CodeSystem
@@ -189,7 +187,6 @@ class Knowledge:
     artifacts: Artifacts
     vocabulary: Vocabulary
     worklist_tiers: WorklistTiers
-    rule_ids: frozenset[str] = field(default_factory=frozenset)
 
 
 def _level(element: dict[str, Any], default: str, where: str, url: str = RESOURCE_LEVEL_URL) -> str:
@@ -289,12 +286,12 @@ def compile_knowledge(artifacts: Artifacts | None = None, *, vocabulary: Vocabul
             if not citations:
                 raise KnowledgeError(f"{where}: every rule needs a documented source")
             rules.append(Rule(
-                id=rule_id, display=display, group=str(plan["id"]), title=title, description=description,
+                id=rule_id, display=display, title=title, description=description,
                 priority=str(action.get("priority") or "routine"), priority_fn=priority_fn, level=level,
                 citations=citations, conditions=_conditions(action, where, vocabulary),
                 suggestions=tuple(suggestions),
                 selection_behavior=_selection_behavior(action, where),
-                order=_display_rank(action, len(rules)), note=str(action.get("textEquivalent") or ""),
+                order=_display_rank(action, len(rules)),
                 tier=_extension_code(action, CARD_TIER_URL, CARD_TIERS, where),
                 worklist_tier=_worklist_tier(action, tiers, where),
                 link=_extension_code(action, CARD_LINK_URL, CARD_LINKS, where),
@@ -309,4 +306,4 @@ def compile_knowledge(artifacts: Artifacts | None = None, *, vocabulary: Vocabul
     if len(set(ranks)) != len(ranks):
         raise KnowledgeError("two rules share a display-rank: the display order must be total")
     return Knowledge(rules=sorted(rules, key=lambda r: r.order), artifacts=artifacts, vocabulary=vocabulary,
-                     worklist_tiers=tiers, rule_ids=frozenset(ids))
+                     worklist_tiers=tiers)

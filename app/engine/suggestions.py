@@ -7,6 +7,8 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
+from cds_hooks.cards import FhirResource
+
 SUPPORTED_KINDS = ("ServiceRequest", "MedicationRequest", "Task")
 # Drafts of one ActivityDefinition differ only in free-string values (patient and condition references, the
 # authoring instant in a fixed format), which cannot change whether the resource is valid FHIR R4. So each
@@ -20,14 +22,14 @@ class SuggestionError(ValueError):
 
 
 def build_draft(activity: dict[str, Any], *, patient_id: str, reasons: list[str], now: datetime,
-                note: str, task_description: str = "") -> dict[str, Any]:
+                note: str, task_description: str = "") -> FhirResource:
     """The draft; a Task's description is `task_description` (the activity's, rendered by the caller)."""
     kind = activity.get("kind")
     if kind not in SUPPORTED_KINDS:
         raise SuggestionError(f"ActivityDefinition/{activity.get('id')}: unsupported kind {kind!r}")
     subject = {"reference": f"Patient/{patient_id}"}
     reason_refs = [{"reference": r} for r in reasons]
-    resource: dict[str, Any] = {"resourceType": kind, "status": "draft", "intent": "proposal"}
+    resource: FhirResource = {"resourceType": kind, "status": "draft", "intent": "proposal"}
     if activity.get("priority"):
         resource["priority"] = activity["priority"]
     authored = now.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,6 +11,7 @@ from app.clinical.facts import TerminologyLike
 from app.clinical.medications import MedicationClass, classify_medication
 from app.orders.radiotherapy import Fractionation, is_radiotherapy_request, is_stereotactic, read_fractionation
 from cds_hooks.draft_orders import DraftOrder, DraftOrders
+from terminology.fhir_json import JsonValue
 
 OPIOID_CLASSES = frozenset({"weak-opioid", "strong-opioid"})
 
@@ -76,14 +77,14 @@ def with_orders(ev: Evaluation, orders: OrderContext) -> OrderEvaluation:
     return OrderEvaluation(**{f.name: getattr(ev, f.name) for f in fields(ev)}, orders=orders)
 
 
-def _codeable_text(cc: Any) -> str:
+def _codeable_text(cc: JsonValue) -> str:
     if not isinstance(cc, dict):
         return ""
     parts = [cc.get("text")] + [c.get("display") for c in cc.get("coding") or () if isinstance(c, dict)]
     return " ".join(p for p in parts if isinstance(p, str))
 
 
-def _concepts(terminology: TerminologyLike, ccs: Any) -> set[str]:
+def _concepts(terminology: TerminologyLike, ccs: JsonValue) -> set[str]:
     out: set[str] = set()
     for cc in ccs if isinstance(ccs, list) else ():
         out |= terminology.concepts_of_codeable(cc)

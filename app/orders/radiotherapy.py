@@ -67,7 +67,6 @@ _SINGLE = re.compile(r"\bsingle\s+(?:fraction\s+(?:of\s+)?)?" + _NUM + _GY + r"|
 @dataclass(frozen=True, slots=True)
 class Fractionation:
     fractions: int
-    dose_per_fraction_gy: float | None
     total_gy: float | None
     source: str            # "CodeX extensions", "structured quantity", "text"
 
@@ -128,12 +127,12 @@ def _from_codex(resource: dict[str, Any]) -> Fractionation | None | bool:
             total = per * n
         readings.add((n, round(per, 4) if per else None, round(total, 4) if total else None))
     if not readings and fractions is not None:
-        return Fractionation(fractions, None, None, "CodeX extensions")
+        return Fractionation(fractions, None, "CodeX extensions")
     if len(readings) != 1:
         # Volumes prescribed differently (or no usable volume): not one fractionation to change.
         return False if readings else None
-    n, per, total = readings.pop()
-    return Fractionation(n, per, total, "CodeX extensions")
+    n, _, total = readings.pop()
+    return Fractionation(n, total, "CodeX extensions")
 
 
 def _texts(resource: dict[str, Any]) -> Iterable[str]:
@@ -187,7 +186,7 @@ def parse_fractionation_text(text: str) -> Fractionation | None:
     n, per, total = found.pop()
     if not (0 < per <= T.RADIOTHERAPY_MAX_GY_PER_FRACTION and 0 < total <= T.RADIOTHERAPY_MAX_TOTAL_GY):
         return None  # not a plausible palliative prescription: a misread, not a number to act on
-    return Fractionation(n, per, total, "text")
+    return Fractionation(n, total, "text")
 
 
 _FRACTION_UNITS = frozenset({"fraction", "fractions", "fx", "{fraction}", "{fractions}", "#"})
@@ -201,14 +200,14 @@ def _from_quantity(resource: dict[str, Any]) -> Fractionation | None:
         n = quantity.get("value")
         if unit in _FRACTION_UNITS and isinstance(n, int | float) and not isinstance(n, bool) \
                 and n > 0 and float(n).is_integer():
-            return Fractionation(int(n), None, None, "structured quantity")
+            return Fractionation(int(n), None, "structured quantity")
     ratio = resource.get("quantityRatio")
     if isinstance(ratio, dict):
         total = _gy(ratio.get("numerator"))
         denom = ratio.get("denominator")
         n = denom.get("value") if isinstance(denom, dict) else None
         if total is not None and isinstance(n, int) and not isinstance(n, bool) and n > 0:
-            return Fractionation(n, total / n, total, "structured quantity")
+            return Fractionation(n, total, "structured quantity")
     return None
 
 

@@ -1,1 +1,1 @@
-"""HTTP routes: thin adapters between FastAPI and the hook processor, store and knowledge."""
+"""HTTP routes: thin adapters between FastAPI and the service layer (`app.service`), the store and the knowledge."""

@@ -4,8 +4,8 @@ nothing else (no HTTP client, no database)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from app.clinical.evaluation import Evaluation, Windows, evaluate_patient
 from app.data_requirements import prefetch_templates, prefetch_types
@@ -17,6 +17,7 @@ from app.orders.engine import OrderEngine
 from app.read_gaps import gaps_from_problems
 from app.service.outcome import HookOutcome
 from app.settings import Settings
+from cds_hooks.cards import FhirResource
 from cds_hooks.draft_orders import DraftOrders
 from cds_hooks.fallback import FetchProblem
 from cds_hooks.hooks import ORDER_HOOKS
@@ -46,7 +47,7 @@ class RecordEvaluator:
                                assessment_window=timedelta(days=settings.assessment_window_days),
                                acp_revisit=timedelta(days=settings.acp_revisit_days))
 
-    def evaluate(self, resources: list[Any], patient_id: str, now: datetime,
+    def evaluate(self, resources: Sequence[FhirResource], patient_id: str, now: datetime,
                  problems: list[FetchProblem] | None = None, *, server: bool = True,
                  hook_instance: str = "", skipped: dict[str, int] | None = None, extra_skipped: int = 0,
                  snoozes: list[Snooze] | None = None) -> HookOutcome:
@@ -58,7 +59,8 @@ class RecordEvaluator:
         fired = self.engine.fire(ev, hook_instance, snoozes or ())
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real)
 
-    def evaluate_orders(self, hook: str, drafts: DraftOrders, resources: list[Any], patient_id: str, now: datetime,
+    def evaluate_orders(self, hook: str, drafts: DraftOrders, resources: Sequence[FhirResource], patient_id: str,
+                        now: datetime,
                         problems: list[FetchProblem] | None = None, *, server: bool = True,
                         hook_instance: str = "", skipped: dict[str, int] | None = None, extra_skipped: int = 0,
                         snoozes: list[Snooze] | None = None) -> HookOutcome:
@@ -82,7 +84,7 @@ class RecordEvaluator:
         fired = self.order_engines[hook].fire(with_orders(ev, context), hook_instance, snoozes or ())
         return HookOutcome(cards=[f.card for f in fired], fired=fired, evaluation=ev, problems=real)
 
-    def _evaluation(self, resources: list[Any], patient_id: str, now: datetime,
+    def _evaluation(self, resources: Sequence[FhirResource], patient_id: str, now: datetime,
                     problems: list[FetchProblem] | None, *, server: bool,
                     skipped: dict[str, int] | None, extra_skipped: int) -> tuple[Evaluation, list[FetchProblem]]:
         # A key the EHR chose not to send, with no server to ask, is what the EHR has: not a read failure.

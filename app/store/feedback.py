@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 from app.store.db import Database
 from app.store.models import Feedback, IssuedCard, Snooze
 from app.store.snoozes import SnoozeIndex
+from plandefinitions.loader import load_artifacts, override_reasons
 
 # The client name for cards issued while JWT verification is off (demo mode).
 DEMO_CLIENT = "demo"
-OVERRIDE_CODES = ("already-addressed", "patient-declined", "not-appropriate", "data-wrong")
+# The override reasons every card offers (plandefinitions/CodeSystem-mbc-cds-override-reason.json).
+OVERRIDE_CODES = frozenset(r["code"] for r in override_reasons(load_artifacts()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,19 +163,6 @@ def _snooze(s: Session, card: IssuedCard, e: FeedbackEntry, now: datetime,
     until = now + timedelta(days=days)
     s.add(Snooze(patient_hash=card.patient_hash, rule_id=card.rule_id, reason=reason, until=until))
     result.snoozed.append(SnoozeMade(card.rule_id, reason, until, card.patient_hash))
-
-
-def active_snoozes(db: Database, patient_hash: str, now: datetime) -> list[tuple[str, str, datetime]]:
-    """(rule id, reason, until) for this patient, the latest end per rule."""
-    with db.session() as s:
-        rows = s.execute(select(Snooze.rule_id, Snooze.reason, Snooze.until)
-                         .where(Snooze.patient_hash == patient_hash, Snooze.until > now)).all()
-    latest: dict[str, tuple[str, str, datetime]] = {}
-    for rule_id, reason, until in rows:
-        until = until if until.tzinfo else until.replace(tzinfo=UTC)
-        if rule_id not in latest or until > latest[rule_id][2]:
-            latest[rule_id] = (rule_id, reason, until)
-    return list(latest.values())
 
 
 def feedback_report(db: Database, service: str | None = None) -> list[dict[str, object]]:
