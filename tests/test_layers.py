@@ -45,14 +45,18 @@ def test_clinical_code_imports_nothing_above_it() -> None:
 
 def test_importing_clinical_code_loads_no_engine_orders_or_http() -> None:
     """The same at run time, through every indirect import."""
-    names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-             for p in _modules("app/clinical")]
+    assert _loaded_when_importing("app/clinical", CLINICAL_FORBIDDEN) == ""
+
+
+def _loaded_when_importing(package: str, forbidden: tuple[str, ...]) -> str:
+    """The forbidden modules a fresh interpreter holds after importing every module of `package`."""
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in _modules(package)]
     code = ("import importlib, sys\n"
             f"for n in {names!r}: importlib.import_module(n)\n"
-            f"bad = [m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {CLINICAL_FORBIDDEN!r})]\n"
+            f"bad = [m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {forbidden!r})]\n"
             "print(' '.join(sorted(bad)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    return out.stdout.strip()
 
 
 def test_protocol_package_imports_nothing_of_the_app() -> None:
@@ -79,13 +83,7 @@ def test_the_engine_imports_nothing_of_the_order_layer_or_the_service() -> None:
     found = [f"{p.relative_to(ROOT)}:{line} imports {name}" for p in _modules("app/engine")
              for line, name in _imports(p) if _hits(name, above)]
     assert not found, found
-    names = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in _modules("app/engine")]
-    code = ("import importlib, sys\n"
-            f"for n in {names!r}: importlib.import_module(n)\n"
-            f"bad = [m for m in sys.modules if any(m == f or m.startswith(f + '.') for f in {above!r})]\n"
-            "print(' '.join(sorted(bad)))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert _loaded_when_importing("app/engine", above) == ""
 
 
 # What the engine may take from app.clinical: the evaluation the rules are applied to and the evidence they return
