@@ -4,6 +4,9 @@ brand and free text, allergies, renal function, treatments on record, code statu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.clinical.draft_safety import draft_blockers
 from app.clinical.evaluation import evaluate_patient
-from app.clinical.facts import TREATMENTS, PatientFacts, build_facts
+from app.clinical.facts import SITES, TREATMENTS, PatientFacts, build_facts
 from app.clinical.gaps import gap_lines
 from app.clinical.medications import classify_medication
 from app.clinical.predicates import PREDICATES
@@ -395,3 +398,23 @@ def test_local_codes_are_served_on_the_valueset_endpoint(tmp_path: Path) -> None
         vs = client.get("/fhir/ValueSet/obs-distress").json()
     added = [c for inc in vs["compose"]["include"] for c in inc.get("concept", []) if c["code"] == "DT-0-10"]
     assert added and added[0]["display"].startswith("Distress thermometer")
+
+
+def test_sites_of_one_condition_are_listed_in_the_same_order_in_every_process() -> None:
+    """One Condition naming several sites (a bone code with spine and liver body sites): the sites are kept in the
+    fixed order of SITES, whatever the interpreter's hash seed, so two workers word the overview the same way."""
+    spine, liver = (T.first_coding(c) for c in ("bodysite-spine", "bodysite-liver"))
+    assert spine and liver
+    code = ("import json, sys\n"
+            "from tests.test_record_facts import BREAST, SNOMED, _cond, _facts\n"
+            f"met = _cond('m', SNOMED, '94222008', bodySite=[{{'coding': [{spine!r}]}}, {{'coding': [{liver!r}]}}])\n"
+            "print(json.dumps(list(_facts(BREAST, met).sites)))")
+    root = Path(__file__).resolve().parent.parent
+    orders = set()
+    for seed in ("1", "2", "3", "4", "5", "6"):
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        orders.add(out.stdout.strip())
+    assert len(orders) == 1, orders
+    sites = json.loads(orders.pop())
+    assert sites == sorted(sites, key=SITES.index) and {"bone", "spine", "liver"} <= set(sites)

@@ -21,6 +21,7 @@ from terminology.fhir_json import CodeableConceptJson, JsonObject, JsonValue
 SITES: tuple[str, ...] = (
     "bone", "spine", "long-bone", "brain", "liver", "lung", "pleura", "skin", "peritoneum-bowel", "other",
 )
+_SITE_RANK: dict[str, int] = {site: i for i, site in enumerate(SITES)}
 SITE_LABELS: dict[str, str] = {
     "bone": "bone", "spine": "spine", "long-bone": "long bone", "brain": "brain", "liver": "liver",
     "lung": "lung", "pleura": "pleura", "skin": "skin / chest wall", "peritoneum-bowel": "peritoneum / bowel",
@@ -434,7 +435,9 @@ class _FactBuilder:
             body_sites = {c.removeprefix("bodysite-") for c in body_concepts if c.startswith("bodysite-")}
             body_sites.discard("breast")
             body_sites.discard("regional-node")
-            for site in sites | body_sites:
+            # In the fixed order of SITES, not a set's: the overview lists sites in the order they were added, and
+            # a set's order changes with the process's hash seed (two workers would word one card differently).
+            for site in sorted(sites | body_sites, key=lambda s: (_SITE_RANK.get(s, len(SITES)), s)):
                 self._add_site(site, ref, when)
             if not sites and not body_sites:
                 self._add_site("other", ref, when)
