@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +16,9 @@ from app.main import create_app
 from app.settings import Settings
 from tests import hapi_fixture
 from tests.hapi_fixture import hapi_fhir_server  # noqa: F401  (the session's HAPI FHIR server, for every test)
+
+if TYPE_CHECKING:
+    from app.store.db import Database
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 SERVICE_URL = "/cds-services/mbc-palliative-care"
@@ -52,6 +56,28 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 def pg_url() -> str | None:
     return os.environ.get("MBC_CDS_TEST_DATABASE_URL") or None
+
+
+def migrated_database(kind: str, tmp_path: Path) -> Iterator[Database]:
+    """A database at the head migration for one test: a fresh SQLite file, or the PostgreSQL test database with its
+    schema dropped first and after (skipped when MBC_CDS_TEST_DATABASE_URL is not set)."""
+    from app.store.db import Database
+    from app.store.migrate import downgrade, upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url = pg_url() or ""
+        if not url:
+            pytest.skip("MBC_CDS_TEST_DATABASE_URL not set: PostgreSQL tests skipped")
+    database = Database(url)
+    if kind == "postgresql":
+        downgrade(database.url)  # a clean schema: drop what an earlier run left
+    upgrade(database.url)
+    yield database
+    if kind == "postgresql":
+        downgrade(database.url)
+    database.dispose()
 
 
 def hook_request(resources: list[dict], patient_id: str, **extra: object) -> dict:

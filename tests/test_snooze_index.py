@@ -17,10 +17,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.store.db import Database
 from app.store.feedback import FeedbackEntry, store_feedback
-from app.store.migrate import downgrade, upgrade
 from app.store.models import IssuedCard, Snooze
 from app.store.snoozes import SnoozeIndex
-from tests.conftest import NOW, SERVICE_URL, hook_request, make_settings, pg_url
+from tests.conftest import NOW, SERVICE_URL, hook_request, make_settings, migrated_database
 from tests.test_api import PID, bone_patient
 
 DAYS = {"already-addressed": 90, "patient-declined": 180, "not-appropriate": 30, "data-wrong": 0}
@@ -28,20 +27,7 @@ DAYS = {"already-addressed": 90, "patient-declined": 180, "not-appropriate": 30,
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'snoozes.db'}"
-    else:
-        url = pg_url() or ""
-        if not url:
-            pytest.skip("MBC_CDS_TEST_DATABASE_URL not set: PostgreSQL tests skipped")
-    database = Database(url)
-    if request.param == "postgresql":
-        downgrade(database.url)
-    upgrade(database.url)
-    yield database
-    if request.param == "postgresql":
-        downgrade(database.url)
-    database.dispose()
+    yield from migrated_database(request.param, tmp_path)
 
 
 def _issue(db: Database, card: str, patient: str, rule: str = "referral-palliative-care") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,10 +20,9 @@ from app.store.feedback import (
     snooze_report,
     store_feedback,
 )
-from app.store.migrate import downgrade, upgrade
 from app.store.models import Feedback, Invocation, IssuedCard, Snooze
 from app.store.snoozes import SnoozeIndex
-from tests.conftest import pg_url
+from tests.conftest import migrated_database, pg_url
 
 
 def _databases(tmp_path: Path) -> list[str]:
@@ -33,22 +33,8 @@ def _databases(tmp_path: Path) -> list[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = pg_url() or ""
-        if not url:
-            pytest.skip("MBC_CDS_TEST_DATABASE_URL not set: PostgreSQL tests skipped")
-    database = Database(url)
-    if request.param == "postgresql":
-        # A clean schema each test: drop what an earlier run left.
-        downgrade(database.url)
-    upgrade(database.url)
-    yield database
-    if request.param == "postgresql":
-        downgrade(database.url)
-    database.dispose()
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    yield from migrated_database(request.param, tmp_path)
 
 
 def _entry(card: str, outcome: str = "accepted", ts: str = "2026-11-20T10:00:00Z") -> FeedbackEntry:
