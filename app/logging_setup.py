@@ -16,9 +16,20 @@ _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "co
 
 
 class JsonFormatter(logging.Formatter):
+    # Every hook writes two lines (uvicorn's access line, "hook answered"): the timestamp text is made once a second.
+    _second: int = -1
+    _stamp: str = ""
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return self._stamp
+
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": self._timestamp(record),
             "level": record.levelname,
             "logger": record.name,
             "request_id": request_id_var.get(),
@@ -82,6 +93,12 @@ def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
 
 
 def configure_logging(level: str = "INFO") -> None:
+    # The JSON lines name no source line, thread or process: do not collect them for every record (the
+    # "Optimization" settings of the logging HOWTO; finding the caller walks the stack on every call).
+    setattr(logging, "_srcfile", None)  # noqa: B010 - a private module setting, set as the HOWTO says
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = _shared_handler()
     for name in _OWN_HANDLER:
         logger = logging.getLogger(name)

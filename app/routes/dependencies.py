@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -31,7 +33,8 @@ log = logging.getLogger("mbc_cds.auth")
 
 # Cost per request, measured (FastAPI 0.165): every dependency is `async def`, as FastAPI runs a plain `def` one in a
 # worker thread; and none nests another, as FastAPI solves each dependency's own dependencies again on every
-# request, cached or not (~8 us each): they call `runtime_of` rather than depend on RuntimeDep.
+# request, cached or not (~8 us each): they call `runtime_of` rather than depend on RuntimeDep. The hook route,
+# the one on every chart opening, takes its four as one (`HookCallDep`: ~30 us less per hook than five).
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -165,8 +168,30 @@ def bounded_json_body(max_bytes: Callable[[Settings], int], skip: frozenset[str]
 
 # The prefetch is not walked for depth: it can hold tens of thousands of resources, the engine reads them at fixed
 # paths without recursion, and orjson already refuses more than 1024 levels.
-HookBody = Annotated[dict[str, Any], Depends(bounded_json_body(lambda settings: settings.max_body_bytes,
-                                                               skip=frozenset({"prefetch"})))]
+_hook_json_body = bounded_json_body(lambda settings: settings.max_body_bytes, skip=frozenset({"prefetch"}))
+HookBody = Annotated[dict[str, Any], Depends(_hook_json_body)]
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """What the hook route needs before it runs, checked in the order of the module docstring."""
+
+    started: float           # perf_counter at the first check: the hook's duration counts the JWT and body read
+    runtime: Runtime
+    client: str
+    service: ServiceDefinition
+    body: dict[str, Any]
+
+
+async def hook_call(service_id: str, request: Request) -> HookCall:
+    """The hook route's dependencies as one: the verified caller (401 / 503), then the called service (404), then
+    the bounded JSON body (415 / 413 / 400), by the same functions the other routes depend on one by one."""
+    started = time.perf_counter()
+    client = await verified_client(request)
+    service = await called_service(service_id, request)
+    body = await _hook_json_body(request)
+    return HookCall(started, runtime_of(request), client, service, body)
+
+
+HookCallDep = Annotated[HookCall, Depends(hook_call)]
 # Feedback is a few cards' outcomes (at most FeedbackRequest's item cap): a megabyte is generous.
 FeedbackBody = Annotated[dict[str, Any], Depends(bounded_json_body(lambda settings: 1024 * 1024))]
 

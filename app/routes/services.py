@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.engine.engine import Snooze
 from app.routes.common import json_body_doc, json_response
-from app.routes.dependencies import ClientDep, HookBody, RuntimeDep, ServiceDep
+from app.routes.dependencies import HookCallDep
 from app.routes.errors import ApiError, validated
 from app.runtime import Runtime
 from app.store.audit import AuditRecord, patient_hash
@@ -37,21 +37,12 @@ def _count_resources(prefetch: Any) -> int:
     return total
 
 
-async def _started() -> float:
-    return time.perf_counter()
-
-
-# The hook's duration (log, audit) counts the JWT check and the body read, which run before the handler body.
-StartedDep = Annotated[float, Depends(_started)]
-
-
 @router.post("/cds-services/{service_id}", summary="Call a CDS service (patient-view, order-select, order-sign)",
              tags=["cds-hooks"],
              openapi_extra=json_body_doc("HookRequest"))
-async def call_service(started: StartedDep, runtime: RuntimeDep, client: ClientDep, service: ServiceDep,
-                       data: HookBody) -> Response:
-    # FastAPI resolves the parameters in order: the caller proves who it is before the service is looked up, and
-    # both before its body is read.
+async def call_service(call: HookCallDep) -> Response:
+    # The caller proves who it is before the service is looked up, and both before its body is read (HookCallDep).
+    runtime, service, data = call.runtime, call.service, call.body
     if _count_resources(data.get("prefetch")) > runtime.settings.max_prefetch_resources:
         raise ApiError(413, "prefetch-too-large",
                        f"more than {runtime.settings.max_prefetch_resources} resources in prefetch")
@@ -70,13 +61,13 @@ async def call_service(started: StartedDep, runtime: RuntimeDep, client: ClientD
     outcome = await runtime.handler.handle(hook, now, extra=extra, extra_skipped=extra_skipped, snoozes=snoozes)
     # The engine builds cards without empty optional fields (tests check every card), so no prune pass here.
     body = json_response({"cards": outcome.cards}, prune=False)
-    duration = (time.perf_counter() - started) * 1000
+    duration = (time.perf_counter() - call.started) * 1000
     ev = outcome.evaluation
     runtime.audit.submit(AuditRecord(
         hook_instance=hook.hookInstance, service=service.id,
         patient_hash=hashed, rule_ids=tuple(outcome.rule_ids),
         card_uuids=tuple((f.card["uuid"], f.rule.id) for f in outcome.fired),
-        client=client,
+        client=call.client,
         card_details=tuple((f.card["uuid"], f.indicator, tuple(s["uuid"] for s in f.card.get("suggestions") or ()))
                            for f in outcome.fired),
         phase=ev.phase.name if ev and ev.facts.in_scope else None, duration_ms=round(duration, 2), status=200,
